@@ -1,0 +1,106 @@
+"""Settings, built once: arguments, then environment variables, then features.toml."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+from .errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "STATE_DIR"]
+
+#: Folder under a workspace root that holds the embedded defaults.
+STATE_DIR = ".jupyter_features"
+
+_ENV_REGISTRY = "JUPYTER_FEATURES_REGISTRY"
+_ENV_ONLINE = "JUPYTER_FEATURES_ONLINE_STORE"
+_ENV_TOKEN = "JUPYTER_FEATURES_TOKEN"
+_ENV_ENGINE = "JUPYTER_FEATURES_ENGINE"
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    registry_url: str
+    online_store_url: str
+    token: str | None
+    engine: str
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file or remove it") from exc
+
+
+def _section_url(data: Mapping[str, object], section: str, path: Path) -> str | None:
+    value = data.get(section)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("url", ""), str):
+        raise ConfigError(f"{path}: [{section}] must be a table with a string 'url'")
+    url = value.get("url")
+    return str(url) if url else None
+
+
+def _sqlite_url(root: Path, name: str) -> str:
+    return f"sqlite:///{(root / STATE_DIR / name).as_posix()}"
+
+
+def _absolute_sqlite(url: str, root: Path) -> str:
+    """Make a relative sqlite:///path URL relative to the workspace root."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        rest = url[len(prefix) :]
+        if rest and not rest.startswith("/") and rest != ":memory:":
+            return prefix + (root / rest).as_posix()
+    return url
+
+
+def load_settings(
+    root: str | os.PathLike[str] = ".",
+    *,
+    registry: str | None = None,
+    online_store: str | None = None,
+    token: str | None = None,
+    engine: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings of a workspace rooted at ``root``."""
+    env = os.environ if environ is None else environ
+    root_path = Path(root).expanduser().resolve()
+    toml_path = root_path / "features.toml"
+    data = _read_toml(toml_path)
+    registry_url = (
+        registry
+        or env.get(_ENV_REGISTRY)
+        or _section_url(data, "registry", toml_path)
+        or _sqlite_url(root_path, "registry.db")
+    )
+    online_url = (
+        online_store
+        or env.get(_ENV_ONLINE)
+        or _section_url(data, "online_store", toml_path)
+        or _sqlite_url(root_path, "online.db")
+    )
+    engine_section = data.get("engine")
+    toml_engine = engine_section.get("name") if isinstance(engine_section, Mapping) else None
+    return Settings(
+        root=root_path,
+        registry_url=_absolute_sqlite(registry_url, root_path),
+        online_store_url=_absolute_sqlite(online_url, root_path),
+        token=token or env.get(_ENV_TOKEN) or None,
+        engine=str(engine or env.get(_ENV_ENGINE) or toml_engine or "duckdb"),
+    )

@@ -1,0 +1,486 @@
+"""Redis online store: one hash per view version, a pointer key readers follow.
+
+Keys, with ``P = <prefix>{<view>}`` (the braces keep a view's keys in one cluster slot):
+
+- ``P:v<N>``: hash of version N; field = encoded entity key, value = a JSON array
+  ``[event time µs, feature 1, feature 2, ...]``, typed as JSON types are.
+- ``P:meta:<N>``: JSON metadata of version N (features, types, TTL, end, rows).
+- ``P:current``: the version readers use. One Lua script reads it and ``HMGET``s the
+  version's hash in the same call, so a read never mixes versions and costs one round trip.
+- ``P:lock``: the running materialization (``SET NX PX``, renewed as it writes).
+- ``P:next`` / ``P:versions``: version counter and every version that may hold keys.
+
+A run writes ``P:v<N>`` completely, then switches ``P:current`` in one script that first
+checks it still holds the lock; old versions are then ``UNLINK``ed (freed in the
+background). A run that dies leaves an unreferenced hash that the next run removes.
+An incremental run writes only changes: its hash holds the new rows (over a copy of the
+served version's changes, if that was incremental too) and the pointer ``N:B`` tells
+readers to look up what it lacks in the last full version B, inside the same script.
+The next full run starts over with one complete hash.
+One hash per version (rather than one key per entity) makes the switch and the cleanup
+O(1) commands and lets a batch read be a single ``HMGET``; see benchmarks/online.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStoreError
+from ..pit import quote
+from .layout import KEY_SEP, TS_COLUMN, Lease, OnlineTable, encode_key, micros_to_datetime, redact
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import redis as redis_lib
+
+__all__ = ["RedisStore"]
+
+LEASE_MS = 120_000
+_RENEW_EVERY = 5.0  # seconds between lease renewals while writing
+_IN_FLIGHT = 8  # HSET commands sent ahead of their replies
+_SLICE_ROWS = 100_000  # rows DuckDB encodes at a time
+_MAX_ARGS = 5000  # Lua's unpack() limit is ~8000 values
+
+# The pointer is "N", or "N:B" for an incremental version N kept as changes over version B:
+# what N's hash lacks is read from B's, in the same script.
+_READ = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+local v, b = string.match(cur, '^(%d+):?(%d*)$')
+local vals = redis.call('HMGET', ARGV[1] .. v, unpack(ARGV, 2))
+if b ~= '' then
+  local gaps, keys = {}, {}
+  for i = 1, #vals do
+    if not vals[i] then gaps[#gaps + 1] = i; keys[#keys + 1] = ARGV[i + 1] end
+  end
+  if #keys > 0 then
+    local more = redis.call('HMGET', ARGV[1] .. b, unpack(keys))
+    for j = 1, #gaps do vals[gaps[j]] = more[j] end
+  end
+end
+return {cur, vals}
+"""
+# Entities in an incremental version: its own plus its base's that it does not replace.
+_COUNT_LAYERED = """
+local n = redis.call('HLEN', KEYS[2])
+for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if redis.call('HEXISTS', KEYS[2], k) == 0 then n = n + 1 end
+end
+return n
+"""
+_SWITCH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+_TAKE_STALE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _pointer_version(raw: Any) -> int:
+    """The version a pointer value ("N" or "N:B") names."""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return int(text.split(":", 1)[0])
+
+
+def _decode_ts(value: Any) -> Any:
+    return None if value is None else micros_to_datetime(value)
+
+
+class RedisStore:
+    """Online store in Redis (``redis://host:port/db``; ``?prefix=jf:`` namespaces the keys)."""
+
+    chunk_rows = 2_000  # entities per HSET command when writing
+
+    def __init__(self, url: str) -> None:
+        import redis as redis_lib
+
+        self.url = redact(url)  # what messages and results show: no password
+        self.connect_url = url  # with the password: for opening another connection (e.g. in a worker)
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        self.prefix = query.pop("prefix", "jf:")
+        if "chunk_rows" in query:
+            self.chunk_rows = max(1, int(query.pop("chunk_rows")))
+        clean = urlunsplit(parts._replace(query=urlencode(query)))
+        try:
+            self.client: redis_lib.Redis = redis_lib.Redis.from_url(
+                clean, socket_connect_timeout=5, socket_timeout=10
+            )
+        except ValueError as exc:
+            raise OnlineStoreError(f"online store URL {url!r} is not a Redis URL: {exc}") from exc
+        self._tables: dict[str, OnlineTable] = {}
+        self._plans: dict[Any, tuple[OnlineTable, list[int], list[Any], bool]] = {}
+        self._shas: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r})"
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- keys and errors ---------------------------------------------------------------
+    def _key(self, view: str, suffix: str) -> str:
+        return f"{self.prefix}{{{view}}}:{suffix}"
+
+    def _failed(self, what: str, exc: Exception) -> OnlineStoreError:
+        import redis as redis_lib
+
+        if isinstance(exc, (redis_lib.ConnectionError, redis_lib.TimeoutError)):
+            return OnlineStoreError(f"online store {self.url}: Redis is unreachable while {what} ({exc})")
+        text = str(exc)
+        if text.startswith("WRONGTYPE"):
+            return OnlineStoreError(
+                f"online store {self.url}: while {what}, a key holds a different type than expected ({text}); "
+                f"keys under '{self.prefix}' belong to jupyter-features: remove the foreign key or use "
+                "another ?prefix="
+            )
+        return OnlineStoreError(f"online store {self.url}: Redis refused {what}: {text}")
+
+    def _script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        import redis as redis_lib
+
+        sha = self._shas.get(source)
+        if sha is None:
+            sha = self._shas[source] = self.client.script_load(source)
+        try:
+            return self.client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except redis_lib.exceptions.NoScriptError:
+            self._shas[source] = self.client.script_load(source)
+            return self.client.execute_command("EVALSHA", self._shas[source], len(keys), *keys, *args)
+
+    # -- metadata ----------------------------------------------------------------------
+    def _meta(self, view: str, version: int) -> OnlineTable:
+        import redis as redis_lib
+
+        try:
+            raw = self.client.get(self._key(view, f"meta:{version}"))
+        except redis_lib.RedisError as exc:
+            raise self._failed(f"reading the metadata of '{view}'", exc) from exc
+        if raw is None:
+            raise OnlineStoreError(
+                f"online store {self.url}: version {version} of '{view}' has no metadata; materialize it again"
+            )
+        table = OnlineTable.from_json(raw)
+        self._tables[view] = table
+        return table
+
+    def current(self, view: str) -> OnlineTable | None:
+        import redis as redis_lib
+
+        try:
+            raw = self.client.get(self._key(view, "current"))
+        except redis_lib.RedisError as exc:
+            raise self._failed(f"reading the current version of '{view}'", exc) from exc
+        if raw is None:
+            self._tables.pop(view, None)
+            return None
+        return self._meta(view, _pointer_version(raw))
+
+    # -- reads (the hot path) ------------------------------------------------------------
+    def read(
+        self, view: str, features: Sequence[str] | None, entity_rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[OnlineTable, list[list[Any]]]:
+        import redis as redis_lib
+
+        if type(features) is list:
+            features = tuple(features)
+        table = self._tables.get(view)
+        if table is None:
+            table = self.current(view)
+            if table is None:
+                raise self._missing(view)
+        if not entity_rows:
+            return table, [[] for _ in table.feature_index(features)]
+        try:
+            keys = [encode_key(k, table.key_types) for k in table.keys_of(entity_rows)]
+        except (ValueError, TypeError):  # a key that cannot be of the key's type matches nothing
+            keys = [self._safe_key(k, table) for k in table.keys_of(entity_rows)]
+        raws: list[Any] = []
+        version = b""
+        try:
+            for i in range(0, max(len(keys), 1), _MAX_ARGS):
+                reply = self._script(
+                    _READ, (self._key(view, "current"),), (self._key(view, "v"), *keys[i : i + _MAX_ARGS])
+                )
+                if reply is None:
+                    raise self._missing(view)
+                if version and reply[0] != version:  # switched between two slices: read again
+                    return self.read(view, features, entity_rows)
+                version = reply[0]
+                raws += reply[1]
+        except redis_lib.RedisError as exc:
+            raise self._failed(f"reading '{view}'", exc) from exc
+        number = _pointer_version(version)
+        if number != table.version:
+            old = table
+            table = self._meta(view, number)
+            if table.entity != old.entity or table.key_types != old.key_types:
+                return self.read(view, features, entity_rows)
+        plan = self._plans.get((view, features))
+        if plan is None or plan[0] is not table:
+            idx = [i + 1 for i in table.feature_index(features)]
+            decoders = [_decode_ts if table.features[i - 1].type == "timestamp" else None for i in idx]
+            plan = (table, idx, decoders, all(d is None for d in decoders))
+            self._plans[(view, features)] = plan
+        _, idx, decoders, plain = plan
+        cutoff = table.cutoff_us
+        loads = json.loads
+        rows: list[list[Any] | None] = []
+        for raw in raws:
+            if raw is None:
+                rows.append(None)
+                continue
+            values = loads(raw)
+            rows.append(None if cutoff is not None and values[0] < cutoff else [values[i] for i in idx])
+        columns = [[None if r is None else r[j] for r in rows] for j in range(len(idx))]
+        if not plain:
+            for j, d in enumerate(decoders):
+                if d is not None:
+                    columns[j] = [d(v) for v in columns[j]]
+        return table, columns
+
+    def _safe_key(self, key: tuple[Any, ...], table: OnlineTable) -> str:
+        try:
+            return encode_key(key, table.key_types)
+        except (ValueError, TypeError):
+            return "\x00unmatchable"
+
+    def _missing(self, view: str) -> OnlineStoreError:
+        return NotMaterializedError(
+            f"feature view '{view}' is not materialized in {self.url}; "
+            f"run ws.materialize(['{view}']) or `jupyter-features materialize {view}`"
+        )
+
+    # -- materialization -----------------------------------------------------------------
+    @contextmanager
+    def lock(self, view: str) -> Iterator[Lease]:
+        import redis as redis_lib
+
+        lease = Lease(view)
+        key = self._key(view, "lock")
+        holder: Any = None
+        try:
+            acquired = bool(self.client.set(key, lease.token, nx=True, px=LEASE_MS))
+            if not acquired:
+                holder = self.client.get(key)
+                if holder is None:  # released in between
+                    acquired = bool(self.client.set(key, lease.token, nx=True, px=LEASE_MS))
+                elif Lease.stale(holder.decode()):  # its process died on this host
+                    acquired = bool(self._script(_TAKE_STALE, (key,), (holder, lease.token, LEASE_MS)))
+        except redis_lib.RedisError as exc:
+            raise self._failed(f"locking '{view}'", exc) from exc
+        if not acquired:
+            host, pid, _ = (holder.decode() if holder else "?|?|?").split("|", 2)
+            raise MaterializationBusyError(
+                f"feature view '{view}' is already being materialized to {self.url} "
+                f"(process {pid} on {host}); wait for that run to finish, then retry"
+            )
+        lease.hold()
+        try:
+            yield lease
+        finally:
+            lease.drop()
+            try:
+                self._script(_RELEASE, (key,), (lease.token,))
+            except redis_lib.RedisError:
+                pass  # the lease expires by itself
+
+    def _renew(self, lease: Lease) -> None:
+        if not self._script(_RENEW, (self._key(lease.view, "lock"),), (lease.token, LEASE_MS)):
+            raise lease.lost(self.url)
+
+    def write(
+        self,
+        table: OnlineTable,
+        rows: pa.Table,
+        *,
+        lease: Lease,
+        base: OnlineTable | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> OnlineTable:
+        import redis as redis_lib
+
+        view = table.view
+        client = self.client
+        versions_key = self._key(view, "versions")
+        version = owned = 0  # owned: the version whose keys this run created
+        switched = False
+        try:
+            current = self.current(view)
+            version = int(client.incr(self._key(view, "next")))
+            if current is not None and version <= current.version:
+                version = current.version + 1
+                client.set(self._key(view, "next"), version)
+            target = self._key(view, f"v{version}")
+            kind = client.type(target)
+            kind = kind.decode() if isinstance(kind, bytes) else kind
+            if kind != "none":
+                raise OnlineStoreError(
+                    f"online store {self.url}: key '{target}' already exists as a {kind}; it is in the "
+                    f"keyspace of feature view '{view}': remove it or use another ?prefix="
+                )
+            client.sadd(versions_key, version)
+            owned = version
+            layered_on = None
+            if base is not None and current is not None and current.version == base.version:
+                # Incremental: the new rows over the served version's own changes, layered on its
+                # base, so that only changes are copied (COPY would block Redis for the whole hash).
+                layered_on = current.base_version or current.version
+                if current.base_version is not None:
+                    client.copy(self._key(view, f"v{current.version}"), target)
+            self._renew(lease)
+            self._bulk_hset(target, rows, table, lease, progress)
+            if layered_on is None:
+                count = int(client.hlen(target))
+            else:
+                count = int(self._script(_COUNT_LAYERED, (target, self._key(view, f"v{layered_on}")), ()))
+            written = table.with_version(version, count, base_version=layered_on)
+            client.set(self._key(view, f"meta:{version}"), written.to_json())
+            pointer = str(version) if layered_on is None else f"{version}:{layered_on}"
+            if not self._script(
+                _SWITCH, (self._key(view, "lock"), self._key(view, "current")), (lease.token, pointer)
+            ):
+                self._renew(lease)  # raises: the lock is gone
+            switched = True
+        except redis_lib.RedisError as exc:
+            raise OnlineStoreError(
+                f"{self._failed(f'materializing {view!r}', exc)}; readers still see the previous version"
+            ) from exc
+        finally:
+            if not switched and owned:
+                try:
+                    client.unlink(self._key(view, f"v{owned}"), self._key(view, f"meta:{owned}"))
+                    client.srem(versions_key, owned)
+                except redis_lib.RedisError:
+                    pass  # listed in P:versions; the next run removes it
+        self._cleanup(view, keep={version, written.base_version})
+        self._tables[view] = written
+        return written
+
+    def _cleanup(self, view: str, keep: set[int | None]) -> None:
+        import redis as redis_lib
+
+        key = self._key(view, "versions")
+        try:
+            for raw in self.client.smembers(key):
+                v = int(raw)
+                if v not in keep:
+                    self.client.unlink(self._key(view, f"v{v}"), self._key(view, f"meta:{v}"))
+                    self.client.srem(key, v)
+        except redis_lib.RedisError:
+            pass  # the next run tries again
+
+    def _bulk_hset(
+        self,
+        target: str,
+        rows: pa.Table,
+        table: OnlineTable,
+        lease: Lease,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Pipeline pre-encoded ``HSET target k v k v ...`` commands, built by DuckDB in bulk.
+
+        Commands go out without waiting for their replies (at most ``_IN_FLIGHT`` pending),
+        so Redis stores one group while DuckDB encodes the next.
+        """
+        if rows.num_rows == 0:
+            return
+        head = target.encode()
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        pending: list[int] = []
+        renewed = time.monotonic()
+
+        def settle(keep: int) -> None:
+            while len(pending) > keep:
+                conn.read_response()
+                n = pending.pop(0)
+                if progress is not None:
+                    progress(n)
+
+        try:
+            for n, body in _packed_groups(rows, table, self.chunk_rows):
+                command = b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n" % (2 + 2 * n, len(head), head)
+                conn.send_packed_command([command, body], check_health=False)
+                pending.append(n)
+                settle(_IN_FLIGHT)
+                if time.monotonic() - renewed > _RENEW_EVERY:
+                    self._renew(lease)
+                    renewed = time.monotonic()
+            settle(0)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+
+def key_sql(table: OnlineTable) -> str:
+    """The SQL twin of ``layout.encode_key`` over canonical key columns."""
+    keys = [quote(k) for k in table.entity]
+    if len(keys) == 1:
+        return f"CAST({keys[0]} AS VARCHAR)"
+    parts = []
+    for k, t in zip(keys, table.key_types, strict=True):
+        if t == "int64":
+            parts.append(f"CAST({k} AS VARCHAR)")
+        else:
+            parts.append(rf"replace(replace({k}, '\', '\\'), chr(31), '\u001f')")
+    return f" || chr({ord(KEY_SEP)}) || ".join(parts)
+
+
+def _packed_groups(rows: pa.Table, table: OnlineTable, group: int) -> Iterator[tuple[int, memoryview]]:
+    """(entity count, RESP-encoded field/value pairs) for each group of ``group`` rows.
+
+    DuckDB encodes one fragment per row; a group is a zero-copy slice of the Arrow
+    string buffer holding consecutive fragments.
+    """
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        values = ", ".join([TS_COLUMN, *(quote(f.name) for f in table.features)])
+        crlf = "\r\n"
+        frag = f"'$' || strlen(k) || '{crlf}' || k || '{crlf}$' || strlen(v) || '{crlf}' || v || '{crlf}'"
+        query = (
+            f"SELECT {frag} AS f FROM (SELECT {key_sql(table)} AS k, "
+            f"CAST(json_array({values}) AS VARCHAR) AS v FROM __jf_rows)"
+        )
+        step = max(group, (_SLICE_ROWS // group) * group)
+        for start in range(0, rows.num_rows, step):
+            con.register("__jf_rows", rows.slice(start, step))
+            column = con.sql(query).to_arrow_table().column(0)
+            con.unregister("__jf_rows")
+            for chunk in column.chunks:
+                if pa.types.is_string(chunk.type):
+                    chunk = chunk.cast(pa.large_string())  # one offset width to read
+                offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[
+                    chunk.offset : chunk.offset + len(chunk) + 1
+                ]
+                data = memoryview(chunk.buffers()[2])  # type: ignore[arg-type]
+                for i in range(0, len(chunk), group):
+                    j = min(i + group, len(chunk))
+                    yield j - i, data[int(offsets[i]) : int(offsets[j])]
+    finally:
+        con.close()

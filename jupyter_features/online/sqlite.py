@@ -1,0 +1,419 @@
+"""SQLite online store: one typed table per view version, behind a SQL view readers query.
+
+Layout in the database file (WAL mode, so reads never wait for a materialization):
+
+- ``"<view>__v<N>"``: version N, one row per entity: key columns (INTEGER PRIMARY KEY
+  for a single integer key), ``__jf_ts`` (event time, µs) and one typed column per feature.
+- ``"<view>"``: a SQL view ``SELECT N AS __jf_v, * FROM "<view>__v<N>"``. Readers only
+  ever query this name, so the switch to a new version is replacing this view and the
+  metadata row in one transaction; prepared statements re-prepare themselves.
+- ``__jf_online``: view → current version and its metadata (features, types, TTL, end).
+- ``__jf_online_locks``: one row per running materialization (owner, lease expiry).
+
+A run that dies leaves its half-written ``__v<N>`` table unreferenced; the next run of
+that view drops it.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStoreError
+from ..pit import quote
+from .layout import TS_COLUMN, Lease, OnlineTable
+from .sqlite_rows import DECODERS, as_int, as_text, create_sql, python_rows
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["SQLiteStore"]
+
+_META = "__jf_online"
+_LOCKS = "__jf_online_locks"
+_VERSION = "__jf_v"
+LEASE_SECONDS = 120.0
+_MAX_PARAMS = 30_000  # bound parameters per query (SQLite allows 32,766)
+
+
+class _Plan:
+    """A prepared read: SQL text (cached by sqlite3 as a prepared statement) and decoding."""
+
+    __slots__ = ("sql", "table", "version", "decoders", "normalize", "nkeys", "entity", "plain")
+
+    def __init__(self, table: OnlineTable, features: Sequence[str] | None, n: int) -> None:
+        idx = table.feature_index(features)
+        feats = [table.features[i] for i in idx]
+        keys = table.entity
+        cols = ", ".join([_VERSION, *(quote(k) for k in keys), *(quote(f.name) for f in feats)])
+        if len(keys) == 1:
+            where = f"{quote(keys[0])} = ?" if n == 1 else f"{quote(keys[0])} IN ({', '.join('?' * n)})"
+        else:
+            tup = "(" + ", ".join("?" * len(keys)) + ")"
+            where = f"({', '.join(quote(k) for k in keys)}) IN (VALUES {', '.join([tup] * n)})"
+        self.sql = f"SELECT {cols} FROM {quote(table.view)} WHERE {where}"
+        self.table = table
+        self.version = table.version
+        self.decoders = [DECODERS.get(f.type) for f in feats]
+        self.plain = all(d is None for d in self.decoders)
+        self.normalize = [as_int if t == "int64" else as_text for t in table.key_types]
+        self.nkeys = len(keys)
+        self.entity = keys
+
+
+class SQLiteStore:
+    """Online store in one SQLite file: ``sqlite:///path.db`` (``?chunk_rows=N`` rows per
+    write transaction, ``?max_size_mb=N`` a size cap)."""
+
+    chunk_rows = 100_000
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        rest = url.split("://", 1)[1] if "://" in url else url
+        rest = rest[1:] if rest.startswith("/") else rest  # sqlite:///rel, sqlite:////abs
+        path, _, query = rest.partition("?")
+        options = parse_qs(query)
+        if "chunk_rows" in options:
+            self.chunk_rows = max(1, int(options["chunk_rows"][0]))
+        #: ``?max_size_mb=N`` caps the file: a run that would grow past it fails cleanly.
+        self.max_size_mb = float(options["max_size_mb"][0]) if "max_size_mb" in options else None
+        if not path:
+            raise OnlineStoreError(f"online store URL {url!r} names no file; use sqlite:///path/online.db")
+        self.memory = path == ":memory:"
+        if self.memory:
+            self.path = f"file:jf_online_{id(self)}?mode=memory&cache=shared"
+        else:
+            self.path = str(Path(path).expanduser())
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._tables: dict[str, OnlineTable] = {}
+        self._plans: dict[Any, _Plan] = {}
+        self._keepalive = self._connect() if self.memory else None
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.url!r})"
+
+    # -- connections -------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            con = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, cached_statements=512,
+                timeout=30.0, uri=self.memory,
+            )  # fmt: skip
+            if not self.memory:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+            if self.max_size_mb is not None:
+                page = con.execute("PRAGMA page_size").fetchone()[0]
+                con.execute(f"PRAGMA max_page_count = {max(1, int(self.max_size_mb * 1e6 / page))}")
+        except sqlite3.Error as exc:
+            raise OnlineStoreError(f"online store {self.url}: SQLite cannot open {self.path}: {exc}") from exc
+        return con
+
+    def _con(self) -> sqlite3.Connection:
+        try:
+            con: sqlite3.Connection = self._local.con
+        except AttributeError:
+            con = self._local.con = self._connect()
+        return con
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            del self._local.con
+        if self._keepalive is not None:
+            self._keepalive.close()
+            self._keepalive = None
+
+    @contextmanager
+    def _txn(self, con: sqlite3.Connection) -> Iterator[None]:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def _ensure_schema(self, con: sqlite3.Connection) -> None:
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {_META} (view TEXT PRIMARY KEY, version INTEGER NOT NULL, meta TEXT NOT NULL)"
+        )
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {_LOCKS} (view TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL)"
+        )
+
+    def _failed(self, what: str, exc: sqlite3.Error) -> OnlineStoreError:
+        return OnlineStoreError(f"online store {self.url}: {what} failed: {exc}")
+
+    # -- metadata ----------------------------------------------------------------------
+    def _meta(self, con: sqlite3.Connection, view: str) -> OnlineTable | None:
+        try:
+            row = con.execute(f"SELECT meta FROM {_META} WHERE view = ?", (view,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise self._failed(f"reading the metadata of '{view}'", exc) from exc
+        return OnlineTable.from_json(row[0]) if row else None
+
+    def current(self, view: str) -> OnlineTable | None:
+        table = self._meta(self._con(), view)
+        if table is None:
+            self._tables.pop(view, None)
+        else:
+            self._tables[view] = table
+        return table
+
+    def _table(self, view: str, refresh: bool = False) -> OnlineTable:
+        table = None if refresh else self._tables.get(view)
+        if table is None:
+            table = self.current(view)
+            if table is None:
+                raise NotMaterializedError(
+                    f"feature view '{view}' is not materialized in {self.url}; "
+                    f"run ws.materialize(['{view}']) or `jupyter-features materialize {view}`"
+                )
+        return table
+
+    # -- reads (the hot path) ------------------------------------------------------------
+    def read(
+        self, view: str, features: Sequence[str] | None, entity_rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[OnlineTable, list[list[Any]]]:
+        n = len(entity_rows)
+        if type(features) is list:
+            features = tuple(features)
+        plan = self._plans.get((view, features, n))
+        if plan is None:
+            plan = self._plan(view, features, n, refresh=False)
+        if n == 0 or n * plan.nkeys > _MAX_PARAMS:
+            return self._read_in_slices(view, features, entity_rows, plan)
+        for attempt in (0, 1):
+            try:
+                return self._run(plan, entity_rows, n)
+            except _Stale:
+                plan = self._plan(view, features, n, refresh=True)
+            except (KeyError, TypeError):
+                plan.table.keys_of(entity_rows)  # raises the clear error
+                raise
+            except sqlite3.Error as exc:
+                if attempt:
+                    raise self._failed(f"reading '{view}'", exc) from exc
+                plan = self._plan(view, features, n, refresh=True)
+        raise OnlineStoreError(f"online store {self.url}: '{view}' changed twice during one read; retry")
+
+    def _read_in_slices(
+        self, view: str, features: Sequence[str] | None, entity_rows: Sequence[Mapping[str, Any]], plan: _Plan
+    ) -> tuple[OnlineTable, list[list[Any]]]:
+        """Batches past SQLite's limit of bound parameters, one query per slice (none for 0 rows)."""
+        step = max(1, _MAX_PARAMS // plan.nkeys)
+        table = plan.table
+        columns: list[list[Any]] = [[] for _ in plan.decoders]
+        for i in range(0, len(entity_rows), step):
+            table, part = self.read(view, features, entity_rows[i : i + step])
+            for column, values in zip(columns, part, strict=True):
+                column += values
+        return table, columns
+
+    def _plan(self, view: str, features: Sequence[str] | None, n: int, refresh: bool) -> _Plan:
+        table = self._table(view, refresh)
+        plan = _Plan(table, features, n)
+        if len(self._plans) > 4096:
+            self._plans.clear()
+        key = (view, tuple(features) if features is not None else None, n)
+        self._plans[key] = plan
+        return plan
+
+    def _run(
+        self, plan: _Plan, entity_rows: Sequence[Mapping[str, Any]], n: int
+    ) -> tuple[OnlineTable, list[list[Any]]]:
+        con = self._con()
+        entity = plan.entity
+        skip = 1 + plan.nkeys
+        if plan.nkeys == 1:
+            k, norm = entity[0], plan.normalize[0]
+            keys: list[Any] = [norm(row[k]) for row in entity_rows]
+            params: Sequence[Any] = keys
+        else:
+            keys = [
+                tuple(f(row[k]) for f, k in zip(plan.normalize, entity, strict=True)) for row in entity_rows
+            ]
+            params = [v for key in keys for v in key]
+        if n == 1:
+            row = con.execute(plan.sql, params).fetchone()
+            if row is None:
+                return plan.table, [[None] for _ in plan.decoders]
+            if row[0] != plan.version:
+                raise _Stale
+            values = row[skip:]
+            if plan.plain:
+                return plan.table, [[v] for v in values]
+            return plan.table, [
+                [v if d is None or v is None else d(v)] for v, d in zip(values, plan.decoders, strict=True)
+            ]
+        found = con.execute(plan.sql, params).fetchall()
+        if found and found[0][0] != plan.version:
+            raise _Stale
+        if plan.nkeys == 1:
+            by_key = {r[1]: r[skip:] for r in found}
+        else:
+            by_key = {r[1:skip]: r[skip:] for r in found}
+        empty = (None,) * len(plan.decoders)
+        ordered = [by_key.get(key, empty) for key in keys]
+        columns = [list(c) for c in zip(*ordered, strict=True)] if ordered else [[] for _ in plan.decoders]
+        if not plan.plain:
+            for i, d in enumerate(plan.decoders):
+                if d is not None:
+                    columns[i] = [None if v is None else d(v) for v in columns[i]]
+        return plan.table, columns
+
+    # -- materialization -----------------------------------------------------------------
+    @contextmanager
+    def lock(self, view: str) -> Iterator[Lease]:
+        lease = Lease(view)
+        con = self._connect()
+        try:
+            try:
+                self._ensure_schema(con)
+                with self._txn(con):
+                    row = con.execute(
+                        f"SELECT owner, expires FROM {_LOCKS} WHERE view = ?", (view,)
+                    ).fetchone()
+                    if row is not None and row[1] > time.time() and not Lease.stale(row[0]):
+                        host, pid, _ = row[0].split("|", 2)
+                        raise MaterializationBusyError(
+                            f"feature view '{view}' is already being materialized to {self.url} "
+                            f"(process {pid} on {host}); wait for that run to finish, then retry"
+                        )
+                    con.execute(
+                        f"INSERT OR REPLACE INTO {_LOCKS} (view, owner, expires) VALUES (?, ?, ?)",
+                        (view, lease.token, time.time() + LEASE_SECONDS),
+                    )
+            except sqlite3.Error as exc:
+                raise self._failed(f"locking '{view}'", exc) from exc
+            lease.hold()
+            try:
+                yield lease
+            finally:
+                lease.drop()
+                try:
+                    con.execute(f"DELETE FROM {_LOCKS} WHERE view = ? AND owner = ?", (view, lease.token))
+                except sqlite3.Error:
+                    pass  # the lease expires by itself
+        finally:
+            con.close()
+
+    def _renew(self, con: sqlite3.Connection, lease: Lease) -> None:
+        cur = con.execute(
+            f"UPDATE {_LOCKS} SET expires = ? WHERE view = ? AND owner = ?",
+            (time.time() + LEASE_SECONDS, lease.view, lease.token),
+        )
+        if cur.rowcount != 1:
+            raise lease.lost(self.url)
+
+    def _version_tables(self, con: sqlite3.Connection, view: str) -> dict[int, str]:
+        pattern = re.compile(rf"^{re.escape(view)}__v(\d+)$")
+        out = {}
+        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            m = pattern.match(name)
+            if m:
+                out[int(m.group(1))] = name
+        return out
+
+    def write(
+        self,
+        table: OnlineTable,
+        rows: pa.Table,
+        *,
+        lease: Lease,
+        base: OnlineTable | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> OnlineTable:
+        view = table.view
+        if view.startswith(("__jf_", "sqlite_")):
+            raise OnlineStoreError(
+                f"feature view name '{view}' is reserved in the SQLite online store; rename it"
+            )
+        con = self._connect()
+        new = None
+        switched = False
+        try:
+            self._ensure_schema(con)
+            current = self._meta(con, view)
+            existing = self._version_tables(con, view)
+            version = max([current.version if current else 0, *existing]) + 1
+            new = f"{view}__v{version}"
+            with self._txn(con):
+                self._renew(con, lease)
+                for v, name in existing.items():  # garbage of runs that died
+                    if current is None or v != current.version:
+                        con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
+                con.execute(create_sql(new, table))
+                if base is not None and current is not None and current.version == base.version:
+                    where = (
+                        f" WHERE {TS_COLUMN} >= {int(table.cutoff_us)}" if table.cutoff_us is not None else ""
+                    )
+                    con.execute(
+                        f"INSERT INTO {quote(new)} SELECT * FROM {quote(existing[current.version])}{where}"
+                    )
+            columns = [*table.entity, TS_COLUMN, *table.feature_names]
+            verb = "INSERT OR REPLACE" if base is not None else "INSERT"
+            insert = (
+                f"{verb} INTO {quote(new)} ({', '.join(quote(c) for c in columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})"
+            )
+            types = [*table.key_types, "int64", *(f.type for f in table.features)]
+            for batch in rows.to_batches(max_chunksize=self.chunk_rows):
+                data = python_rows(batch, types)
+                with self._txn(con):
+                    self._renew(con, lease)
+                    con.executemany(insert, data)
+                if progress is not None:
+                    progress(batch.num_rows)
+            with self._txn(con):
+                self._renew(con, lease)
+                count = con.execute(f"SELECT count(*) FROM {quote(new)}").fetchone()[0]
+                written = table.with_version(version, count)
+                con.execute(f"DROP VIEW IF EXISTS {quote(view)}")
+                con.execute(
+                    f"CREATE VIEW {quote(view)} AS SELECT {version} AS {_VERSION}, * FROM {quote(new)}"
+                )
+                con.execute(
+                    f"INSERT OR REPLACE INTO {_META} (view, version, meta) VALUES (?, ?, ?)",
+                    (view, version, written.to_json()),
+                )
+            switched = True
+            if current is not None and current.version in existing:
+                try:
+                    con.execute(f"DROP TABLE IF EXISTS {quote(existing[current.version])}")
+                except sqlite3.Error:
+                    pass  # dropped by the next run
+            self._tables[view] = written
+            return written
+        except sqlite3.Error as exc:
+            hint = " (free disk space, then run again)" if "full" in str(exc) else ""
+            raise OnlineStoreError(
+                f"online store {self.url}: materializing '{view}' failed: {exc}{hint}; "
+                "readers still see the previous version"
+            ) from exc
+        finally:
+            if not switched and new is not None:
+                try:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    con.execute(f"DROP TABLE IF EXISTS {quote(new)}")
+                except sqlite3.Error:
+                    pass  # left unreferenced; the next run drops it
+            con.close()
+
+
+class _Stale(Exception):
+    """The version read is not the one the plan was made for."""

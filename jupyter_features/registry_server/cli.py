@@ -1,0 +1,97 @@
+"""`jupyter-features registry serve | export | import`: thin glue over the server and the client."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["add_cli", "serve"]
+
+DEFAULT_PORT = 8765
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(store: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token_file: str | None = None,
+          log_level: str = "info") -> None:  # fmt: skip
+    """Run the registry server in the foreground until interrupted."""
+    import uvicorn
+
+    from .app import create_app
+    from .auth import load_tokens
+
+    tokens = load_tokens(token_file) if token_file else None
+    if tokens is None and not _is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host} without tokens: anyone could write to the registry; "
+            "pass --token-file FILE (lines 'TOKEN read|write|admin') or use --host 127.0.0.1"
+        )
+    app = create_app(store, tokens)
+    auth = f"{len(tokens)} token(s)" if tokens else "no token file: open access, bound to loopback only"
+    print(f"jupyter-features registry on http://{host}:{port} (store {app.state.store_url}; {auth}); "
+          f"API under /api/v1, docs at /docs", flush=True)  # fmt: skip
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+def add_cli(sub: Any) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser("registry", help="run or use a feature registry")
+    commands = p.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
+    s = commands.add_parser("serve", help="serve a registry over HTTP (REST under /api/v1, docs at /docs)")
+    s.add_argument(
+        "--store", help="sqlite:///path.db or postgresql://... (default: the workspace's registry)"
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    s.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
+    s.add_argument("--token-file", help="file of 'TOKEN read|write|admin' lines; without it, loopback only")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    for action, text in (("export", "write one YAML file per view into FOLDER"),
+                         ("import", "load a folder of YAML files into the registry")):  # fmt: skip
+        c = commands.add_parser(action, help=text)
+        c.add_argument("folder")
+        c.add_argument("--registry", help="registry URL (default: the workspace's)")
+        c.add_argument("--token", help="bearer token for a registry server")
+
+    def handle(args: argparse.Namespace) -> int:
+        from ..config import load_settings
+
+        settings = load_settings(".")
+        if args.registry_command == "serve":
+            store = args.store or settings.registry_url
+            serve(store, host=args.host, port=args.port, token_file=args.token_file, log_level=args.log_level)
+            return 0
+        import registry_client
+
+        registry = registry_client.connect(
+            args.registry or settings.registry_url, token=args.token or settings.token
+        )
+        try:
+            if args.registry_command == "export":
+                paths = registry.export_yaml(args.folder)
+                print(f"wrote {len(paths)} feature view file(s) to {args.folder}")
+            else:
+                records = registry.import_yaml(args.folder)
+                for record in records:
+                    print(f"{record.ref}  {record.hash[:12]}  {record.created_by}")
+        finally:
+            registry.close()
+        return 0
+
+    return handle
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from ..cli import main
+
+    sys.exit(main(["registry", *sys.argv[1:]]))

@@ -1,0 +1,73 @@
+"""Feature views: list and search, get, versions, apply, lineage."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from registry_client.sql import SQLRegistry
+
+from ..auth import require_scope
+from ..deps import get_registry
+from ..models import NAME_PATTERN, ApplyIn, LineageOut, RecordOut
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/views", tags=["feature views"])
+
+ViewName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=128, description="feature view name")]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Filter = Annotated[str | None, Query(max_length=1000)]
+Registry = Annotated[SQLRegistry, Depends(get_registry)]
+_read = [Depends(require_scope("read"))]
+
+
+@router.get("", response_model=list[RecordOut], dependencies=_read, summary="List or search feature views")
+def search_views(
+    registry: Registry,
+    q: Filter = None,
+    entity: Filter = None,
+    type: Filter = None,
+    owner: Filter = None,
+    tag: Filter = None,
+    used_by: Filter = None,
+    limit: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+) -> list[dict[str, Any]]:
+    """The latest version of each view matching every filter given (``q``: all words, any case)."""
+    found = registry.search(q, entity=entity, type=type, owner=owner, tag=tag, used_by=used_by, limit=limit)
+    return [r.to_dict() for r in found]
+
+
+@router.post(
+    "",
+    response_model=RecordOut,
+    dependencies=[Depends(require_scope("write"))],
+    summary="Apply a feature view",
+)
+def apply_view(body: ApplyIn, registry: Registry) -> dict[str, Any]:
+    """Store a spec: a new version when its definition changed, else the latest (metadata refreshed)."""
+    spec = body.spec.model_dump()
+    return registry.apply(spec, created_by=body.created_by).to_dict()
+
+
+@router.get("/{name}", response_model=RecordOut, dependencies=_read, summary="One version (default latest)")
+def get_view(
+    name: ViewName, registry: Registry, version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None
+) -> dict[str, Any]:
+    return registry.get(name, version=version).to_dict()
+
+
+@router.get("/{name}/versions", response_model=list[RecordOut], dependencies=_read, summary="Every version")
+def list_versions(name: ViewName, registry: Registry) -> list[dict[str, Any]]:
+    return [r.to_dict() for r in registry.versions(name)]
+
+
+@router.get("/{name}/versions/{version}", response_model=RecordOut, dependencies=_read, summary="One version")
+def get_version(name: ViewName, version: Version, registry: Registry) -> dict[str, Any]:
+    return registry.get(name, version=version).to_dict()
+
+
+@router.get("/{name}/lineage", response_model=LineageOut, dependencies=_read, summary="Sources and users")
+def lineage(name: ViewName, registry: Registry) -> dict[str, Any]:
+    return registry.lineage(name)

@@ -1,0 +1,476 @@
+"""The workspace: sources, feature views and training frames for one project folder."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import Settings, load_settings
+from .engines import OfflineEngine, ViewJoin, open_engine
+from .errors import (
+    FeatureReferenceError,
+    FeatureViewError,
+    LabelFrameError,
+    SourceError,
+    UnknownColumnError,
+    UnknownFeatureViewError,
+    did_you_mean,
+)
+from .featureview import FeatureView, parse_ttl
+from .refs import group_refs
+from .schema import Feature, feature_type_of
+from .sources import Source, check_name, classify_source
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .materialize import MaterializationResult
+    from .online import OnlineResult
+
+__all__ = ["Workspace", "workspace", "set_workspace"]
+
+_RESERVED_PREFIX = "__jf_"
+
+
+class Workspace:
+    """Sources, feature views and point-in-time training frames over an offline engine.
+
+    ``registry``, ``online_store``, ``token`` and ``engine`` override ``features.toml``
+    and the environment; the embedded defaults live under ``path/.jupyter_features/``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ".",
+        registry: str | None = None,
+        online_store: str | None = None,
+        token: str | None = None,
+        engine: Any = None,
+    ) -> None:
+        engine_name = engine if isinstance(engine, str) else None
+        self.settings: Settings = load_settings(
+            path, registry=registry, online_store=online_store, token=token, engine=engine_name
+        )
+        from .engines.duckdb import DuckDBEngine
+
+        self.duckdb = DuckDBEngine()
+        if engine is not None and not isinstance(engine, str):
+            self.engine: OfflineEngine = open_engine(engine)
+        elif self.settings.engine == "duckdb":
+            self.engine = self.duckdb
+        else:
+            self.engine = open_engine(self.settings.engine)
+        self._sources: dict[str, Source] = {}
+        self._views: dict[str, FeatureView] = {}
+        self._history: dict[str, list[FeatureView]] = {}
+        self._registry: Any = None
+        self._online_stores: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    # -- basics --------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.settings.root
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        return dict(self._sources)
+
+    @property
+    def views(self) -> dict[str, FeatureView]:
+        return dict(self._views)
+
+    def __repr__(self) -> str:
+        return (
+            f"Workspace({str(self.root)!r}, engine={self.engine.name!r}, "
+            f"sources={sorted(self._sources)}, views={sorted(self._views)})"
+        )
+
+    # -- sources -------------------------------------------------------------------------
+    def register_source(
+        self, name: str, data: Any, *, timestamp: str | None = None, format: str | None = None
+    ) -> Source:
+        """Register a parquet/CSV/JSON path or glob, a DataFrame, or a DuckDB table as ``name``."""
+        with self._lock:
+            if isinstance(data, str) and "://" in data and self.engine is not self.duckdb:
+                return self._register_remote(name, data, timestamp=timestamp, format=format)
+            source = classify_source(
+                name, data, root=self.root, timestamp=timestamp, fmt=format, tables=self.duckdb.tables()
+            )
+            if name in self._views:
+                raise SourceError(f"'{name}' is already a feature view; give the source another name")
+            # Probe through a throwaway name first: nothing changes if the source is refused.
+            columns = self.duckdb.probe_source(source)
+            names = [c for c, _ in columns]
+            if timestamp is not None and timestamp not in names:
+                raise UnknownColumnError(
+                    f"source '{name}': timestamp column '{timestamp}' is not in it"
+                    f"{did_you_mean(timestamp, names)}; columns: {', '.join(names)}"
+                )
+            registered = self.duckdb.register_source(replace(source, columns=columns))
+            if self.engine is not self.duckdb:
+                self.engine.register_source(registered)
+            self._sources[name] = registered
+            return registered
+
+    def _register_remote(self, name: str, url: str, *, timestamp: str | None, format: str | None) -> Source:
+        """An object-store URL (s3a://, gs://, abfss://...) read by the offline engine only;
+        DuckDB knows its schema, so views over it are analysed as usual but ws.sql cannot read it."""
+        check_name(name)
+        if name in self._views:
+            raise SourceError(f"'{name}' is already a feature view; give the source another name")
+        source = Source(name=name, kind="file", timestamp=timestamp, location=url, format=format)
+        registered = self.engine.register_source(source)
+        if timestamp is not None and timestamp not in registered.schema:
+            raise UnknownColumnError(
+                f"source '{name}': timestamp column '{timestamp}' is not in it"
+                f"{did_you_mean(timestamp, registered.schema)}; columns: {', '.join(registered.schema)}"
+            )
+        self._sources[name] = registered
+        return registered
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Run DuckDB SQL over the registered sources; returns a pandas DataFrame."""
+        return self.duckdb.sql(query)
+
+    # -- feature views -------------------------------------------------------------------
+    def feature_view(
+        self,
+        name: str,
+        sql: str,
+        *,
+        entity: str | Sequence[str],
+        timestamp: str,
+        created_timestamp: str | None = None,
+        ttl: str | timedelta | None = None,
+        description: str = "",
+        owner: str = "",
+        tags: Iterable[str] = (),
+        feature_descriptions: dict[str, str] | None = None,
+    ) -> FeatureView:
+        """Define (or redefine) a feature view from one SELECT over registered sources."""
+        view = self.analyse_view(
+            name, sql, entity=entity, timestamp=timestamp, created_timestamp=created_timestamp,
+            ttl=ttl, description=description, owner=owner, tags=tags,
+            feature_descriptions=feature_descriptions,
+        )  # fmt: skip
+        with self._lock:
+            self._views[name] = view
+            self._history.setdefault(name, []).append(view)
+        return view
+
+    def analyse_view(
+        self,
+        name: str,
+        sql: str,
+        *,
+        entity: str | Sequence[str],
+        timestamp: str,
+        created_timestamp: str | None = None,
+        ttl: str | timedelta | None = None,
+        description: str = "",
+        owner: str = "",
+        tags: Iterable[str] = (),
+        feature_descriptions: dict[str, str] | None = None,
+    ) -> FeatureView:
+        """Validate and type a definition without registering it."""
+        from .analysis import column_lineage, normalize_sql, parse_feature_sql
+        from .engines.duckdb import sandbox_describe
+
+        check_name(name, what="feature view")
+        who = f"feature view '{name}'"
+        if name in self._sources:
+            raise FeatureViewError(f"{who}: '{name}' is already a source; give the view another name")
+        keys = (entity,) if isinstance(entity, str) else tuple(entity)
+        if not keys or not all(isinstance(k, str) and k for k in keys):
+            raise FeatureViewError(
+                f"{who}: entity must name one or more key columns, e.g. entity=['user_id']"
+            )
+        if not isinstance(timestamp, str) or not timestamp:
+            raise FeatureViewError(f"{who}: timestamp must name the event-time column, e.g. timestamp='ts'")
+        ttl_value = parse_ttl(ttl, owner=who)
+        parsed = parse_feature_sql(sql, self._sources, owner=who)
+        schemas = {s: self._sources[s].schema for s in parsed.sources}
+        try:
+            columns = sandbox_describe(sql, schemas)
+        except FeatureViewError:
+            raise
+        except Exception as exc:  # DuckDB binder / parser errors
+            message = str(exc).split("\n")[0]
+            if "Permission" in type(exc).__name__ or "external access" in message or "disabled" in message:
+                from .errors import UnsafeSQLError
+
+                raise UnsafeSQLError(f"{who}: the SQL tries to reach outside its sources: {message}") from exc
+            raise FeatureViewError(f"{who}: DuckDB rejects the SQL: {message}") from exc
+        names = [c for c, _ in columns]
+        dupes = sorted({c for c in names if names.count(c) > 1})
+        if dupes:
+            raise FeatureViewError(
+                f"{who}: output column(s) {', '.join(dupes)} appear twice; alias them apart"
+            )
+        types = dict(columns)
+        required = [("entity", k) for k in keys] + [("timestamp", timestamp)]
+        if created_timestamp:
+            required.append(("created_timestamp", created_timestamp))
+        for role, col in required:
+            if col not in types:
+                raise UnknownColumnError(
+                    f"{who}: {role} column '{col}' is not in the SELECT's output"
+                    f"{did_you_mean(col, names)}; output columns: {', '.join(names)}"
+                )
+        for role, col in [("timestamp", timestamp)] + (
+            [("created_timestamp", created_timestamp)] if created_timestamp else []
+        ):
+            if feature_type_of(types[col])[0] != "timestamp":
+                raise FeatureViewError(
+                    f"{who}: {role} column '{col}' is {types[col]}, not a timestamp or date; "
+                    f"cast it, e.g. CAST({col} AS TIMESTAMP)"
+                )
+        special = set(keys) | {timestamp} | ({created_timestamp} if created_timestamp else set())
+        descriptions = feature_descriptions or {}
+        features = []
+        for col, dtype in columns:
+            if col in special:
+                continue
+            if col.startswith(_RESERVED_PREFIX):
+                raise FeatureViewError(f"{who}: column name '{col}' is reserved; rename it")
+            ftype, vocab = feature_type_of(dtype)
+            features.append(Feature(col, ftype, dtype, descriptions.get(col, ""), vocab))
+        if not features:
+            raise FeatureViewError(
+                f"{who}: the SELECT has no feature columns besides the keys and timestamps"
+            )
+        lineage = column_lineage(sql, [f.name for f in features], schemas)
+        return FeatureView(
+            name=name, sql=sql.strip().rstrip(";"), entity=keys, timestamp=timestamp, features=tuple(features),
+            created_timestamp=created_timestamp or None, ttl=ttl_value, description=description or "",
+            owner=owner or "", tags=tuple(tags or ()), lineage=lineage, sources=parsed.sources,
+            normalized_sql=normalize_sql(sql), _workspace=self,
+        )  # fmt: skip
+
+    def get_view(self, name: str, version: int | None = None) -> FeatureView:
+        """A view of this session, or one from the registry (pinned with ``version``)."""
+        view = self._views.get(name)
+        if version is None and view is not None:
+            return view
+        if view is not None and view.version == version:
+            return view
+        registry = self._registry_or_none()
+        if registry is not None:
+            from .errors import NotFoundError
+
+            try:
+                record = registry.get(name, version=version)
+            except NotFoundError:
+                record = None
+            if record is not None:
+                return self._view_from_record(record)
+        where = f" version {version}" if version is not None else ""
+        raise UnknownFeatureViewError(
+            f"unknown feature view '{name}'{where}{did_you_mean(name, self._views)}; "
+            f"defined here: {', '.join(sorted(self._views)) or 'none'} "
+            "(define it with ws.feature_view or %%feature, or export it to the registry)"
+        )
+
+    def _view_from_record(self, record: Any) -> FeatureView:
+        spec = record.spec if hasattr(record, "spec") else record
+        view = FeatureView.from_spec(spec, version=getattr(record, "version", None))
+        missing = [s for s in view.sources if s not in self._sources]
+        if missing:
+            raise SourceError(
+                f"feature view '{view.name}' reads source(s) {', '.join(missing)} that this workspace "
+                "has not registered; register them with ws.register_source first"
+            )
+        return view.bind(self)
+
+    def _registry_or_none(self) -> Any:
+        try:
+            return self.registry
+        except Exception:  # noqa: BLE001 - a missing registry just means "not found"
+            return None
+
+    @property
+    def registry(self) -> Any:
+        """The registry client for the configured registry URL (connected on first use)."""
+        if self._registry is None:
+            import registry_client
+
+            self._registry = registry_client.connect(self.settings.registry_url, token=self.settings.token)
+        return self._registry
+
+    def export(self, names: Iterable[str] | str | None = None) -> dict[str, Any]:
+        """Apply session views (all when ``names`` is None) to the registry; name → VersionRecord.
+
+        A view whose definition is unchanged keeps its version; the session views are
+        pinned to the versions the registry gave them, and the export is audited.
+        """
+        from registry_client.origin import actor
+
+        wanted = list(self._views) if names is None else [names] if isinstance(names, str) else list(names)
+        for name in wanted:
+            if name not in self._views:
+                raise UnknownFeatureViewError(
+                    f"cannot export unknown feature view '{name}'{did_you_mean(name, self._views)}; "
+                    f"defined here: {', '.join(sorted(self._views)) or 'none'}"
+                )
+        records: dict[str, Any] = {}
+        for name in wanted:
+            view = self._views[name]
+            records[name] = record = self.registry.apply(view.to_spec(), created_by=actor())
+            with self._lock:
+                if self._views.get(name) is view:
+                    self._views[name] = view.with_version(record.version)
+        if records:
+            views = {name: record.version for name, record in records.items()}
+            self.registry.record_activity("export", {"views": views, "workspace": str(self.root)})
+        return records
+
+    def history(self, name: str) -> list[FeatureView]:
+        """Every definition of ``name`` in this session, oldest first."""
+        return list(self._history.get(name, []))
+
+    def drop_view(self, name: str) -> None:
+        self.get_view(name)
+        with self._lock:
+            self._views.pop(name, None)
+
+    # -- online store --------------------------------------------------------------------
+    def _online(self, url: str | None = None) -> Any:
+        """The online store at ``url`` (default: the configured one), opened once."""
+        url = url or self.settings.online_store_url
+        store = self._online_stores.get(url)
+        if store is None:
+            from .online import open_store
+
+            with self._lock:
+                store = self._online_stores.get(url) or open_store(url)
+                self._online_stores[url] = store
+        return store
+
+    def materialize(
+        self,
+        names: Sequence[str] | str,
+        store: str | None = None,
+        end: Any = None,
+        incremental: bool = False,
+        progress: bool = True,
+    ) -> dict[str, MaterializationResult]:
+        """Write the latest values of ``names`` as of ``end`` (default now) to the online store.
+
+        Each view gets a new version that readers switch to only when it is complete.
+        Returns a MaterializationResult per view.
+        """
+        from .materialize import materialize
+
+        return materialize(self, names, store=store, end=end, incremental=incremental, progress=progress)
+
+    def online_features(
+        self, refs: Sequence[str] | str, entity_rows: Sequence[dict[str, Any]], *, store: str | None = None
+    ) -> OnlineResult:
+        """Read features by entity key from the online store -> OnlineResult (.to_dict(), .to_pandas())."""
+        from .online.reads import read_features
+
+        return read_features(self._online(store), refs, entity_rows)
+
+    # -- training frames -----------------------------------------------------------------
+    def training_frame(
+        self,
+        labels: pd.DataFrame | str,
+        features: Sequence[str] | str,
+        *,
+        timestamp: str,
+        plain_names: bool = False,
+        to: str = "pandas",
+    ) -> Any:
+        """Join features point-in-time correctly onto ``labels`` (a DataFrame or SQL).
+
+        Every label row is kept, in order, with its columns untouched; each feature is
+        added as ``view__feature`` (or its plain name with ``plain_names=True``).
+        With ``to="spark"`` (Spark engine) ``labels`` may also be a Spark DataFrame, and
+        the result is a Spark DataFrame ordered like the labels.
+        """
+        import pandas as pd
+
+        if to not in ("pandas", "spark"):
+            raise LabelFrameError(f"training frame: to={to!r} is not a result kind; use 'pandas' or 'spark'")
+        if isinstance(labels, str):
+            labels = self.sql(labels)
+        spark_labels = to == "spark" and type(labels).__module__.startswith("pyspark")
+        if not isinstance(labels, pd.DataFrame) and not spark_labels:
+            raise LabelFrameError(
+                f"labels must be a pandas DataFrame or a SQL query, not {type(labels).__name__}"
+            )
+        if timestamp not in labels.columns:
+            raise UnknownColumnError(
+                f"label frame: timestamp column '{timestamp}' is not in it"
+                f"{did_you_mean(timestamp, map(str, labels.columns))}; columns: {', '.join(map(str, labels.columns))}"
+            )
+        joins = self._plan_joins(features, list(map(str, labels.columns)), plain_names)
+        for j in joins:
+            for k in j.entity:
+                if k not in labels.columns:
+                    raise UnknownColumnError(
+                        f"label frame: it has no column '{k}', the entity key of feature view '{j.name}'"
+                        f"{did_you_mean(k, map(str, labels.columns))}; rename the column to '{k}'"
+                    )
+        if to == "spark":
+            to_spark = getattr(self.engine, "training_frame_spark", None)
+            if to_spark is None:
+                from .errors import EngineError
+
+                raise EngineError(
+                    f"training frame: to='spark' needs the Spark engine, this workspace runs on "
+                    f"{self.engine.name}; open it with jf.Workspace(..., engine='spark')"
+                )
+            return to_spark(labels, timestamp, joins)
+        feats = self.engine.training_frame(labels, timestamp, joins)
+        out = labels.copy()
+        for col in feats.columns:
+            out[col] = feats[col].to_numpy()
+        return out
+
+    def _plan_joins(self, refs: Sequence[str] | str, label_columns: list[str], plain: bool) -> list[ViewJoin]:
+        groups = group_refs(list(refs) if not isinstance(refs, str) else refs)
+        joins: list[ViewJoin] = []
+        outputs: dict[str, str] = {}
+        for (view_name, version), wanted in groups.items():
+            view = self.get_view(view_name, version)
+            names = view.feature_names if "*" in wanted else [view.feature(f).name for f in wanted]
+            outs = []
+            for f in names:
+                out = f if plain else f"{view.name}__{f}"
+                if out in outputs or out in label_columns:
+                    clash = outputs.get(out, "the label frame")
+                    raise FeatureReferenceError(
+                        f"output column '{out}' from {view.name}:{f} clashes with {clash}; "
+                        + ("use plain_names=False" if plain else "rename the label column")
+                    )
+                outputs[out] = f"{view.name}:{f}"
+                outs.append(out)
+            joins.append(ViewJoin.of(view, names, outs))
+        return joins
+
+
+_default: Workspace | None = None
+_default_lock = threading.Lock()
+
+
+def workspace() -> Workspace:
+    """The process-wide default workspace, rooted at the current directory (the magics use it)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Workspace(".")
+        return _default
+
+
+def set_workspace(ws: Workspace | None) -> None:
+    """Replace the process-wide default workspace (None resets it)."""
+    global _default
+    with _default_lock:
+        _default = ws

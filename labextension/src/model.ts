@@ -1,0 +1,124 @@
+/** The JSON the server extension answers with (jupyter_features/serverext/catalog.py). */
+
+export const FACETS = ['entity', 'type', 'owner', 'tag', 'used_by'] as const;
+export type Facet = (typeof FACETS)[number];
+
+export const FACET_LABELS: Record<Facet, string> = {
+  entity: 'Entity',
+  type: 'Type',
+  owner: 'Owner',
+  tag: 'Tag',
+  used_by: 'Used by'
+};
+
+export interface IFeatureSummary {
+  name: string;
+  type: string;
+  description: string;
+}
+
+export interface IViewSummary {
+  name: string;
+  version: number;
+  created_at: string | null;
+  created_by: string;
+  description: string;
+  owner: string;
+  tags: string[];
+  entity: string[];
+  features: IFeatureSummary[];
+}
+
+export interface IFacetValue {
+  value: string;
+  count: number;
+}
+
+export interface ISearchResult {
+  url: string;
+  total: number;
+  matched: number;
+  views: IViewSummary[];
+  facets: Record<Facet, IFacetValue[]>;
+  message?: string;
+}
+
+export interface IFeature extends IFeatureSummary {
+  duckdb_type?: string;
+  vocabulary?: string[];
+}
+
+/** Per-feature statistics, as jupyter_features.profile.ColumnProfile holds them. */
+export interface IFeatureStats {
+  count?: number;
+  nulls?: number;
+  null_rate?: number;
+  distinct?: number | null;
+  min?: unknown;
+  max?: unknown;
+  mean?: number | null;
+  /** Histogram bins: [start, end, count]. */
+  bins?: [number, number, number][];
+}
+
+export interface IVersionInfo {
+  version: number;
+  created_at: string | null;
+  created_by: string;
+  hash: string;
+}
+
+export interface IViewDetail extends IViewSummary {
+  latest_version: number;
+  hash: string;
+  sql: string;
+  timestamp: string | null;
+  created_timestamp: string | null;
+  ttl: string | null;
+  features: IFeature[];
+  sources: string[];
+  lineage: Record<string, string[]>;
+  used_by: Record<string, string[]>;
+  stats: Record<string, IFeatureStats> | null;
+  versions: IVersionInfo[];
+}
+
+/** A feature reference: `view@version:feature` (feature `*` for all). */
+export function featureRef(view: string, version: number | null, feature = '*'): string {
+  return `${view}${version ? `@${version}` : ''}:${feature}`;
+}
+
+/** The notebook cell that builds a training frame with `refs`. */
+export function trainingFrameCell(refs: string[], entity: string[]): string {
+  const keys = entity.length ? entity.join(', ') : 'the entity keys';
+  return [
+    'import jupyter_features as jf',
+    '',
+    'ws = jf.workspace()',
+    `# labels: a DataFrame (or SQL) with ${keys} and the label time column label_ts`,
+    `train = ws.training_frame(labels, ${pyList(refs)}, timestamp="label_ts")`,
+    'train.head()'
+  ].join('\n');
+}
+
+function pyList(items: string[]): string {
+  return `[${items.map(s => JSON.stringify(s)).join(', ')}]`;
+}
+
+/** A short, local date and time for an ISO timestamp. */
+export function formatTime(iso: string | null): string {
+  if (!iso) {
+    return '';
+  }
+  const date = new Date(iso);
+  if (isNaN(date.getTime())) {
+    return iso;
+  }
+  return date.toLocaleString(undefined, {
+    year: 'numeric',
+    month: 'short',
+    day: 'numeric',
+    hour: '2-digit',
+    minute: '2-digit'
+  });
+}

@@ -1,0 +1,85 @@
+"""Shared fixtures: real PostgreSQL and Redis servers, found through environment URLs.
+
+When CI runs (CI=true) a missing service fails the test loudly; locally it skips.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from online_stores import drop_redis_prefix, redis_store_url
+
+POSTGRES_URL = os.environ.get("JUPYTER_FEATURES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("JUPYTER_FEATURES_TEST_REDIS", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=2
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(url: str, default_port: int, what: str) -> None:
+    if _reachable(url, default_port):
+        return
+    message = f"{what} is not reachable at {url}"
+    if IN_CI:
+        pytest.fail(f"{message}; CI needs it (start it or set the URL)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    require_service(POSTGRES_URL, 5432, "PostgreSQL (JUPYTER_FEATURES_TEST_POSTGRES)")
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    require_service(REDIS_URL, 6379, "Redis (JUPYTER_FEATURES_TEST_REDIS)")
+    return REDIS_URL
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """A key prefix / schema suffix no other test uses."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, unique_prefix: str) -> Iterator[str]:
+    """Each online store in turn: a SQLite file, then Redis db 2 under a unique key prefix."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/online.db"
+        return
+    url = redis_store_url(request.getfixturevalue("redis_url"), unique_prefix)
+    yield url
+    drop_redis_prefix(url)
+
+
+@pytest.fixture
+def ws(tmp_path: os.PathLike[str]) -> Iterator[object]:
+    """A fresh workspace in a temporary folder, with no environment overrides."""
+    import jupyter_features as jf
+
+    old = {
+        k: os.environ.pop(k)
+        for k in list(os.environ)
+        if k.startswith("JUPYTER_FEATURES_") and not k.startswith("JUPYTER_FEATURES_TEST")
+    }
+    try:
+        yield jf.Workspace(tmp_path)
+    finally:
+        os.environ.update(old)

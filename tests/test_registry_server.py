@@ -1,0 +1,234 @@
+"""The registry server as a real process: tokens and scopes, client mistakes, the CLI, fuzzing."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from test_registry_contract import (  # noqa: F401 - fixtures
+    ADMIN,
+    READER,
+    WRITER,
+    make_spec,
+    name,
+    pg_store,
+    postgres_server,
+    sqlite_server,
+    token_file,
+)
+
+import registry_client
+from jupyter_features.cli import main as cli_main
+from jupyter_features.errors import AuthError, PermissionDeniedError, RegistryUnavailableError
+
+
+def _client(url: str, token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=f"{url}/api/v1", headers=headers, timeout=30)
+
+
+@pytest.fixture
+def api(sqlite_server: str) -> Iterator[httpx.Client]:  # noqa: F811
+    with _client(sqlite_server, ADMIN) as client:
+        yield client
+
+
+# -- tokens and scopes ---------------------------------------------------------------------
+def test_health_docs_and_openapi_need_no_token(sqlite_server: str) -> None:  # noqa: F811
+    health = httpx.get(f"{sqlite_server}/api/v1/health").json()
+    assert health["status"] == "ok" and health["store"] == "sqlite" and health["auth"] is True
+    assert health["schema_version"] >= 3
+    assert httpx.get(f"{sqlite_server}/docs").status_code == 200
+    paths = httpx.get(f"{sqlite_server}/openapi.json").json()["paths"]
+    assert {"/api/v1/views", "/api/v1/views/{name}", "/api/v1/views/{name}/versions", "/api/v1/views/{name}/lineage",
+            "/api/v1/usage", "/api/v1/activity", "/api/v1/import"} <= set(paths)  # fmt: skip
+
+
+def test_requests_without_a_valid_token_get_401(sqlite_server: str) -> None:  # noqa: F811
+    for token in (None, "not-a-token-at-all"):
+        with _client(sqlite_server, token) as client:
+            response = client.get("/views")
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert "token" in response.json()["error"]
+    with pytest.raises(AuthError, match="JUPYTER_FEATURES_TOKEN"):
+        registry_client.connect(sqlite_server).list()
+
+
+def test_scopes_read_write_admin(sqlite_server: str, name: str) -> None:  # noqa: F811
+    body = {"spec": make_spec(name)}
+    with _client(sqlite_server, READER) as reader:
+        assert reader.get("/views").status_code == 200
+        denied = reader.post("/views", json=body)
+        assert denied.status_code == 403 and "'write'" in denied.json()["error"]
+        assert reader.post("/activity", json={"kind": "export"}).status_code == 403
+    with _client(sqlite_server, WRITER) as writer:
+        record = writer.post("/views", json=body).json()
+        assert record["version"] == 1
+        imported = {"records": [record]}
+        assert writer.post("/import", json=imported).status_code == 403
+    with _client(sqlite_server, ADMIN) as admin:
+        assert admin.post("/import", json=imported).status_code == 200
+    with pytest.raises(PermissionDeniedError):
+        registry_client.connect(sqlite_server, token=READER).apply(make_spec(name))
+
+
+# -- client mistakes are 4xx, never 500 ----------------------------------------------------------
+def test_malformed_requests_get_4xx_with_a_message(api: httpx.Client, name: str) -> None:  # noqa: F811
+    api.post("/views", json={"spec": make_spec(name)}).raise_for_status()
+    cases: list[tuple[str, str, dict[str, Any], int]] = [
+        ("POST", "/views", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422),
+        ("POST", "/views", {"json": [1, 2]}, 422),
+        ("POST", "/views", {"json": {"spec": {**make_spec(name), "entity": 5}}}, 422),
+        ("POST", "/views", {"json": {"spec": {**make_spec(name), "sql": "x" * 100_001}}}, 422),
+        ("POST", "/views", {"json": {"spec": {**make_spec(name), "sql": "select 'unclosed"}}}, 422),
+        ("POST", "/views", {"json": {"spec": make_spec(name), "extra": 1}}, 422),
+        ("POST", "/views", {"json": {"spec": {**make_spec(name), "ttl": "-3d"}}}, 422),
+        ("GET", f"/views/{name}x", {}, 404),
+        ("GET", f"/views/{name}", {"params": {"version": "abc"}}, 422),
+        ("GET", f"/views/{name}", {"params": {"version": "0"}}, 422),
+        ("GET", f"/views/{name}/versions/99999999999999", {}, 422),
+        ("GET", f"/views/{name}/versions/7", {}, 404),
+        ("GET", "/views/bad%20name", {}, 422),
+        ("GET", "/views", {"params": {"q": "a\x00b"}}, 422),
+        ("GET", "/views", {"params": {"limit": "-1"}}, 422),
+        ("POST", "/usage", {"json": {"model": "m", "features": ["no such ref"]}}, 400),
+        ("POST", "/usage", {"json": {"model": "m", "features": [f"{name}:nope"]}}, 404),
+        ("POST", "/activity", {"json": {"kind": "", "detail": {}}}, 422),
+        ("POST", "/activity", {"json": {"kind": "export", "detail": {"x": "y" * 70_000}}}, 422),
+        ("GET", "/nowhere", {}, 404),
+        ("DELETE", "/views", {}, 405),
+    ]
+    for method, path, kwargs, status in cases:
+        response = api.request(method, path, **kwargs)
+        assert response.status_code == status, (method, path, response.text[:300])
+        assert response.json()["error"], (method, path)
+    missing = api.get(f"/views/{name}x").json()
+    assert f"did you mean '{name}'" in missing["error"] and missing["type"] == "NotFoundError"
+
+
+def test_oversize_bodies_get_413(api: httpx.Client) -> None:
+    big = b'{"spec": "' + b"x" * 9_000_000 + b'"}'
+    assert api.post("/views", content=big, headers={"content-type": "application/json"}).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        yield b'{"spec": "'
+        for _ in range(90):
+            yield b"x" * 100_000
+        yield b'"}'
+
+    response = api.post("/views", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "bytes" in response.json()["error"]
+
+
+@pytest.mark.parametrize("server", ["sqlite_server", "postgres_server"])
+def test_fuzzed_requests_never_get_a_5xx(server: str, request: pytest.FixtureRequest) -> None:
+    """Schemathesis: schema-conforming and schema-violating requests to every operation, as admin."""
+    url = request.getfixturevalue(server)
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    failures: list[str] = []
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    assert len(operations) >= 10
+    for operation in operations:
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+                      database=None, phases=[Phase.explicit, Phase.generate])  # fmt: skip
+            def run(case: Any) -> None:
+                response = case.call(headers=headers, timeout=30)
+                if response.status_code >= 500:
+                    failures.append(
+                        f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
+                    )
+
+            try:
+                run()
+            except Unsatisfiable:  # nothing to violate, e.g. GET /health in negative mode
+                assert mode == schemathesis.GenerationMode.NEGATIVE, operation.label
+    assert failures == []
+
+
+# -- the process and the CLI ---------------------------------------------------------------
+def test_without_tokens_it_serves_loopback_only(tmp_path: Path) -> None:
+    from jupyter_features.registry_server.process import start_server
+
+    with start_server(f"sqlite:///{tmp_path}/r.db", log=tmp_path / "log") as server:
+        assert "loopback only" in server.output()
+        reg = registry_client.connect(server.url)
+        assert reg.apply(make_spec("open_view")).version == 1
+        reg.close()
+    code = cli_main(["registry", "serve", "--store", f"sqlite:///{tmp_path}/r.db", "--host", "0.0.0.0"])
+    assert code == 2
+
+
+def test_bad_token_files_and_stores_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "tokens.txt"
+    bad.write_text("short write\n")
+    assert (
+        cli_main(["registry", "serve", "--store", f"sqlite:///{tmp_path}/r.db", "--token-file", str(bad)])
+        == 2
+    )
+    bad.write_text("long-enough-token superuser\n")
+    assert (
+        cli_main(["registry", "serve", "--store", f"sqlite:///{tmp_path}/r.db", "--token-file", str(bad)])
+        == 2
+    )
+    assert "line 1" in capsys.readouterr().err
+    assert cli_main(["registry", "serve", "--store", "http://elsewhere:1"]) == 2
+
+
+def test_unreachable_server_is_a_clear_error() -> None:
+    from jupyter_features.registry_server.process import free_port
+
+    reg = registry_client.connect(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(RegistryUnavailableError, match="registry serve"):
+        reg.list()
+
+
+def test_cli_export_and_import_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/a.db"
+    reg = registry_client.connect(url)
+    reg.apply(make_spec("cli_view"))
+    reg.close()
+    assert cli_main(["registry", "export", str(tmp_path / "yaml"), "--registry", url]) == 0
+    assert (
+        cli_main(["registry", "import", str(tmp_path / "yaml"), "--registry", f"sqlite:///{tmp_path}/b.db"])
+        == 0
+    )
+    assert "cli_view@1" in capsys.readouterr().out
+
+
+def test_optional_routers_mount_under_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later part adds jupyter_features/registry_server/materializations.py with a ``router``."""
+    from fastapi import APIRouter, Depends
+    from fastapi.testclient import TestClient
+
+    from jupyter_features.registry_server import app as app_module
+    from jupyter_features.registry_server.auth import require_scope
+
+    plugin = types.ModuleType("jf_test_plugin")
+    plugin.router = APIRouter()  # type: ignore[attr-defined]
+
+    @plugin.router.get("/materializations", dependencies=[Depends(require_scope("write"))])  # type: ignore[attr-defined]
+    def jobs() -> list[str]:
+        return ["job"]
+
+    monkeypatch.setitem(sys.modules, "jf_test_plugin", plugin)
+    monkeypatch.setattr(app_module, "PLUGINS", (*app_module.PLUGINS, "jf_test_plugin", "jf_absent_plugin"))
+    app = app_module.create_app(f"sqlite:///{tmp_path}/r.db", {ADMIN: "admin", READER: "read"})
+    with TestClient(app) as client:
+        ok = client.get("/api/v1/materializations", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert ok.json() == ["job"]
+        denied = client.get("/api/v1/materializations", headers={"Authorization": f"Bearer {READER}"})
+        assert denied.status_code == 403 and json.loads(denied.text)["type"] == "PermissionDeniedError"
