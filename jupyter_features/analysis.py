@@ -7,6 +7,7 @@ gap in either one is not a hole.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,6 +20,13 @@ from .errors import UnknownSourceError, UnsafeSQLError, did_you_mean
 __all__ = ["ParsedQuery", "parse_feature_sql", "column_lineage", "normalize_sql"]
 
 DIALECT = "duckdb"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain_message(exc: BaseException) -> str:
+    """A sqlglot error's message without the terminal escapes it underlines the bad token with."""
+    return _ANSI.sub("", str(exc))
+
 
 #: Functions that read files, the network, the environment or run dynamic SQL.
 _FORBIDDEN_FUNCTIONS = frozenset(
@@ -69,17 +77,19 @@ def _function_name(node: exp.Func) -> str:
     return node.sql_name().lower()
 
 
-def parse_feature_sql(sql: str, sources: Mapping[str, object], *, owner: str) -> ParsedQuery:
+def parse_feature_sql(sql: str, sources: Mapping[str, object] | None, *, owner: str) -> ParsedQuery:
     """Parse ``sql`` and refuse anything but one SELECT over ``sources``.
 
     ``owner`` names the object in messages, e.g. "feature view 'user_spend'".
+    ``sources=None`` accepts any plain table name (the registry checks a definition
+    whose sources live in someone else's workspace).
     """
     if not sql or not sql.strip():
         raise UnsafeSQLError(f"{owner}: the SQL is empty; write one SELECT over your sources")
     try:
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
     except SqlglotError as exc:
-        raise UnsafeSQLError(f"{owner}: the SQL does not parse: {exc}") from exc
+        raise UnsafeSQLError(f"{owner}: the SQL does not parse: {plain_message(exc)}") from exc
     if len(statements) != 1:
         raise UnsafeSQLError(
             f"{owner}: expected exactly one SELECT statement, got {len(statements)}; "
@@ -107,7 +117,7 @@ def parse_feature_sql(sql: str, sources: Mapping[str, object], *, owner: str) ->
                     "ws.register_source(...) and select from it by name"
                 )
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    known = {name.lower(): name for name in sources}
+    known = {name.lower(): name for name in sources} if sources is not None else None
     used: list[str] = []
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
@@ -124,15 +134,20 @@ def parse_feature_sql(sql: str, sources: Mapping[str, object], *, owner: str) ->
         lowered = name.lower()
         if lowered in cte_names:
             continue
+        if (known is None or lowered not in known) and any(ch in name for ch in "./\\:*"):
+            raise UnsafeSQLError(
+                f"{owner}: '{name}' looks like a file or URL; feature SQL cannot read "
+                f"files directly: ws.register_source('name', '{name}') and select from it"
+            )
+        if known is None:
+            if name not in used:
+                used.append(name)
+            continue
         if lowered not in known:
-            if any(ch in name for ch in "./\\:*"):
-                raise UnsafeSQLError(
-                    f"{owner}: '{name}' looks like a file or URL; feature SQL cannot read "
-                    f"files directly: ws.register_source('name', '{name}') and select from it"
-                )
+            names = sorted(known.values())
             raise UnknownSourceError(
-                f"{owner}: unknown source '{name}'{did_you_mean(name, sources)}; "
-                f"registered sources: {', '.join(sorted(sources)) or 'none'} "
+                f"{owner}: unknown source '{name}'{did_you_mean(name, names)}; "
+                f"registered sources: {', '.join(names) or 'none'} "
                 "(register it with ws.register_source)"
             )
         if known[lowered] not in used:

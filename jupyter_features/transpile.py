@@ -17,6 +17,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 
+from .analysis import plain_message
 from .errors import TranspileError
 
 __all__ = ["DIALECTS", "CONSTRUCTS", "Construct", "transpile", "constructs_table"]
@@ -384,7 +385,7 @@ def transpile(
     try:
         tree = sqlglot.parse_one(sql, read=SOURCE_DIALECT)
     except ParseError as exc:
-        raise TranspileError(f"{owner}: the SQL does not parse as DuckDB SQL: {exc}") from exc
+        raise TranspileError(f"{owner}: the SQL does not parse as DuckDB SQL: {plain_message(exc)}") from exc
     for node in tree.walk():
         if not isinstance(node, exp.Cast):
             _check_node(node, dialect, owner)

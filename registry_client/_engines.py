@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 
+from jupyter_features._sqlite import use_wal
 from jupyter_features.errors import ConfigError
 
 __all__ = ["make_engine", "write_options", "redact"]
@@ -69,8 +70,9 @@ def _sqlite(url: str) -> Engine:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # transactions begin in _begin below
+        use_wal(dbapi_conn)
         cursor = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL"):
+        for pragma in ("busy_timeout=30000", "synchronous=NORMAL"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

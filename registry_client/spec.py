@@ -216,6 +216,7 @@ def definition_hash(spec: Mapping[str, Any]) -> str:
     Remembered for the last few thousand definitions, so re-exporting unchanged views
     does not parse their SQL again.
     """
+    from jupyter_features.analysis import parse_feature_sql
     from jupyter_features.errors import FeaturesError
     from jupyter_features.featureview import FeatureView
 
@@ -226,6 +227,11 @@ def definition_hash(spec: Mapping[str, Any]) -> str:
         if key in _hashes:
             _hashes.move_to_end(key)
             return _hashes[key]
+    owner = f"feature view '{spec.get('name')}'"
+    try:
+        parse_feature_sql(str(spec["sql"]), None, owner=owner)
+    except FeaturesError as exc:
+        raise InvalidSpecError(f"{exc} (field 'sql')") from exc
     try:
         digest = FeatureView.from_spec(dict(spec)).definition_hash
     except FeaturesError:

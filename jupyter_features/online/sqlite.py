@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from .._sqlite import use_wal
 from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStoreError
 from ..pit import quote
 from .layout import TS_COLUMN, Lease, OnlineTable
@@ -108,7 +109,7 @@ class SQLiteStore:
                 timeout=30.0, uri=self.memory,
             )  # fmt: skip
             if not self.memory:
-                con.execute("PRAGMA journal_mode=WAL")
+                use_wal(con)
                 con.execute("PRAGMA synchronous=NORMAL")
             if self.max_size_mb is not None:
                 page = con.execute("PRAGMA page_size").fetchone()[0]
