@@ -7,8 +7,10 @@ profile of a large result or a feature view costs seconds, not a pandas round tr
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import render
@@ -62,6 +64,25 @@ class ColumnProfile:
     def null_rate(self) -> float:
         total = self.count + self.nulls
         return self.nulls / total if total else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """Plain JSON data (what the registry stores with a version and the sidebar draws)."""
+
+        def plain(value: Any) -> Any:
+            if value is None or isinstance(value, (bool, int, str)):
+                return value
+            if isinstance(value, (float, Decimal)):
+                return float(value) if math.isfinite(value) else None
+            if hasattr(value, "isoformat"):
+                return value.isoformat()
+            return str(value)
+
+        return {
+            "count": self.count, "nulls": self.nulls, "null_rate": self.null_rate,
+            "distinct": self.distinct, "min": plain(self.min), "max": plain(self.max),
+            "mean": plain(self.mean), "top": [[plain(v), n] for v, n in self.top],
+            "bins": [[plain(lo), plain(hi), n] for lo, hi, n in self.bins],
+        }  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {

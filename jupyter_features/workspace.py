@@ -22,6 +22,7 @@ from .errors import (
     did_you_mean,
 )
 from .featureview import FeatureView, parse_ttl
+from .pit import quote
 from .refs import group_refs
 from .schema import Feature, feature_type_of
 from .sources import Source, check_name, classify_source
@@ -303,11 +304,13 @@ class Workspace:
             self._registry = registry_client.connect(self.settings.registry_url, token=self.settings.token)
         return self._registry
 
-    def export(self, names: Iterable[str] | str | None = None) -> dict[str, Any]:
+    def export(self, names: Iterable[str] | str | None = None, *, stats: bool = True) -> dict[str, Any]:
         """Apply session views (all when ``names`` is None) to the registry; name → VersionRecord.
 
         A view whose definition is unchanged keeps its version; the session views are
-        pinned to the versions the registry gave them, and the export is audited.
+        pinned to the versions the registry gave them, and the export is audited. With
+        ``stats`` (the default), each version carries its features' latest statistics
+        and histograms (from a sample of 100,000 rows), which the registry's browsers show.
         """
         from registry_client.origin import actor
 
@@ -321,7 +324,10 @@ class Workspace:
         records: dict[str, Any] = {}
         for name in wanted:
             view = self._views[name]
-            records[name] = record = self.registry.apply(view.to_spec(), created_by=actor())
+            spec = view.to_spec()
+            if stats and (summary := self._feature_stats(view)) is not None:
+                spec["stats"] = summary
+            records[name] = record = self.registry.apply(spec, created_by=actor())
             with self._lock:
                 if self._views.get(name) is view:
                     self._views[name] = view.with_version(record.version)
@@ -329,6 +335,26 @@ class Workspace:
             views = {name: record.version for name, record in records.items()}
             self.registry.record_activity("export", {"views": views, "workspace": str(self.root)})
         return records
+
+    def _feature_stats(self, view: FeatureView, *, max_rows: int = 100_000) -> dict[str, Any] | None:
+        """Per-feature statistics of ``view``'s rows, or None when DuckDB cannot compute them
+        here (e.g. a source only the Spark engine can read); statistics never block an export."""
+        import duckdb
+
+        from .profile import profile_query
+
+        feats = ", ".join(quote(f) for f in view.feature_names)
+        try:
+            with self.duckdb._lock:
+                prof = profile_query(
+                    self.duckdb.con,
+                    f"SELECT {feats} FROM ({view.sql}\n) AS __jf_v "
+                    f"USING SAMPLE reservoir({int(max_rows)} ROWS) REPEATABLE (7)",
+                    bins=12,
+                )
+        except duckdb.Error:
+            return None
+        return {c.name: c.summary() for c in prof.columns}
 
     def history(self, name: str) -> list[FeatureView]:
         """Every definition of ``name`` in this session, oldest first."""

@@ -118,7 +118,10 @@ class SQLRegistry:
                 _version_query().where(t.versions.c.name == name, t.versions.c.version == latest)
             ).one()
             if row.hash == digest:
-                if json.loads(row.spec) != spec:  # metadata-only change: refresh the latest version in place
+                stored = json.loads(row.spec)
+                if "stats" not in spec and "stats" in stored:  # statistics stay until new ones come
+                    spec = {**spec, "stats": stored["stats"]}
+                if stored != spec:  # metadata-only change: refresh the latest version in place
                     conn.execute(
                         update(t.versions)
                         .where(t.versions.c.name == name, t.versions.c.version == latest)

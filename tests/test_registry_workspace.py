@@ -65,6 +65,25 @@ def test_export_gives_versions_and_is_audited(tmp_path: Path) -> None:
         ws.export(["spnd"])
 
 
+def test_export_records_feature_statistics_and_refreshes_them(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    _define(ws, 1)
+    record = ws.export()["spend"]
+    stats = record.spec["stats"]["spend"]
+    assert stats["count"] == 4 and stats["nulls"] == 0 and stats["null_rate"] == 0.0
+    assert (stats["min"], stats["max"], stats["mean"]) == (5.0, 20.0, 10.5)
+    assert sum(n for _lo, _hi, n in stats["bins"]) == 4
+    # New data, same definition: the same version, with the statistics of the new data.
+    ws.register_source("tx", pd.concat([TX, TX.assign(amount=TX.amount * 10)]), timestamp="ts")
+    again = ws.export()["spend"]
+    assert again.version == record.version == 1
+    assert ws.registry.get("spend").spec["stats"]["spend"]["max"] == 200.0
+    # Statistics are optional, and never make a new version by themselves.
+    assert ws.export(stats=False)["spend"].version == 1
+    assert ws.registry.versions("spend")[-1].version == 1
+    assert ws.registry.get("spend").spec["stats"]["spend"]["max"] == 200.0  # kept, not dropped
+
+
 def test_export_records_the_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JPY_SESSION_NAME", "/home/ana/fraud.ipynb")  # set by jupyter_server for kernels
     ws = _workspace(tmp_path)

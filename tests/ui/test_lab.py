@@ -203,6 +203,9 @@ def test_export_button_exports_the_notebook_view(page: Any, lab: Any, screenshot
         "#command-palette .lm-CommandPalette-item", has_text="Export feature views to registry"
     ).first.click()
     page.get_by_text(re.compile("has no feature views")).first.wait_for()
+    warning = page.locator(".Toastify__toast", has_text=re.compile("has no feature views"))
+    warning.locator(".jp-Notification-Toast-Close").first.click()
+    warning.first.wait_for(state="detached")
 
     page.locator(".jp-NotebookPanel:visible .jp-Cell").first.click()
     page.keyboard.press("Control+Enter")
@@ -226,6 +229,9 @@ def test_export_button_exports_the_notebook_view(page: Any, lab: Any, screenshot
     )
     assert detail.locator(".jp-FeaturesSidebar-feature").count() == 3
     assert "max_amount" in detail.locator(".jp-FeaturesSidebar-schema").inner_text()
+    # The export recorded the features' statistics: each one has its histogram in the sidebar.
+    assert detail.locator(".jp-FeaturesSidebar-histogram").count() == 3
+    page.wait_for_function("() => !document.querySelector('.Toastify--animate')")
     page.screenshot(path=str(screenshots / "notebook-export.png"))
     detail.locator(".jp-FeaturesSidebar-back").click()
     assert (
