@@ -122,7 +122,7 @@ def _notebook() -> dict[str, Any]:
         f'fv = ws.feature_view(\n    "user_spend",\n    """{SPEND_SQL[2]}""",\n'
         '    entity="user_id", timestamp="ts", ttl="30d", owner="fraud-team", tags=["payments"],\n'
         '    description="What a user spent, how often, and the largest amount.",\n)\n'
-        'fv.preview() if hasattr(fv, "preview") else fv'
+        "fv.preview()"
     )
     return {
         "cells": [_code(define)],

@@ -118,7 +118,7 @@ def test_detail_pane_shows_schema_sql_lineage_and_versions(page: Any, screenshot
     versions = detail.locator(".jp-FeaturesSidebar-versions li")
     assert versions.count() == 2
     assert "alice@laptop" in versions.nth(0).inner_text()
-    page.screenshot(path=str(screenshots / "feature-preview.png"))
+    sidebar.screenshot(path=str(screenshots / "feature-preview.png"))  # the detail pane alone
 
     detail.locator(".jp-FeaturesSidebar-versions button", has_text="v1").click()
     page.wait_for_function(
