@@ -310,7 +310,7 @@ class Workspace:
         A view whose definition is unchanged keeps its version; the session views are
         pinned to the versions the registry gave them, and the export is audited. With
         ``stats`` (the default), each version carries its features' latest statistics
-        and histograms (from a sample of 100,000 rows), which the registry's browsers show.
+        and histograms (from a sample of 100,000 rows), which the JupyterLab sidebar draws.
         """
         from registry_client.origin import actor
 
@@ -339,8 +339,6 @@ class Workspace:
     def _feature_stats(self, view: FeatureView, *, max_rows: int = 100_000) -> dict[str, Any] | None:
         """Per-feature statistics of ``view``'s rows, or None when DuckDB cannot compute them
         here (e.g. a source only the Spark engine can read); statistics never block an export."""
-        import duckdb
-
         from .profile import profile_query
 
         feats = ", ".join(quote(f) for f in view.feature_names)
@@ -352,7 +350,14 @@ class Workspace:
                     f"USING SAMPLE reservoir({int(max_rows)} ROWS) REPEATABLE (7)",
                     bins=12,
                 )
-        except duckdb.Error:
+        except Exception as exc:  # noqa: BLE001 - documentation, never a gate
+            import warnings
+
+            warnings.warn(
+                f"feature view '{view.name}': exported without statistics, DuckDB could not compute "
+                f"them here: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                stacklevel=3,
+            )
             return None
         return {c.name: c.summary() for c in prof.columns}
 
