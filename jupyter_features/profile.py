@@ -130,7 +130,8 @@ class Profile:
         charts = list(self.charts.values())
         return grid(charts, columns=columns) if charts else None
 
-    def html(self) -> str:
+    def html(self, caption: str | None = None) -> str:
+        """The statistics table, under ``caption`` (default: the row and column counts)."""
         header = ["column", "type", "nulls", "distinct", "min", "max", "mean", "top values"]
         rows = []
         for c in self.columns:
@@ -145,7 +146,10 @@ class Profile:
         what = f"{self.rows:,} rows × {len(self.columns)} columns"
         if self.sample is not None:
             what += f" (statistics over a sample of {self.sample:,})"
-        return f'<div class="meta">{what}</div>' + render.table(header, rows, raw=(0, 1, 2, 7))
+        return (
+            f'<div class="meta">{render.esc(caption) if caption is not None else what}</div>'
+            + render.table(header, rows, raw=(0, 1, 2, 7))
+        )
 
     def _repr_html_(self) -> str:
         return render.wrap(self.html())

@@ -310,7 +310,7 @@ class Workspace:
         A view whose definition is unchanged keeps its version; the session views are
         pinned to the versions the registry gave them, and the export is audited. With
         ``stats`` (the default), each version carries its features' latest statistics
-        and histograms (from a sample of 100,000 rows), which the JupyterLab sidebar draws.
+        and histograms (from a sample of 100,000 rows), which the sidebar and the browser show.
         """
         from registry_client.origin import actor
 

@@ -120,6 +120,9 @@ def test_browser_shows_registry_views_and_versions(demo_ws: jf.Workspace, tmp_pa
     assert [(e.name, e.origin) for e in browser.entries] == [("user_spend", "registry")]
     assert browser.stats_button.disabled  # its sources are not registered here
     assert "version" in browser.detail.value and "(registry)" in browser.detail.value
+    # The statistics recorded at export, without the sources to recompute them.
+    assert "recorded with version 1 at export" in browser.detail.value
+    assert "spend_7d" in browser.detail.value.split("recorded with version")[1]
 
 
 def test_widgets_package_loads_ipywidgets_only_on_use() -> None:

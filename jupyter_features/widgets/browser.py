@@ -4,7 +4,7 @@ feature views, a table of matching features, and a detail pane for one view.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,14 +27,52 @@ class CatalogEntry:
 
     view: FeatureView
     origin: str
+    stats: Mapping[str, Any] | None = None  # per-feature statistics the export recorded
 
     @property
     def name(self) -> str:
         return self.view.name
 
 
-def _registry_views(ws: Workspace) -> list[FeatureView]:
-    """The registry's latest views, or [] when no registry answers (browsing never fails on it)."""
+def recorded_stats_html(entry: CatalogEntry) -> str:
+    """The statistics recorded with a registry version, as the profile table shows them."""
+    from ..profile import ColumnProfile, Profile
+
+    kinds = {"int64": "numeric", "float64": "numeric", "timestamp": "timestamp", "bool": "bool"}
+    columns = []
+    for f in entry.view.features:
+        s = (entry.stats or {}).get(f.name)
+        if not isinstance(s, Mapping):
+            continue
+        try:
+            columns.append(
+                ColumnProfile(
+                    name=f.name,
+                    dtype=f.type,
+                    kind=kinds.get(f.type, "text"),
+                    count=int(s.get("count") or 0),
+                    nulls=int(s.get("nulls") or 0),
+                    distinct=s.get("distinct"),
+                    min=s.get("min"),
+                    max=s.get("max"),
+                    mean=s.get("mean"),
+                    top=[(v, int(n)) for v, n in s.get("top") or []],
+                )  # fmt: skip
+            )
+        except (TypeError, ValueError):  # a hand-written or older record: skip what does not fit
+            continue
+    if not columns:
+        return ""
+    rows = max(c.count + c.nulls for c in columns)
+    caption = (
+        f"recorded with version {entry.view.version} at export, over {rows:,} rows (at most 100,000 sampled)"
+    )
+    return Profile(rows=rows, columns=columns).html(caption=caption)
+
+
+def _registry_views(ws: Workspace) -> list[tuple[FeatureView, Mapping[str, Any] | None]]:
+    """The registry's latest views with their recorded statistics, or [] when no registry
+    answers (browsing never fails on it)."""
     registry = ws._registry_or_none()
     lister = getattr(registry, "list", None)
     if lister is None:
@@ -43,16 +81,17 @@ def _registry_views(ws: Workspace) -> list[FeatureView]:
         records = list(lister())
     except Exception:  # noqa: BLE001 - an unreachable registry only hides its views
         return []
-    views = []
+    views: list[tuple[FeatureView, Mapping[str, Any] | None]] = []
     for record in records:
         try:
             if isinstance(record, str):
                 record = registry.get(record)
             spec = getattr(record, "spec", record)
             if isinstance(spec, FeatureView):
-                views.append(spec)
+                views.append((spec, None))
             elif isinstance(spec, dict) and "sql" in spec:
-                views.append(FeatureView.from_spec(spec, version=getattr(record, "version", None)))
+                stats = spec.get("stats") if isinstance(spec.get("stats"), Mapping) else None
+                views.append((FeatureView.from_spec(spec, version=getattr(record, "version", None)), stats))
         except Exception:  # noqa: BLE001 - skip a record this version cannot read
             continue
     return views
@@ -63,7 +102,7 @@ def catalog(ws: Workspace, *, registry: bool = True) -> list[CatalogEntry]:
     entries = [CatalogEntry(v, "session") for v in ws.views.values()]
     if registry:
         seen = {e.name for e in entries}
-        entries += [CatalogEntry(v, "registry") for v in _registry_views(ws) if v.name not in seen]
+        entries += [CatalogEntry(v, "registry", st) for v, st in _registry_views(ws) if v.name not in seen]
     return sorted(entries, key=lambda e: e.name)
 
 
@@ -263,7 +302,7 @@ class FeatureBrowser:
         if not name:
             return
         entry = self.entry(name)
-        self.detail.value = detail_html(entry, self.ws)
+        self.detail.value = detail_html(entry, self.ws, stats=recorded_stats_html(entry))
         self.stats_button.disabled = entry.origin != "session"
         if entry.origin == "session":
             with self.export:
