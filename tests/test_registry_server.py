@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import types
@@ -220,7 +221,6 @@ def test_cli_export_and_import_folders(tmp_path: Path, capsys: pytest.CaptureFix
 def test_optional_routers_mount_under_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A later part adds jupyter_features/registry_server/materializations.py with a ``router``."""
     from fastapi import APIRouter, Depends
-    from fastapi.testclient import TestClient
 
     from jupyter_features.registry_server import app as app_module
     from jupyter_features.registry_server.auth import require_scope
@@ -235,8 +235,19 @@ def test_optional_routers_mount_under_the_api(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "jf_test_plugin", plugin)
     monkeypatch.setattr(app_module, "PLUGINS", (*app_module.PLUGINS, "jf_test_plugin", "jf_absent_plugin"))
     app = app_module.create_app(f"sqlite:///{tmp_path}/r.db", {ADMIN: "admin", READER: "read"})
-    with TestClient(app) as client:
-        ok = client.get("/api/v1/materializations", headers={"Authorization": f"Bearer {ADMIN}"})
-        assert ok.json() == ["job"]
-        denied = client.get("/api/v1/materializations", headers={"Authorization": f"Bearer {READER}"})
-        assert denied.status_code == 403 and json.loads(denied.text)["type"] == "PermissionDeniedError"
+
+    async def calls() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://registry") as client:
+            ok = await client.get("/api/v1/materializations", headers={"Authorization": f"Bearer {ADMIN}"})
+            denied = await client.get(
+                "/api/v1/materializations", headers={"Authorization": f"Bearer {READER}"}
+            )
+            return ok, denied
+
+    try:
+        ok, denied = asyncio.run(calls())
+    finally:
+        app.state.registry.close()
+    assert ok.json() == ["job"]
+    assert denied.status_code == 403 and json.loads(denied.text)["type"] == "PermissionDeniedError"
