@@ -20,7 +20,8 @@ from datetime import timedelta
 from .engines import ViewJoin
 
 __all__ = [
-    "quote", "dedup_sql", "pit_sql", "ties_sql", "tie_fix_sql", "matched_column", "latest_sql",
+    "quote", "dedup_sql", "pit_sql", "ties_sql", "tie_fix_sql", "matched_column", "key_column",
+    "label_keys", "latest_sql",
     "LABELS", "RESULT", "ROW", "LABEL_TS", "EVENT_TS",
 ]  # fmt: skip
 
@@ -42,6 +43,19 @@ def _micros(ttl: timedelta) -> int:
 def matched_column(i: int) -> str:
     """The column of ``pit_sql``'s result holding the event time view ``i`` matched (null if none)."""
     return f"__jf_m{i}"
+
+
+def key_column(key: str) -> str:
+    """The column of ``pit_sql``'s result holding the label row's entity key ``key``."""
+    return quote(f"__jf_k_{key}")
+
+
+def label_keys(joins: list[ViewJoin]) -> list[str]:
+    """The entity key columns the label frame needs for ``joins``, in first-seen order."""
+    keys: list[str] = []
+    for j in joins:
+        keys += [k for k in j.entity if k not in keys]
+    return keys
 
 
 def _src(column: str) -> str:
@@ -104,7 +118,7 @@ def pit_sql(joins: list[ViewJoin]) -> str:
     Exact unless a view has several rows at a matched (keys, event time): see ``ties_sql``.
     """
     ctes = [f"__jf_v{i} AS ({_plain_sql(j)})" for i, j in enumerate(joins)]
-    cols = [f"l.{ROW}"]
+    cols = [f"l.{ROW}", *(f"l.{quote(k)} AS {key_column(k)}" for k in label_keys(joins))]
     joins_sql = []
     for i, j in enumerate(joins):
         alias = f"v{i}"
@@ -117,10 +131,10 @@ def pit_sql(joins: list[ViewJoin]) -> str:
 
 
 def _matched_pairs(join: ViewJoin, i: int) -> str:
-    """Distinct (keys, EVENT_TS) view ``i`` matched: LABELS beside RESULT (pit_sql's rows in label order)."""
-    keys = ", ".join(f"l.{quote(k)}" for k in join.entity)
+    """Distinct (keys, EVENT_TS) view ``i`` matched, from RESULT (a table of pit_sql's rows)."""
+    keys = ", ".join(f"{key_column(k)} AS {quote(k)}" for k in join.entity)
     m = matched_column(i)
-    return f"SELECT DISTINCT {keys}, r.{m} AS {EVENT_TS} FROM {LABELS} l POSITIONAL JOIN {RESULT} r WHERE r.{m} IS NOT NULL"
+    return f"SELECT DISTINCT {keys}, {m} AS {EVENT_TS} FROM {RESULT} WHERE {m} IS NOT NULL"
 
 
 def ties_sql(joins: list[ViewJoin]) -> str:
@@ -156,7 +170,9 @@ def tie_fix_sql(joins: list[ViewJoin], tied: list[int]) -> str:
             cols.append(f"{_feature(j, alias, feat, m)} AS {quote(out)}")
     return (
         f"WITH {', '.join(ctes)}\nSELECT {', '.join(cols)}\n"
-        f"FROM {LABELS} l POSITIONAL JOIN {RESULT} r\n" + "\n".join(joins_sql) + f"\nORDER BY l.{ROW}"
+        f"FROM {LABELS} l JOIN {RESULT} r ON l.{ROW} = r.{ROW}\n"
+        + "\n".join(joins_sql)
+        + f"\nORDER BY l.{ROW}"
     )
 
 

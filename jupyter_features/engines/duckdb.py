@@ -16,6 +16,8 @@ from ..pit import (
     LABELS,
     RESULT,
     ROW,
+    key_column,
+    label_keys,
     latest_sql,
     matched_column,
     pit_sql,
@@ -152,10 +154,7 @@ class DuckDBEngine:
         import numpy as np
         import pandas as pd
 
-        keys: list[str] = []
-        for j in joins:
-            keys += [k for k in j.entity if k not in keys]
-        data: dict[str, Any] = {k: labels[k].array for k in keys}
+        data: dict[str, Any] = {k: labels[k].array for k in label_keys(joins)}
         ts = labels[timestamp]
         textual = ts.dtype == object or pd.api.types.is_string_dtype(ts)
         if not (pd.api.types.is_datetime64_any_dtype(ts) or textual):
@@ -187,24 +186,28 @@ class DuckDBEngine:
         return result.drop(columns=[ROW, *(matched_column(i) for i in range(len(joins)))])
 
     def _pit(self, joins: list[ViewJoin]) -> pd.DataFrame:
-        """One plain ASOF JOIN; the tie-break is recomputed only for views with ties at a match."""
+        """One plain ASOF JOIN; the tie-break is recomputed only for views with ties at a match.
+
+        The join's rows stay in DuckDB (RESULT) while the tie check reads them, then come
+        out once, put back in label order by ROW (a scatter, cheaper than an ORDER BY).
+        """
         import numpy as np
 
-        result = self.con.sql(pit_sql(joins)).df()
-        # Back into label order by ROW: a scatter, cheaper than an ORDER BY in the query.
-        order = np.empty(len(result), dtype=np.int64)
-        order[result[ROW].to_numpy()] = np.arange(len(result), dtype=np.int64)
-        result = result.take(order).reset_index(drop=True)
-        self.con.register(RESULT, result)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {RESULT} AS {pit_sql(joins)}")
         try:
             counts = self.con.execute(ties_sql(joins)).fetchall()[0]
             tied = [i for i, extra in enumerate(counts) if extra]
+            keys = ", ".join(key_column(k) for k in label_keys(joins))
+            result = self.con.sql(f"SELECT * EXCLUDE ({keys}) FROM {RESULT}").df()
+            order = np.empty(len(result), dtype=np.int64)
+            order[result[ROW].to_numpy()] = np.arange(len(result), dtype=np.int64)
+            result = result.take(order).reset_index(drop=True)
             if tied:
                 fixed = self.con.sql(tie_fix_sql(joins, tied)).df()
                 for col in fixed.columns:
                     result[col] = fixed[col].array
         finally:
-            self.con.unregister(RESULT)
+            self.con.execute(f"DROP TABLE IF EXISTS {RESULT}")
         return result
 
     def _check_key_types(self, frame: pd.DataFrame, joins: list[ViewJoin]) -> None:
