@@ -245,9 +245,11 @@ def test_optional_routers_mount_under_the_api(tmp_path: Path, monkeypatch: pytes
             )
             return ok, denied
 
+    loop = asyncio.new_event_loop()  # not asyncio.run: it would unset the thread's loop that later tests use
     try:
-        ok, denied = asyncio.run(calls())
+        ok, denied = loop.run_until_complete(calls())
     finally:
+        loop.close()
         app.state.registry.close()
     assert ok.json() == ["job"]
     assert denied.status_code == 403 and json.loads(denied.text)["type"] == "PermissionDeniedError"
