@@ -57,7 +57,7 @@ def recorded_stats_html(entry: CatalogEntry) -> str:
                     max=s.get("max"),
                     mean=s.get("mean"),
                     top=[(v, int(n)) for v, n in s.get("top") or []],
-                )  # fmt: skip
+                )
             )
         except (TypeError, ValueError):  # a hand-written or older record: skip what does not fit
             continue
