@@ -70,6 +70,11 @@ class ParsedQuery:
     tree: exp.Query
     sources: tuple[str, ...]  # registered sources it reads, sorted
 
+    @property
+    def normalized(self) -> str:
+        """The canonical form of the SQL (sqlglot pretty print), as ``normalize_sql`` gives it."""
+        return self.tree.sql(dialect=DIALECT, pretty=True)
+
 
 def _function_name(node: exp.Func) -> str:
     if isinstance(node, exp.Anonymous):
@@ -156,7 +161,8 @@ def parse_feature_sql(sql: str, sources: Mapping[str, object] | None, *, owner: 
 
 
 def normalize_sql(sql: str) -> str:
-    """A canonical form of the SQL (sqlglot pretty print) for hashing and diffs."""
+    """A canonical form of the SQL (sqlglot pretty print) for hashing and diffs; with a
+    ``ParsedQuery`` at hand, its ``normalized`` is the same without parsing again."""
     try:
         return sqlglot.transpile(sql, read=DIALECT, write=DIALECT, pretty=True)[0]
     except SqlglotError:

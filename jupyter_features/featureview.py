@@ -163,7 +163,10 @@ class FeatureView:
         }
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any], *, version: int | None = None) -> FeatureView:
+    def from_spec(
+        cls, spec: dict[str, Any], *, version: int | None = None, normalized_sql: str | None = None
+    ) -> FeatureView:
+        """The view a spec describes; ``normalized_sql`` saves parsing its SQL again when known."""
         from .analysis import normalize_sql
 
         ttl = parse_ttl(spec.get("ttl"), owner=f"feature view '{spec.get('name')}'")
@@ -180,7 +183,7 @@ class FeatureView:
             features=tuple(Feature.from_dict(f) for f in spec.get("features", [])),
             lineage={k: list(v) for k, v in (spec.get("lineage") or {}).items()},
             sources=tuple(spec.get("sources") or ()),
-            normalized_sql=normalize_sql(str(spec["sql"])),
+            normalized_sql=normalized_sql if normalized_sql is not None else normalize_sql(str(spec["sql"])),
             version=version if version is not None else spec.get("version"),
         )
 

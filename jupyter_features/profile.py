@@ -34,14 +34,19 @@ def first_row(con: duckdb.DuckDBPyConnection, query: str) -> tuple[Any, ...] | N
     return rows[0] if rows else None
 
 
+def kind_of_feature_type(ftype: str) -> str:
+    """How a feature of type ``ftype`` is profiled: numeric, timestamp, bool or text."""
+    return {"int64": "numeric", "float64": "numeric", "timestamp": "timestamp", "bool": "bool"}.get(
+        ftype, "text"
+    )
+
+
 def _kind(duckdb_type: str) -> str:
     upper = duckdb_type.upper()
     if upper.startswith(_OTHER_PREFIXES) or upper.endswith("]"):
         return "other"
     ftype, _ = feature_type_of(duckdb_type)
-    return {"int64": "numeric", "float64": "numeric", "timestamp": "timestamp", "bool": "bool"}.get(
-        ftype, "text"
-    )
+    return kind_of_feature_type(ftype)
 
 
 @dataclass(frozen=True)

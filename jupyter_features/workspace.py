@@ -180,7 +180,7 @@ class Workspace:
         feature_descriptions: dict[str, str] | None = None,
     ) -> FeatureView:
         """Validate and type a definition without registering it."""
-        from .analysis import column_lineage, normalize_sql, parse_feature_sql
+        from .analysis import column_lineage, parse_feature_sql
         from .engines.duckdb import sandbox_describe
 
         check_name(name, what="feature view")
@@ -251,7 +251,7 @@ class Workspace:
             name=name, sql=sql.strip().rstrip(";"), entity=keys, timestamp=timestamp, features=tuple(features),
             created_timestamp=created_timestamp or None, ttl=ttl_value, description=description or "",
             owner=owner or "", tags=tuple(tags or ()), lineage=lineage, sources=parsed.sources,
-            normalized_sql=normalize_sql(sql), _workspace=self,
+            normalized_sql=parsed.normalized, _workspace=self,
         )  # fmt: skip
 
     def get_view(self, name: str, version: int | None = None) -> FeatureView:

@@ -229,11 +229,11 @@ def definition_hash(spec: Mapping[str, Any]) -> str:
             return _hashes[key]
     owner = f"feature view '{spec.get('name')}'"
     try:
-        parse_feature_sql(str(spec["sql"]), None, owner=owner)
+        parsed = parse_feature_sql(str(spec["sql"]), None, owner=owner)
     except FeaturesError as exc:
         raise InvalidSpecError(f"{exc} (field 'sql')") from exc
     try:
-        digest = FeatureView.from_spec(dict(spec)).definition_hash
+        digest = FeatureView.from_spec(dict(spec), normalized_sql=parsed.normalized).definition_hash
     except FeaturesError:
         raise
     except Exception as exc:

@@ -36,9 +36,8 @@ class CatalogEntry:
 
 def recorded_stats_html(entry: CatalogEntry) -> str:
     """The statistics recorded with a registry version, as the profile table shows them."""
-    from ..profile import ColumnProfile, Profile
+    from ..profile import ColumnProfile, Profile, kind_of_feature_type
 
-    kinds = {"int64": "numeric", "float64": "numeric", "timestamp": "timestamp", "bool": "bool"}
     columns = []
     for f in entry.view.features:
         s = (entry.stats or {}).get(f.name)
@@ -49,7 +48,7 @@ def recorded_stats_html(entry: CatalogEntry) -> str:
                 ColumnProfile(
                     name=f.name,
                     dtype=f.type,
-                    kind=kinds.get(f.type, "text"),
+                    kind=kind_of_feature_type(f.type),
                     count=int(s.get("count") or 0),
                     nulls=int(s.get("nulls") or 0),
                     distinct=s.get("distinct"),
