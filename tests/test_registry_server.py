@@ -121,6 +121,10 @@ def test_malformed_requests_get_4xx_with_a_message(api: httpx.Client, name: str)
         response = api.request(method, path, **kwargs)
         assert response.status_code == status, (method, path, response.text[:300])
         assert response.json()["error"], (method, path)
+    # Nothing refused was stored: the view keeps its one version and its SQL.
+    versions = api.get(f"/views/{name}/versions").json()
+    assert [v["version"] for v in versions] == [1]
+    assert api.get(f"/views/{name}").json()["spec"]["sql"] == make_spec(name)["sql"]
     missing = api.get(f"/views/{name}x").json()
     assert f"did you mean '{name}'" in missing["error"] and missing["type"] == "NotFoundError"
 
