@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> None:
         # -- raw baselines on the same rows ---------------------------------------------
         rng = random.Random(7)
         ids = [rng.randrange(args.entities) for _ in range(4096)]
-        version = ws._online(store_sqlite).current("v").version
+        version = ws.online_store(store_sqlite).current("v").version
         raw_sqlite = sqlite3.connect(store_sqlite[len("sqlite:///") :])
         pk_sql = f'SELECT {", ".join(FEATURES)} FROM "v__v{version}" WHERE user_id = ?'
         client = redis.Redis.from_url(redis_url)

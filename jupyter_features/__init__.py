@@ -14,13 +14,12 @@ from . import errors
 from .featureview import FeatureView, format_ttl, parse_ttl
 from .schema import Feature
 from .sources import Source
+from .version import __version__
 from .workspace import Workspace, set_workspace, workspace
 
 if typing.TYPE_CHECKING:
     from .evaluation import EvaluationReport, ablate, evaluate
     from .online import OnlineResult
-
-__version__ = "0.1.0"
 
 __all__ = [
     "EvaluationReport",

@@ -1,44 +1,44 @@
 """The `jupyter-features` command: thin glue over the engine.
 
-Each subcommand lives beside the code it drives; this module only parses arguments
-and turns FeaturesError into a one-line message and exit status 2.
+The servers' subcommands live beside the servers; this module holds the others, parses
+arguments and turns FeaturesError into a one-line message and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import runpy
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import FeaturesError
+from .version import __version__
 
-__all__ = ["main", "COMMANDS"]
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+__all__ = ["main", "COMMANDS", "load_sources"]
 
 #: subcommand → "module:function" that adds its arguments to a subparser and returns
 #: the handler. Adding a command is adding a line here.
 COMMANDS: dict[str, str] = {
     "demo": "jupyter_features.demo:add_cli",
     "registry": "jupyter_features.registry_server.cli:add_cli",
-    "materialize": "jupyter_features.materialize:add_cli",
+    "materialize": "jupyter_features.cli:add_materialize_cli",
     "serve": "jupyter_features.feature_server:add_cli",
 }
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
     parser = argparse.ArgumentParser(prog="jupyter-features", description="A notebook-first feature store.")
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"jupyter-features {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
     for name, target in COMMANDS.items():
         module_name, func = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue  # a part not installed in this build
-        handlers[name] = getattr(module, func)(sub)
+        handlers[name] = getattr(importlib.import_module(module_name), func)(sub)
     return parser, handlers
 
 
@@ -56,6 +56,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def load_sources(ws: Workspace, path: str) -> None:
+    """Run a Python file with ``ws`` in scope, to register sources (and define views)."""
+    runpy.run_path(path, init_globals={"ws": ws, "workspace": ws})
+
+
+def add_materialize_cli(sub: Any) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser(
+        "materialize",
+        help="write the latest feature values of views to the online store",
+        description=(
+            "Materialize feature views into the online store. Views come from the registry of the "
+            "workspace at --dir (or are defined by the --sources-from file); their sources are "
+            "registered by the --sources-from Python file, which runs with `ws` (the workspace) in scope."
+        ),
+    )
+    p.add_argument(
+        "names", nargs="+", metavar="NAME", help="feature views to materialize (NAME or NAME@VERSION)"
+    )
+    p.add_argument(
+        "--store",
+        help="online store URL (default: the workspace's, e.g. sqlite:///.jupyter_features/online.db)",
+    )
+    p.add_argument("--dir", default=".", help="workspace folder holding features.toml (default: %(default)s)")
+    p.add_argument("--registry", help="registry URL (default: the workspace's)")
+    p.add_argument(
+        "--sources-from",
+        metavar="FILE.py",
+        help="Python file that registers the sources: ws.register_source(...)",
+    )
+    p.add_argument("--end", help="materialize as of this time (ISO 8601, UTC; default: now)")
+    p.add_argument("--incremental", action="store_true", help="only rows newer than the last run's watermark")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--engine", choices=["duckdb", "spark"],
+        help="offline engine computing the rows (default: the workspace's); spark writes from its executors",
+    )  # fmt: skip
+
+    def handle(args: argparse.Namespace) -> int:
+        from .workspace import Workspace
+
+        ws = Workspace(args.dir, registry=args.registry, online_store=args.store, engine=args.engine)
+        if args.sources_from:
+            load_sources(ws, args.sources_from)
+        results = ws.materialize(
+            args.names, end=args.end, incremental=args.incremental, progress=not args.no_progress
+        )
+        for r in results.values():
+            print(
+                f"{r.view}: version {r.version} now served from {r.store} ({r.mode}, {r.rows_written:,} rows "
+                f"written, {r.rows:,} entities, as of {r.end.isoformat(sep=' ')}, {r.seconds:.2f}s)"
+            )
+        return 0
+
+    return handle
 
 
 if __name__ == "__main__":

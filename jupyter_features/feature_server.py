@@ -48,8 +48,8 @@ def create_app(store_url: str) -> FastAPI:
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, Field
 
-    from . import __version__
     from .online import open_store, read_features
+    from .version import __version__
 
     store = open_store(store_url)
 

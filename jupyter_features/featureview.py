@@ -5,18 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import TTLError
+from .errors import FeatureViewError, TTLError
 from .schema import Feature
 
-if TYPE_CHECKING:
-    from .preview import FeatureViewPreview
-    from .workspace import Workspace
-
-__all__ = ["FeatureView", "parse_ttl", "format_ttl"]
+__all__ = ["FeatureView", "ViewJoin", "definition_hash", "parse_ttl", "format_ttl", "set_previewer"]
 
 _TTL_UNITS = {
     "w": 604800.0, "week": 604800.0, "weeks": 604800.0,
@@ -97,7 +94,8 @@ class FeatureView:
     sources: tuple[str, ...] = ()
     normalized_sql: str = ""
     version: int | None = None
-    _workspace: Workspace | None = field(default=None, repr=False, compare=False)
+    #: The sources' columns the view was analysed against (source → column → DuckDB type).
+    schemas: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def schema(self) -> dict[str, str]:
@@ -126,24 +124,13 @@ class FeatureView:
         """
         from .transpile import transpile
 
-        schema = None
-        if self._workspace is not None:
-            sources = self._workspace.sources
-            schema = {s: sources[s].schema for s in self.sources if s in sources}
+        schema = {name: dict(columns) for name, columns in self.schemas.items()} or None
         return transpile(self.sql, dialect, schema=schema, owner=f"feature view '{self.name}'", pretty=True)
 
     @property
     def definition_hash(self) -> str:
         """Hash of what makes a new version: normalized SQL, schema, keys, timestamps, TTL."""
-        payload = {
-            "sql": self.normalized_sql or self.sql,
-            "entity": list(self.entity),
-            "timestamp": self.timestamp,
-            "created_timestamp": self.created_timestamp,
-            "ttl": format_ttl(self.ttl),
-            "features": [[f.name, f.type, f.duckdb_type] for f in self.features],
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return definition_hash(self.to_spec(), normalized_sql=self.normalized_sql or self.sql)
 
     def to_spec(self) -> dict[str, Any]:
         """The plain-data form the registry stores and YAML files hold."""
@@ -190,18 +177,77 @@ class FeatureView:
     def with_version(self, version: int | None) -> FeatureView:
         return replace(self, version=version)
 
-    def bind(self, workspace: Workspace | None) -> FeatureView:
-        return replace(self, _workspace=workspace)
-
-    def preview(self, **options: Any) -> FeatureViewPreview:
+    def preview(self, **options: Any) -> Any:
         """Sample rows, per-feature statistics and histograms, lineage and what changed
-        since the previous definition; shows itself in a notebook (see ``preview.preview``)."""
-        from .preview import preview
-
-        return preview(self, **options)
+        since the previous definition; shows itself in a notebook (``Workspace.preview``)."""
+        if _previewer is None:
+            raise FeatureViewError(
+                f"feature view '{self.name}': previews need a workspace; use ws.preview('{self.name}')"
+            )
+        return _previewer(self, **options)
 
     def __repr__(self) -> str:
         ttl = f", ttl={format_ttl(self.ttl)!r}" if self.ttl else ""
         ver = f"@{self.version}" if self.version is not None else ""
         feats = ", ".join(f"{f.name}: {f.type}" for f in self.features)
         return f"FeatureView({self.name}{ver}, entity={list(self.entity)}, timestamp={self.timestamp!r}{ttl}, features=[{feats}])"
+
+
+#: Renders a view's preview; installed by the workspace layer (definitions never import it).
+_previewer: Callable[..., Any] | None = None
+
+
+def set_previewer(previewer: Callable[..., Any] | None) -> None:
+    """Install the function ``FeatureView.preview()`` calls (the workspace installs its own)."""
+    global _previewer
+    _previewer = previewer
+
+
+def definition_hash(spec: Mapping[str, Any], *, normalized_sql: str | None = None) -> str:
+    """Hash of what makes a new version of the view ``spec`` describes: normalized SQL, feature
+    schema, keys, timestamps and TTL (never its name, description, owner or tags).
+
+    ``normalized_sql`` saves parsing the SQL again when it is known.
+    """
+    if normalized_sql is None:
+        from .analysis import normalize_sql
+
+        normalized_sql = normalize_sql(str(spec["sql"]))
+    ttl = parse_ttl(spec.get("ttl"), owner=f"feature view '{spec.get('name')}'")
+    payload = {
+        "sql": normalized_sql,
+        "entity": list(spec["entity"]),
+        "timestamp": str(spec["timestamp"]),
+        "created_timestamp": spec.get("created_timestamp"),
+        "ttl": format_ttl(ttl),
+        "features": [
+            [f.name, f.type, f.duckdb_type] for f in map(Feature.from_dict, spec.get("features", []))
+        ],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ViewJoin:
+    """One feature view's part of a point-in-time join or a materialization: what an engine needs."""
+
+    name: str
+    sql: str
+    entity: tuple[str, ...]
+    timestamp: str
+    created_timestamp: str | None
+    ttl: timedelta | None
+    features: tuple[str, ...]  # feature columns of the view to fetch
+    output: tuple[str, ...]  # output column name for each feature
+
+    @classmethod
+    def of(
+        cls, view: FeatureView, features: Sequence[str] | None = None, output: Sequence[str] | None = None
+    ) -> ViewJoin:
+        """``view``'s join: ``features`` (all by default) named ``output`` (the feature names by default)."""
+        names = tuple(view.feature_names if features is None else features)
+        return cls(
+            name=view.name, sql=view.sql, entity=view.entity, timestamp=view.timestamp,
+            created_timestamp=view.created_timestamp, ttl=view.ttl,
+            features=names, output=names if output is None else tuple(output),
+        )  # fmt: skip

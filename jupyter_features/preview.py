@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 from . import render
 from .errors import FeatureViewError
 from .featureview import FeatureView, format_ttl
-from .pit import quote
 from .profile import Profile, first_row, profile_table
+from .sqltext import quote
 
 if TYPE_CHECKING:
     import altair as alt
     import pandas as pd
+
+    from .workspace import Workspace
 
 __all__ = ["FeatureViewPreview", "ViewDiff", "diff_views", "preview"]
 
@@ -81,10 +83,7 @@ def diff_views(old: FeatureView, new: FeatureView) -> ViewDiff:
     )
 
 
-def _previous(view: FeatureView) -> FeatureView | None:
-    ws = view._workspace
-    if ws is None:
-        return None
+def _previous(view: FeatureView, ws: Workspace) -> FeatureView | None:
     history = ws.history(view.name)
     for i in range(len(history) - 1, -1, -1):  # the view itself, or its copy pinned to a version
         if history[i] is view or history[i].with_version(view.version) == view:
@@ -107,6 +106,7 @@ class FeatureViewPreview:
     diff: ViewDiff | None
     seconds: float
     export_button: bool = True
+    workspace: Workspace | None = field(default=None, repr=False, compare=False)
     _charts: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -206,28 +206,28 @@ class FeatureViewPreview:
             from .charts import show
 
             show(chart)
-        if self.export_button and self.view._workspace is not None:
+        if self.export_button and self.workspace is not None:
             from .widgets.export import ExportButton
 
-            display(ExportButton(self.view._workspace, [self.view.name]))
+            display(ExportButton(self.workspace, [self.view.name]))
 
     def __repr__(self) -> str:
         return f"FeatureViewPreview({self.view.name}, rows={self.rows}, features={self.view.feature_names})"
 
 
 def preview(
-    view: FeatureView, *, rows: int = 8, max_rows: int | None = 200_000, export_button: bool = True
+    view: FeatureView,
+    ws: Workspace,
+    *,
+    rows: int = 8,
+    max_rows: int | None = 200_000,
+    export_button: bool = True,
 ) -> FeatureViewPreview:
-    """Run the view's SQL and summarise it: ``rows`` sample rows, statistics, changes."""
-    ws = view._workspace
-    if ws is None:
-        raise FeatureViewError(
-            f"feature view '{view.name}' is not bound to a workspace; define it with ws.feature_view "
-            "or take it from ws.get_view to preview it"
-        )
+    """Run the view's SQL on ``ws``'s DuckDB and summarise it: ``rows`` sample rows, statistics,
+    what changed since the previous definition in ``ws``."""
     import duckdb
 
-    con, lock = ws.duckdb.con, ws.duckdb._lock
+    con, lock = ws.duckdb.con, ws.duckdb.lock
     table = f"__jf_preview_{uuid.uuid4().hex[:10]}"
     started = time.perf_counter()
     with lock:
@@ -249,9 +249,9 @@ def preview(
             stats = profile_table(con, table, columns=view.feature_names, max_rows=max_rows)
         finally:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-    previous = _previous(view)
+    previous = _previous(view, ws)
     return FeatureViewPreview(
         view=view, rows=int(count), entities=int(entities), first=first, last=last, sample=sample,
         profile=stats, previous=previous, diff=diff_views(previous, view) if previous is not None else None,
-        seconds=time.perf_counter() - started, export_button=export_button,
+        seconds=time.perf_counter() - started, export_button=export_button, workspace=ws,
     )  # fmt: skip

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import render
-from .pit import quote
+from .sqltext import quote
 from .schema import feature_type_of
 
 if TYPE_CHECKING:

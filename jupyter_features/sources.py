@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from .errors import SourceError
 
-__all__ = ["Source", "classify_source", "check_name"]
+__all__ = ["Source", "classify_source", "check_name", "format_of"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FORMATS = {
@@ -52,7 +52,7 @@ def check_name(name: str, *, what: str = "source") -> str:
     return name
 
 
-def _format_of(path: str) -> str:
+def format_of(path: str) -> str:
     lowered = path.lower()
     for suffix in (".gz", ".zst", ".bz2"):
         if lowered.endswith(suffix):
@@ -89,7 +89,7 @@ def classify_source(
             raise SourceError(f"source '{name}': no file matches {location!r}{hint}; check the path or glob")
         return Source(
             name=name, kind="file", timestamp=timestamp, location=location,
-            format=fmt or _format_of(location),
+            format=fmt or format_of(location),
         )  # fmt: skip
     module = type(data).__module__
     if module.startswith(("pandas", "pyarrow", "polars")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings, load_settings
-from .engines import OfflineEngine, ViewJoin, open_engine
+from .engines import OfflineEngine, open_engine
 from .errors import (
     FeatureReferenceError,
     FeatureViewError,
@@ -21,21 +22,23 @@ from .errors import (
     UnknownFeatureViewError,
     did_you_mean,
 )
-from .featureview import FeatureView, parse_ttl
-from .pit import quote
+from .featureview import FeatureView, ViewJoin, parse_ttl, set_previewer
 from .refs import group_refs
 from .schema import Feature, feature_type_of
 from .sources import Source, check_name, classify_source
+from .sqltext import RESERVED_PREFIX, quote
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .materialize import MaterializationResult
-    from .online import OnlineResult
+    from .materialize import MaterializationResult, Progress
+    from .online import OnlineResult, OnlineStore
+    from .preview import FeatureViewPreview
 
 __all__ = ["Workspace", "workspace", "set_workspace"]
 
-_RESERVED_PREFIX = "__jf_"
+#: Every open workspace, so that ``FeatureView.preview()`` finds the one holding a view.
+_OPEN: weakref.WeakSet[Workspace] = weakref.WeakSet()
 
 
 class Workspace:
@@ -43,19 +46,21 @@ class Workspace:
 
     ``registry``, ``online_store``, ``token`` and ``engine`` override ``features.toml``
     and the environment; the embedded defaults live under ``path/.jupyter_features/``.
+    ``registry`` may also be an open registry client; ``engine`` a SparkSession.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str] = ".",
-        registry: str | None = None,
+        registry: Any = None,
         online_store: str | None = None,
         token: str | None = None,
         engine: Any = None,
     ) -> None:
         engine_name = engine if isinstance(engine, str) else None
+        registry_url = registry if registry is None or isinstance(registry, str) else str(registry.url)
         self.settings: Settings = load_settings(
-            path, registry=registry, online_store=online_store, token=token, engine=engine_name
+            path, registry=registry_url, online_store=online_store, token=token, engine=engine_name
         )
         from .engines.duckdb import DuckDBEngine
 
@@ -69,9 +74,12 @@ class Workspace:
         self._sources: dict[str, Source] = {}
         self._views: dict[str, FeatureView] = {}
         self._history: dict[str, list[FeatureView]] = {}
-        self._registry: Any = None
+        self._registry: Any = registry if registry is not None and not isinstance(registry, str) else None
         self._online_stores: dict[str, Any] = {}
         self._lock = threading.RLock()
+        # views handed out from the registry, by id (a FeatureView is not hashable)
+        self._loaded: weakref.WeakValueDictionary[int, FeatureView] = weakref.WeakValueDictionary()
+        _OPEN.add(self)
 
     # -- basics --------------------------------------------------------------------------
     @property
@@ -238,7 +246,7 @@ class Workspace:
         for col, dtype in columns:
             if col in special:
                 continue
-            if col.startswith(_RESERVED_PREFIX):
+            if col.startswith(RESERVED_PREFIX):
                 raise FeatureViewError(f"{who}: column name '{col}' is reserved; rename it")
             ftype, vocab = feature_type_of(dtype)
             features.append(Feature(col, ftype, dtype, descriptions.get(col, ""), vocab))
@@ -251,7 +259,7 @@ class Workspace:
             name=name, sql=sql.strip().rstrip(";"), entity=keys, timestamp=timestamp, features=tuple(features),
             created_timestamp=created_timestamp or None, ttl=ttl_value, description=description or "",
             owner=owner or "", tags=tuple(tags or ()), lineage=lineage, sources=parsed.sources,
-            normalized_sql=parsed.normalized, _workspace=self,
+            normalized_sql=parsed.normalized, schemas=schemas,
         )  # fmt: skip
 
     def get_view(self, name: str, version: int | None = None) -> FeatureView:
@@ -287,7 +295,8 @@ class Workspace:
                 f"feature view '{view.name}' reads source(s) {', '.join(missing)} that this workspace "
                 "has not registered; register them with ws.register_source first"
             )
-        return view.bind(self)
+        self._loaded[id(view)] = view
+        return view
 
     def _registry_or_none(self) -> Any:
         try:
@@ -343,7 +352,7 @@ class Workspace:
 
         feats = ", ".join(quote(f) for f in view.feature_names)
         try:
-            with self.duckdb._lock:
+            with self.duckdb.lock:
                 prof = profile_query(
                     self.duckdb.con,
                     f"SELECT {feats} FROM ({view.sql}\n) AS __jf_v "
@@ -371,8 +380,8 @@ class Workspace:
             self._views.pop(name, None)
 
     # -- online store --------------------------------------------------------------------
-    def _online(self, url: str | None = None) -> Any:
-        """The online store at ``url`` (default: the configured one), opened once."""
+    def online_store(self, url: str | None = None) -> OnlineStore:
+        """The online store at ``url`` (default: the configured one), opened once per workspace."""
         url = url or self.settings.online_store_url
         store = self._online_stores.get(url)
         if store is None:
@@ -383,30 +392,78 @@ class Workspace:
                 self._online_stores[url] = store
         return store
 
+    def close(self) -> None:
+        """Close the online stores this workspace opened."""
+        with self._lock:
+            stores, self._online_stores = list(self._online_stores.values()), {}
+        for store in stores:
+            store.close()
+
     def materialize(
         self,
         names: Sequence[str] | str,
-        store: str | None = None,
+        store: str | OnlineStore | None = None,
         end: Any = None,
         incremental: bool = False,
         progress: bool = True,
+        on_progress: Progress | None = None,
     ) -> dict[str, MaterializationResult]:
         """Write the latest values of ``names`` as of ``end`` (default now) to the online store.
 
         Each view gets a new version that readers switch to only when it is complete.
-        Returns a MaterializationResult per view.
+        Names are session views or registry views (``NAME@VERSION`` pins one). Returns a
+        MaterializationResult per view; ``on_progress(view, done, total)`` hears of the writes.
         """
-        from .materialize import materialize
+        from .materialize import materialize_view
+        from .times import now_utc
 
-        return materialize(self, names, store=store, end=end, incremental=incremental, progress=progress)
+        if isinstance(names, str):
+            names = [names]
+        views = []  # every name resolves before the store is even opened
+        for name in names:
+            base, _, version = name.partition("@")
+            views.append(self.get_view(base, int(version) if version.isdigit() else None))
+        target = self.online_store(store) if store is None or isinstance(store, str) else store
+        end = end if end is not None else now_utc()
+        return {
+            v.name: materialize_view(
+                self.engine,
+                v,
+                target,
+                end=end,
+                incremental=incremental,
+                progress=progress,
+                on_progress=on_progress,
+            )  # fmt: skip
+            for v in views
+        }
 
     def online_features(
         self, refs: Sequence[str] | str, entity_rows: Sequence[dict[str, Any]], *, store: str | None = None
     ) -> OnlineResult:
         """Read features by entity key from the online store -> OnlineResult (.to_dict(), .to_pandas())."""
-        from .online.reads import read_features
+        from .online import read_features
 
-        return read_features(self._online(store), refs, entity_rows)
+        return read_features(self.online_store(store), refs, entity_rows)
+
+    # -- previews --------------------------------------------------------------------------
+    def preview(self, view: FeatureView | str, **options: Any) -> FeatureViewPreview:
+        """Sample rows, per-feature statistics and histograms, lineage and what changed since the
+        previous definition of ``view``; shows itself in a notebook (see ``preview.preview``)."""
+        from .preview import preview
+
+        if isinstance(view, str):
+            view = self.get_view(view)
+        return preview(view, self, **options)
+
+    def holds(self, view: FeatureView) -> bool:
+        """Whether ``view`` (this very object) is one of this workspace's definitions."""
+        with self._lock:
+            return (
+                self._loaded.get(id(view)) is view
+                or any(v is view for v in self._views.values())
+                or any(v is view for history in self._history.values() for v in history)
+            )
 
     # -- training frames -----------------------------------------------------------------
     def training_frame(
@@ -486,6 +543,19 @@ class Workspace:
             joins.append(ViewJoin.of(view, names, outs))
         return joins
 
+
+def _preview_view(view: FeatureView, **options: Any) -> FeatureViewPreview:
+    """``FeatureView.preview()``: previewed by the open workspace that holds ``view``."""
+    for ws in list(_OPEN):
+        if ws.holds(view):
+            return ws.preview(view, **options)
+    raise FeatureViewError(
+        f"feature view '{view.name}' is not held by an open workspace; define it with ws.feature_view "
+        "or take it from ws.get_view, then preview it with ws.preview(view)"
+    )
+
+
+set_previewer(_preview_view)
 
 _default: Workspace | None = None
 _default_lock = threading.Lock()

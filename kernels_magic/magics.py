@@ -266,7 +266,8 @@ class FeaturesMagics(Magics):
             self._too_many("show", rest)
         (name,) = self._names("show", rest, at_least=1)
         with friendly_errors():
-            return _workspace().get_view(name).preview()
+            ws = _workspace()
+            return ws.preview(ws.get_view(name))
 
     def _too_many(self, command: str, rest: Sequence[str]) -> NoReturn:
         if not rest:

@@ -120,7 +120,7 @@ def run_sql_cell(
 
     engine = ws.duckdb
     con = engine.con
-    with engine._lock:
+    with engine.lock:
         frames = frames_named(cell, namespace, engine.tables() | set(ws.sources))
         registered: list[str] = []
         try:

@@ -14,7 +14,7 @@ import importlib
 
 from jupyter_features.errors import ConfigError
 
-from ._protocol import Registry
+from .protocol import Registry
 from .record import VersionRecord
 
 __all__ = ["BACKENDS", "Registry", "VersionRecord", "connect"]

@@ -218,7 +218,7 @@ def definition_hash(spec: Mapping[str, Any]) -> str:
     """
     from jupyter_features.analysis import parse_feature_sql
     from jupyter_features.errors import FeaturesError
-    from jupyter_features.featureview import FeatureView
+    from jupyter_features.featureview import definition_hash as view_hash
 
     definition = {k: v for k, v in spec.items() if k not in _METADATA}
     definition["features"] = [{k: v for k, v in f.items() if k != "description"} for f in spec["features"]]
@@ -233,7 +233,7 @@ def definition_hash(spec: Mapping[str, Any]) -> str:
     except FeaturesError as exc:
         raise InvalidSpecError(f"{exc} (field 'sql')") from exc
     try:
-        digest = FeatureView.from_spec(dict(spec), normalized_sql=parsed.normalized).definition_hash
+        digest = view_hash(spec, normalized_sql=parsed.normalized)
     except FeaturesError:
         raise
     except Exception as exc:

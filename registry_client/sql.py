@@ -29,8 +29,8 @@ from jupyter_features.errors import (
 )
 from jupyter_features.refs import parse_ref
 
-from . import _tables as t
-from ._engines import make_engine, redact, write_options
+from . import tables as t
+from .connections import make_engine, redact, write_options
 from .origin import actor, origin
 from .record import VersionRecord, format_time, utc_now
 from .spec import LIMITS, canonical_spec, check_text, check_version, check_view_name, definition_hash

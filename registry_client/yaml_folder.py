@@ -20,7 +20,7 @@ from jupyter_features.errors import InvalidSpecError
 from .record import VersionRecord, format_time
 
 if TYPE_CHECKING:
-    from ._protocol import Registry
+    from .protocol import Registry
 
 __all__ = ["export_yaml", "import_yaml", "dump_view", "load_view"]
 

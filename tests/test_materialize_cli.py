@@ -52,7 +52,7 @@ def test_cli_materializes_registry_views(tmp_path: Path, capsys: pytest.CaptureF
     assert "spend: version 1 now served" in out and "2 entities" in out
     res = ws.online_features(["spend:amount"], [{"user_id": 1}, {"user_id": 2}], store=store)
     assert res.to_dict() == {"spend__amount": [40.0, 14.0]}  # the registry's latest version
-    assert ws._online(store).current("spend").view_version == 2
+    assert ws.online_store(store).current("spend").view_version == 2
     # a pinned version, incrementally from there
     code = main(
         ["materialize", "spend@1", "--dir", str(tmp_path), "--store", store, "--sources-from",
@@ -62,7 +62,7 @@ def test_cli_materializes_registry_views(tmp_path: Path, capsys: pytest.CaptureF
     assert ws.online_features(["spend@1:amount"], [{"user_id": 1}], store=store).to_dict() == {
         "spend__amount": [20.0]
     }
-    assert ws._online(store).current("spend").end == datetime(2024, 1, 11)
+    assert ws.online_store(store).current("spend").end == datetime(2024, 1, 11)
 
 
 def test_cli_errors_name_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

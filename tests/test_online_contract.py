@@ -156,7 +156,7 @@ def _versions_present(url: str, view: str) -> list[int]:
 
     store = RedisStore(url)
     try:
-        pattern = store._key(view, "v*")
+        pattern = store.ks.key(view, "v*")
         keys = [
             k.decode() for k in store.client.scan_iter(match=pattern.replace("{", "\\{").replace("}", "\\}"))
         ]

@@ -82,7 +82,7 @@ def stall(view, done, total):
         Path({marker!r}).write_text(str(done))
         time.sleep(3600)  # killed here, with part of the new version written
 
-materialize_view(ws.engine, ws.get_view("score"), ws._online(), end=datetime(2024, 1, 10),
+materialize_view(ws.engine, ws.get_view("score"), ws.online_store(), end=datetime(2024, 1, 10),
                  progress=False, on_progress=stall)
 """
 
@@ -132,7 +132,7 @@ def _partial_rows(url: str, version: int) -> int:
 
     store = RedisStore(url)
     try:
-        return int(store.client.hlen(store._key("score", f"v{version}")))
+        return int(store.client.hlen(store.ks.key("score", f"v{version}")))
     finally:
         store.close()
 
@@ -199,7 +199,7 @@ def test_redis_server_stopped_midway(tmp_path: Path) -> None:
         assert _values(ws) == {1.0}
         ws.materialize(["score"], end=SECOND_END, progress=False)
         assert _values(ws) == {2.0}
-        keys = {k.decode() for k in ws._online(url).client.keys("*")}
+        keys = {k.decode() for k in ws.online_store(url).client.keys("*")}
         assert keys == {
             "jf:{score}:" + s for s in ("current", "next", "versions", "meta:3", "v3", "lock")
         } - {"jf:{score}:lock"}
@@ -216,23 +216,23 @@ def test_redis_keys_of_the_wrong_type(tmp_path: Path, redis_url: str, unique_pre
     try:
         ws = _workspace(tmp_path, _write_data(tmp_path), url)
         first = ws.materialize(["score"], end=FIRST_END, progress=False)["score"]
-        store = ws._online(url)
+        store = ws.online_store(url)
         client = store.client
         # a foreign list where the next version's hash goes
-        client.rpush(store._key("score", f"v{first.version + 1}"), "foreign")
+        client.rpush(store.ks.key("score", f"v{first.version + 1}"), "foreign")
         with pytest.raises(OnlineStoreError, match="already exists as a list"):
             ws.materialize(["score"], end=SECOND_END, progress=False)
         assert _values(ws) == {1.0}
-        assert client.lrange(store._key("score", f"v{first.version + 1}"), 0, -1) == [b"foreign"]  # untouched
+        assert client.lrange(store.ks.key("score", f"v{first.version + 1}"), 0, -1) == [b"foreign"]  # untouched
         # the version counter replaced by a hash
-        client.delete(store._key("score", "next"))
-        client.hset(store._key("score", "next"), "x", "1")
+        client.delete(store.ks.key("score", "next"))
+        client.hset(store.ks.key("score", "next"), "x", "1")
         with pytest.raises(OnlineStoreError, match="holds a different type"):
             ws.materialize(["score"], end=SECOND_END, progress=False)
         assert _values(ws) == {1.0}
         # the pointer readers follow replaced by a hash: reads fail clearly
-        client.delete(store._key("score", "current"))
-        client.hset(store._key("score", "current"), "x", "1")
+        client.delete(store.ks.key("score", "current"))
+        client.hset(store.ks.key("score", "current"), "x", "1")
         with pytest.raises(OnlineStoreError, match="holds a different type"):
             ws.online_features(["score:value"], [{"user_id": 1}])
     finally:

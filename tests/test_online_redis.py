@@ -51,20 +51,20 @@ def test_incremental_versions_hold_only_changes(tmp_path: Path, store_url: str) 
     store = RedisStore(store_url)
     try:
         client = store.client
-        assert client.get(store._key("score", "current")) == f"{second.version}:{full.version}".encode()
-        assert client.hlen(store._key("score", f"v{full.version}")) == 100  # the full version, untouched
-        assert client.hlen(store._key("score", f"v{second.version}")) == 3  # only the changes
-        assert not client.exists(store._key("score", f"v{first.version}"))  # superseded
+        assert client.get(store.ks.key("score", "current")) == f"{second.version}:{full.version}".encode()
+        assert client.hlen(store.ks.key("score", f"v{full.version}")) == 100  # the full version, untouched
+        assert client.hlen(store.ks.key("score", f"v{second.version}")) == 3  # only the changes
+        assert not client.exists(store.ks.key("score", f"v{first.version}"))  # superseded
         rows = [{"user_id": u} for u in (5, 7, 8, 200, 999)]
         expected = {"score__value": [50.0, 70.0, 8.0, 2.0, None]}
         assert reader.online_features(["score:value"], rows).to_dict() == expected  # follows the switch
         assert ws.online_features(["score:value"], rows).to_dict() == expected
 
         again = ws.materialize(["score"], end=datetime(2024, 1, 6), progress=False)["score"]  # full again
-        assert client.get(store._key("score", "current")) == str(again.version).encode()
-        assert client.hlen(store._key("score", f"v{again.version}")) == 101
-        assert not client.exists(store._key("score", f"v{full.version}"))
-        assert not client.exists(store._key("score", f"v{second.version}"))
+        assert client.get(store.ks.key("score", "current")) == str(again.version).encode()
+        assert client.hlen(store.ks.key("score", f"v{again.version}")) == 101
+        assert not client.exists(store.ks.key("score", f"v{full.version}"))
+        assert not client.exists(store.ks.key("score", f"v{second.version}"))
         assert reader.online_features(["score:value"], rows).to_dict() == expected
     finally:
         store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,8 @@ def test_preview_errors_name_the_view(demo_ws: jf.Workspace) -> None:
     )  # fmt: skip
     with pytest.raises(FeatureViewError, match="feature view 'bad': DuckDB failed running its SQL"):
         bad.preview()
-    with pytest.raises(FeatureViewError, match="not bound to a workspace"):
-        demo_ws.get_view("user_spend").bind(None).preview()
+    with pytest.raises(FeatureViewError, match="not held by an open workspace"):
+        dataclasses.replace(demo_ws.get_view("user_spend")).preview()
     assert not any(t.startswith("__jf_preview") for t in demo_ws.duckdb.tables())
 
 

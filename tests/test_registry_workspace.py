@@ -141,8 +141,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
 
 def test_an_older_database_is_upgraded_on_open(store_url: str) -> None:
-    from registry_client import _tables
-    from registry_client._engines import make_engine
+    from registry_client import tables as _tables
+    from registry_client.connections import make_engine
 
     engine, _ = make_engine(store_url)
     with engine.begin() as conn:  # a registry as the first release left it: no usage, no activity

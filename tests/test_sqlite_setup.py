@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_features._sqlite import use_wal
+from jupyter_features.sqlite_files import use_wal
 
 
 @pytest.mark.parametrize("attempt", range(5))

@@ -5,47 +5,36 @@ One small Protocol and one module per engine, picked by name from one table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import EngineError
+from ..featureview import ViewJoin
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ..featureview import FeatureView
+    from ..online import VersionWriter
     from ..sources import Source
 
-__all__ = ["OfflineEngine", "ViewJoin", "open_engine", "ENGINES"]
+__all__ = ["OfflineEngine", "LatestRows", "ViewJoin", "open_engine", "ENGINES"]
 
 
-@dataclass(frozen=True)
-class ViewJoin:
-    """One feature view's part of a point-in-time join."""
+class LatestRows(Protocol):
+    """The latest row per entity that a materialization run writes, as an engine computes it.
 
-    name: str
-    sql: str
-    entity: tuple[str, ...]
-    timestamp: str
-    created_timestamp: str | None
-    ttl: timedelta | None
-    features: tuple[str, ...]  # feature columns of the view to fetch
-    output: tuple[str, ...]  # output column name for each feature
+    ``key_types`` is known before any row is written (it shapes the online table); then
+    ``write_to`` puts every row into a store's new version — from this process or, for a
+    distributed engine, from its workers through ``writer.handle()``.
+    """
 
-    @classmethod
-    def of(
-        cls, view: FeatureView, features: Sequence[str] | None = None, output: Sequence[str] | None = None
-    ) -> ViewJoin:
-        """``view``'s join: ``features`` (all by default) named ``output`` (the feature names by default)."""
-        names = tuple(view.feature_names if features is None else features)
-        return cls(
-            name=view.name, sql=view.sql, entity=view.entity, timestamp=view.timestamp,
-            created_timestamp=view.created_timestamp, ttl=view.ttl,
-            features=names, output=names if output is None else tuple(output),
-        )  # fmt: skip
+    key_types: tuple[str, ...]  # "int64" or "string" per entity key
+    count: int | None  # how many rows, when known before writing
+
+    def write_to(self, writer: VersionWriter, progress: Callable[[int], None] | None = None) -> int:
+        """Write every row into ``writer``'s version (not switching it); the rows written."""
+        ...
 
 
 class OfflineEngine(Protocol):
@@ -65,6 +54,10 @@ class OfflineEngine(Protocol):
 
     def latest(self, join: ViewJoin, end: Any, since: Any = None) -> pa.Table:
         """Latest row per entity with event time <= end (and > since), TTL applied at end."""
+        ...
+
+    def latest_rows(self, join: ViewJoin, end: Any, since: Any = None) -> LatestRows:
+        """The same rows, for a materialization run to write into an online store."""
         ...
 
 

@@ -12,14 +12,61 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .layout import Lease, OnlineTable
+from .canonical import canonical_rows
+from .layout import Lease, OnlineTable, WriterHandle
 from .reads import read_features
 from .result import OnlineResult
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["OnlineStore", "OnlineTable", "OnlineResult", "Lease", "open_store", "read_features", "STORES"]
+__all__ = [
+    "OnlineStore",
+    "VersionWriter",
+    "OnlineTable",
+    "OnlineResult",
+    "Lease",
+    "WriterHandle",
+    "canonical_rows",
+    "open_store",
+    "read_features",
+    "STORES",
+]
+
+
+class VersionWriter(Protocol):
+    """One new version of a view being written; readers see it only after ``switch()``.
+
+    Rows arrive as an engine computed them (entity keys, ``EVENT_TS`` as a timestamp, the
+    features) and the writer casts them to the canonical form (``canonical_rows``).
+    """
+
+    table: OnlineTable  # the version being written
+
+    def write_batch(self, rows: pa.Table, progress: Callable[[int], None] | None = None) -> int:
+        """Write ``rows``; return how many were written (``progress`` hears of each chunk)."""
+        ...
+
+    def renew(self) -> None:
+        """Extend the run's lease; raise MaterializationError if another run took it over."""
+        ...
+
+    def switch(self) -> OnlineTable:
+        """Point readers at this version atomically, free older ones; the version written."""
+        ...
+
+    def abort(self) -> None:
+        """Remove what was written; readers keep the previous version."""
+        ...
+
+    def handle(self, *, other_host: bool = False) -> WriterHandle | None:
+        """What another process needs to ``resume`` writing rows here (None: it cannot;
+        ``other_host``: that process runs on another machine)."""
+        ...
+
+    def close(self) -> None:
+        """Stop writing from this process without switching or aborting (a resumed writer)."""
+        ...
 
 
 class OnlineStore(Protocol):
@@ -41,17 +88,13 @@ class OnlineStore(Protocol):
         """Hold the one materialization of ``view``; raise MaterializationBusyError if taken."""
         ...
 
-    def write(
-        self,
-        table: OnlineTable,
-        rows: pa.Table,
-        *,
-        lease: Lease,
-        base: OnlineTable | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> OnlineTable:
-        """Write ``rows`` (canonical columns) as a new version, upserted over a copy of
-        ``base`` when given, and switch readers to it; return the version written."""
+    def begin(self, table: OnlineTable, *, lease: Lease, base: OnlineTable | None = None) -> VersionWriter:
+        """Start a new version of ``table.view`` (upserted over ``base``, the served version, for an
+        incremental run); needs the view's lock (``lease``)."""
+        ...
+
+    def resume(self, handle: WriterHandle) -> VersionWriter:
+        """Write more rows into the version ``handle`` names, from another process."""
         ...
 
     def close(self) -> None: ...

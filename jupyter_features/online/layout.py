@@ -8,30 +8,26 @@ import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import MaterializationError
 from ..schema import Feature
+from ..times import micros_to_datetime
 
 __all__ = [
     "OnlineTable",
     "Lease",
+    "WriterHandle",
     "KEY_SEP",
-    "TS_COLUMN",
     "encode_key",
     "key_type_of",
-    "micros_to_datetime",
-    "to_micros",
     "pid_alive",
     "redact",
 ]
 
-#: Event-time column of every online table, in microseconds since the epoch (UTC).
-TS_COLUMN = "__jf_ts"
 #: Separator of composite entity keys in their text encoding ("\\" and the separator are escaped).
 KEY_SEP = "\x1f"
-_EPOCH = datetime(1970, 1, 1)
 
 
 def key_type_of(feature_type: str) -> str:
@@ -56,26 +52,6 @@ def encode_key(values: Sequence[Any], key_types: Sequence[str]) -> str:
             return str(value if type(value) is int else int(value))
         return value if type(value) is str else _key_part(value, "string")
     return KEY_SEP.join(_key_part(v, t) for v, t in zip(values, key_types, strict=True))
-
-
-def to_micros(value: Any) -> int:
-    """Microseconds since the epoch of a datetime/date/ISO text/pandas Timestamp (naive = UTC)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    if hasattr(value, "to_pydatetime"):
-        value = value.to_pydatetime()
-    if not isinstance(value, datetime):
-        if hasattr(value, "year"):  # a date
-            value = datetime(value.year, value.month, value.day)
-        else:
-            raise TypeError(f"not a time: {value!r}")
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return (value - _EPOCH) // timedelta(microseconds=1)
-
-
-def micros_to_datetime(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def redact(url: str) -> str:
@@ -261,3 +237,22 @@ class OnlineTable:
                         f"feature view '{self.view}' is keyed by {', '.join(entity)}"
                     ) from None
             raise
+
+
+@dataclass(frozen=True)
+class WriterHandle:
+    """What another process (a Spark executor) needs to write rows into a version being
+    written: the store's URL, the version, the run's lease and the store's target for it."""
+
+    url: str
+    table: OnlineTable
+    lease: Lease
+    target: str
+    upsert: bool = False
+
+    def resume(self) -> Any:
+        """The store's writer for this version, in this process (a ``VersionWriter``); close it
+        when done — that also closes the store it opened."""
+        from . import open_store
+
+        return open_store(self.url).resume(self)

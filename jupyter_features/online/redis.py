@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStoreError
-from ..pit import quote
-from .layout import KEY_SEP, TS_COLUMN, Lease, OnlineTable, encode_key, micros_to_datetime, redact
+from ..sqltext import EVENT_TS, quote
+from ..times import micros_to_datetime
+from .canonical import canonical_rows
+from .layout import KEY_SEP, Lease, OnlineTable, WriterHandle, encode_key, redact
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -104,6 +106,51 @@ def _decode_ts(value: Any) -> Any:
     return None if value is None else micros_to_datetime(value)
 
 
+class Keyspace:
+    """A Redis client, a key prefix and what every user of a store's keys needs: the names of
+    a view's keys (``<prefix>{view}:<suffix>``), cached Lua scripts and clear errors."""
+
+    def __init__(self, client: redis_lib.Redis, prefix: str, url: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.url = url  # redacted
+        self.shas: dict[str, str] = {}
+
+    def key(self, view: str, suffix: str) -> str:
+        return f"{self.prefix}{{{view}}}:{suffix}"
+
+    def failed(self, what: str, exc: Exception) -> OnlineStoreError:
+        import redis as redis_lib
+
+        if isinstance(exc, (redis_lib.ConnectionError, redis_lib.TimeoutError)):
+            return OnlineStoreError(f"online store {self.url}: Redis is unreachable while {what} ({exc})")
+        text = str(exc)
+        if text.startswith("WRONGTYPE"):
+            return OnlineStoreError(
+                f"online store {self.url}: while {what}, a key holds a different type than expected ({text}); "
+                f"keys under '{self.prefix}' belong to jupyter-features: remove the foreign key or use "
+                "another ?prefix="
+            )
+        return OnlineStoreError(f"online store {self.url}: Redis refused {what}: {text}")
+
+    def script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        import redis as redis_lib
+
+        sha = self.shas.get(source)
+        if sha is None:
+            sha = self.shas[source] = self.client.script_load(source)
+        try:
+            return self.client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        except redis_lib.exceptions.NoScriptError:
+            self.shas[source] = self.client.script_load(source)
+            return self.client.execute_command("EVALSHA", self.shas[source], len(keys), *keys, *args)
+
+    def renew(self, lease: Lease) -> None:
+        """Extend ``lease``; the run has lost its lock if it is not there."""
+        if not self.script(_RENEW, (self.key(lease.view, "lock"),), (lease.token, LEASE_MS)):
+            raise lease.lost(self.url)
+
+
 class RedisStore:
     """Online store in Redis (``redis://host:port/db``; ``?prefix=jf:`` namespaces the keys)."""
 
@@ -126,9 +173,9 @@ class RedisStore:
             )
         except ValueError as exc:
             raise OnlineStoreError(f"online store URL {url!r} is not a Redis URL: {exc}") from exc
+        self.ks = Keyspace(self.client, self.prefix, self.url)
         self._tables: dict[str, OnlineTable] = {}
         self._plans: dict[Any, tuple[OnlineTable, list[int], list[Any], bool]] = {}
-        self._shas: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r})"
@@ -136,44 +183,14 @@ class RedisStore:
     def close(self) -> None:
         self.client.close()
 
-    # -- keys and errors ---------------------------------------------------------------
-    def _key(self, view: str, suffix: str) -> str:
-        return f"{self.prefix}{{{view}}}:{suffix}"
-
-    def _failed(self, what: str, exc: Exception) -> OnlineStoreError:
-        import redis as redis_lib
-
-        if isinstance(exc, (redis_lib.ConnectionError, redis_lib.TimeoutError)):
-            return OnlineStoreError(f"online store {self.url}: Redis is unreachable while {what} ({exc})")
-        text = str(exc)
-        if text.startswith("WRONGTYPE"):
-            return OnlineStoreError(
-                f"online store {self.url}: while {what}, a key holds a different type than expected ({text}); "
-                f"keys under '{self.prefix}' belong to jupyter-features: remove the foreign key or use "
-                "another ?prefix="
-            )
-        return OnlineStoreError(f"online store {self.url}: Redis refused {what}: {text}")
-
-    def _script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        import redis as redis_lib
-
-        sha = self._shas.get(source)
-        if sha is None:
-            sha = self._shas[source] = self.client.script_load(source)
-        try:
-            return self.client.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-        except redis_lib.exceptions.NoScriptError:
-            self._shas[source] = self.client.script_load(source)
-            return self.client.execute_command("EVALSHA", self._shas[source], len(keys), *keys, *args)
-
     # -- metadata ----------------------------------------------------------------------
     def _meta(self, view: str, version: int) -> OnlineTable:
         import redis as redis_lib
 
         try:
-            raw = self.client.get(self._key(view, f"meta:{version}"))
+            raw = self.client.get(self.ks.key(view, f"meta:{version}"))
         except redis_lib.RedisError as exc:
-            raise self._failed(f"reading the metadata of '{view}'", exc) from exc
+            raise self.ks.failed(f"reading the metadata of '{view}'", exc) from exc
         if raw is None:
             raise OnlineStoreError(
                 f"online store {self.url}: version {version} of '{view}' has no metadata; materialize it again"
@@ -186,9 +203,9 @@ class RedisStore:
         import redis as redis_lib
 
         try:
-            raw = self.client.get(self._key(view, "current"))
+            raw = self.client.get(self.ks.key(view, "current"))
         except redis_lib.RedisError as exc:
-            raise self._failed(f"reading the current version of '{view}'", exc) from exc
+            raise self.ks.failed(f"reading the current version of '{view}'", exc) from exc
         if raw is None:
             self._tables.pop(view, None)
             return None
@@ -217,8 +234,8 @@ class RedisStore:
         version = b""
         try:
             for i in range(0, max(len(keys), 1), _MAX_ARGS):
-                reply = self._script(
-                    _READ, (self._key(view, "current"),), (self._key(view, "v"), *keys[i : i + _MAX_ARGS])
+                reply = self.ks.script(
+                    _READ, (self.ks.key(view, "current"),), (self.ks.key(view, "v"), *keys[i : i + _MAX_ARGS])
                 )
                 if reply is None:
                     raise self._missing(view)
@@ -227,7 +244,7 @@ class RedisStore:
                 version = reply[0]
                 raws += reply[1]
         except redis_lib.RedisError as exc:
-            raise self._failed(f"reading '{view}'", exc) from exc
+            raise self.ks.failed(f"reading '{view}'", exc) from exc
         number = _pointer_version(version)
         if number != table.version:
             old = table
@@ -275,7 +292,7 @@ class RedisStore:
         import redis as redis_lib
 
         lease = Lease(view)
-        key = self._key(view, "lock")
+        key = self.ks.key(view, "lock")
         holder: Any = None
         try:
             acquired = bool(self.client.set(key, lease.token, nx=True, px=LEASE_MS))
@@ -284,9 +301,9 @@ class RedisStore:
                 if holder is None:  # released in between
                     acquired = bool(self.client.set(key, lease.token, nx=True, px=LEASE_MS))
                 elif Lease.stale(holder.decode()):  # its process died on this host
-                    acquired = bool(self._script(_TAKE_STALE, (key,), (holder, lease.token, LEASE_MS)))
+                    acquired = bool(self.ks.script(_TAKE_STALE, (key,), (holder, lease.token, LEASE_MS)))
         except redis_lib.RedisError as exc:
-            raise self._failed(f"locking '{view}'", exc) from exc
+            raise self.ks.failed(f"locking '{view}'", exc) from exc
         if not acquired:
             host, pid, _ = (holder.decode() if holder else "?|?|?").split("|", 2)
             raise MaterializationBusyError(
@@ -299,37 +316,27 @@ class RedisStore:
         finally:
             lease.drop()
             try:
-                self._script(_RELEASE, (key,), (lease.token,))
+                self.ks.script(_RELEASE, (key,), (lease.token,))
             except redis_lib.RedisError:
                 pass  # the lease expires by itself
 
-    def _renew(self, lease: Lease) -> None:
-        if not self._script(_RENEW, (self._key(lease.view, "lock"),), (lease.token, LEASE_MS)):
-            raise lease.lost(self.url)
-
-    def write(
-        self,
-        table: OnlineTable,
-        rows: pa.Table,
-        *,
-        lease: Lease,
-        base: OnlineTable | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> OnlineTable:
+    def begin(self, table: OnlineTable, *, lease: Lease, base: OnlineTable | None = None) -> RedisWriter:
+        """Start writing a new version of ``table.view`` into a hash readers do not see until
+        ``switch()``; for an incremental run (``base`` is the served version) only changes are
+        written, layered on the last full version."""
         import redis as redis_lib
 
         view = table.view
         client = self.client
-        versions_key = self._key(view, "versions")
-        version = owned = 0  # owned: the version whose keys this run created
-        switched = False
+        ks = self.ks
+        owned = 0
         try:
             current = self.current(view)
-            version = int(client.incr(self._key(view, "next")))
+            version = int(client.incr(ks.key(view, "next")))
             if current is not None and version <= current.version:
                 version = current.version + 1
-                client.set(self._key(view, "next"), version)
-            target = self._key(view, f"v{version}")
+                client.set(ks.key(view, "next"), version)
+            target = ks.key(view, f"v{version}")
             kind = client.type(target)
             kind = kind.decode() if isinstance(kind, bytes) else kind
             if kind != "none":
@@ -337,7 +344,7 @@ class RedisStore:
                     f"online store {self.url}: key '{target}' already exists as a {kind}; it is in the "
                     f"keyspace of feature view '{view}': remove it or use another ?prefix="
                 )
-            client.sadd(versions_key, version)
+            client.sadd(ks.key(view, "versions"), version)
             owned = version
             layered_on = None
             if base is not None and current is not None and current.version == base.version:
@@ -345,92 +352,181 @@ class RedisStore:
                 # base, so that only changes are copied (COPY would block Redis for the whole hash).
                 layered_on = current.base_version or current.version
                 if current.base_version is not None:
-                    client.copy(self._key(view, f"v{current.version}"), target)
-            self._renew(lease)
-            self._bulk_hset(target, rows, table, lease, progress)
-            if layered_on is None:
-                count = int(client.hlen(target))
-            else:
-                count = int(self._script(_COUNT_LAYERED, (target, self._key(view, f"v{layered_on}")), ()))
-            written = table.with_version(version, count, base_version=layered_on)
-            client.set(self._key(view, f"meta:{version}"), written.to_json())
-            pointer = str(version) if layered_on is None else f"{version}:{layered_on}"
-            if not self._script(
-                _SWITCH, (self._key(view, "lock"), self._key(view, "current")), (lease.token, pointer)
-            ):
-                self._renew(lease)  # raises: the lock is gone
-            switched = True
-        except redis_lib.RedisError as exc:
-            raise OnlineStoreError(
-                f"{self._failed(f'materializing {view!r}', exc)}; readers still see the previous version"
-            ) from exc
-        finally:
-            if not switched and owned:
-                try:
-                    client.unlink(self._key(view, f"v{owned}"), self._key(view, f"meta:{owned}"))
-                    client.srem(versions_key, owned)
-                except redis_lib.RedisError:
-                    pass  # listed in P:versions; the next run removes it
-        self._cleanup(view, keep={version, written.base_version})
-        self._tables[view] = written
-        return written
+                    client.copy(ks.key(view, f"v{current.version}"), target)
+            ks.renew(lease)
+        except BaseException as exc:
+            if owned:
+                _unlink_version(ks, view, owned)
+            if isinstance(exc, redis_lib.RedisError):
+                raise self.write_error(view, exc) from exc
+            raise
+        return RedisWriter(
+            self, table.with_version(version, 0, base_version=layered_on), lease, target, owner=True
+        )
 
-    def _cleanup(self, view: str, keep: set[int | None]) -> None:
+    def resume(self, handle: WriterHandle) -> RedisWriter:
+        """A writer of more rows into the version ``handle`` names, in another process."""
+        return RedisWriter(self, handle.table, handle.lease, handle.target, owner=False)
+
+    def write_error(self, view: str, exc: Exception) -> OnlineStoreError:
+        return OnlineStoreError(
+            f"{self.ks.failed(f'materializing {view!r}', exc)}; readers still see the previous version"
+        )
+
+    def cleanup(self, view: str, keep: set[int | None]) -> None:
+        """Free every version of ``view`` but ``keep`` (unlinked: freed in the background)."""
         import redis as redis_lib
 
-        key = self._key(view, "versions")
+        key = self.ks.key(view, "versions")
         try:
             for raw in self.client.smembers(key):
                 v = int(raw)
                 if v not in keep:
-                    self.client.unlink(self._key(view, f"v{v}"), self._key(view, f"meta:{v}"))
-                    self.client.srem(key, v)
+                    _unlink_version(self.ks, view, v)
         except redis_lib.RedisError:
             pass  # the next run tries again
 
-    def _bulk_hset(
-        self,
-        target: str,
-        rows: pa.Table,
-        table: OnlineTable,
-        lease: Lease,
-        progress: Callable[[int], None] | None,
+    def remember(self, table: OnlineTable) -> None:
+        """Cache ``table`` as the version of its view that readers see now."""
+        self._tables[table.view] = table
+
+
+class RedisWriter:
+    """One version of a view being written into a Redis store (see ``OnlineStore.begin``)."""
+
+    def __init__(
+        self, store: RedisStore, table: OnlineTable, lease: Lease, target: str, *, owner: bool
     ) -> None:
-        """Pipeline pre-encoded ``HSET target k v k v ...`` commands, built by DuckDB in bulk.
+        self.store = store
+        self.table = table
+        self.lease = lease
+        self.target = target
+        self.owner = owner  # began the version here: may switch or abort it
+        self.done = False
 
-        Commands go out without waiting for their replies (at most ``_IN_FLIGHT`` pending),
-        so Redis stores one group while DuckDB encodes the next.
-        """
-        if rows.num_rows == 0:
-            return
-        head = target.encode()
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        pending: list[int] = []
-        renewed = time.monotonic()
+    def write_batch(self, rows: pa.Table, progress: Callable[[int], None] | None = None) -> int:
+        """``HSET`` ``rows`` (keys, event time, features as an engine computed them) into the
+        version's hash, pipelined, renewing the lease as it goes."""
+        import redis as redis_lib
 
-        def settle(keep: int) -> None:
-            while len(pending) > keep:
-                conn.read_response()
-                n = pending.pop(0)
-                if progress is not None:
-                    progress(n)
+        canonical = canonical_rows(rows, self.table)
+        try:
+            _bulk_hset(self.store, self.target, canonical, self.table, self.lease, progress)
+        except redis_lib.RedisError as exc:
+            raise self.store.write_error(self.table.view, exc) from exc
+        return canonical.num_rows
+
+    def renew(self) -> None:
+        import redis as redis_lib
 
         try:
-            for n, body in _packed_groups(rows, table, self.chunk_rows):
-                command = b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n" % (2 + 2 * n, len(head), head)
-                conn.send_packed_command([command, body], check_health=False)
-                pending.append(n)
-                settle(_IN_FLIGHT)
-                if time.monotonic() - renewed > _RENEW_EVERY:
-                    self._renew(lease)
-                    renewed = time.monotonic()
-            settle(0)
-        except BaseException:
-            conn.disconnect()
+            self.store.ks.renew(self.lease)
+        except redis_lib.RedisError as exc:
+            raise self.store.write_error(self.table.view, exc) from exc
+
+    def handle(self, *, other_host: bool = False) -> WriterHandle | None:
+        """For writing from other processes (they connect to the same Redis)."""
+        return WriterHandle(
+            url=self.store.connect_url, table=self.table, lease=self.lease, target=self.target
+        )
+
+    def switch(self) -> OnlineTable:
+        """Count the version's entities, store its metadata and switch the pointer, in a script
+        that first checks the run still holds the lock; then free the older versions."""
+        import redis as redis_lib
+
+        if not self.owner:
+            raise OnlineStoreError("only the run that began a version switches readers to it")
+        store, ks, view = self.store, self.store.ks, self.table.view
+        version, layered_on = self.table.version, self.table.base_version
+        try:
+            if layered_on is None:
+                count = int(store.client.hlen(self.target))
+            else:
+                count = int(ks.script(_COUNT_LAYERED, (self.target, ks.key(view, f"v{layered_on}")), ()))
+            written = self.table.with_version(version, count, base_version=layered_on)
+            store.client.set(ks.key(view, f"meta:{version}"), written.to_json())
+            pointer = str(version) if layered_on is None else f"{version}:{layered_on}"
+            if not ks.script(
+                _SWITCH, (ks.key(view, "lock"), ks.key(view, "current")), (self.lease.token, pointer)
+            ):
+                ks.renew(self.lease)  # raises: the lock is gone
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, redis_lib.RedisError):
+                raise store.write_error(view, exc) from exc
             raise
-        finally:
-            pool.release(conn)
+        self.done = True
+        store.cleanup(view, keep={version, layered_on})
+        store.remember(written)
+        return written
+
+    def abort(self) -> None:
+        """Remove the half-written version; readers keep the previous one."""
+        if self.owner and not self.done:
+            self.done = True
+            _unlink_version(self.store.ks, self.table.view, self.table.version)
+
+    def close(self) -> None:
+        """Stop writing from this process (a resumed writer, whose store it closes too); the
+        version stays for the run that began it."""
+        if not self.owner:
+            self.store.close()
+
+
+def _unlink_version(ks: Keyspace, view: str, version: int) -> None:
+    import redis as redis_lib
+
+    try:
+        ks.client.unlink(ks.key(view, f"v{version}"), ks.key(view, f"meta:{version}"))
+        ks.client.srem(ks.key(view, "versions"), version)
+    except redis_lib.RedisError:
+        pass  # listed in P:versions; the next run removes it
+
+
+def _bulk_hset(
+    store: RedisStore,
+    target: str,
+    rows: pa.Table,
+    table: OnlineTable,
+    lease: Lease,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Pipeline pre-encoded ``HSET target k v k v ...`` commands, built by DuckDB in bulk.
+
+    Commands go out without waiting for their replies (at most ``_IN_FLIGHT`` pending),
+    so Redis stores one group while DuckDB encodes the next.
+    """
+    if rows.num_rows == 0:
+        return
+    head = target.encode()
+    pool = store.client.connection_pool
+    conn = pool.get_connection()
+    pending: list[int] = []
+    renewed = time.monotonic()
+
+    def settle(keep: int) -> None:
+        while len(pending) > keep:
+            conn.read_response()
+            n = pending.pop(0)
+            if progress is not None:
+                progress(n)
+
+    try:
+        for n, body in _packed_groups(rows, table, store.chunk_rows):
+            command = b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n" % (2 + 2 * n, len(head), head)
+            conn.send_packed_command([command, body], check_health=False)
+            pending.append(n)
+            settle(_IN_FLIGHT)
+            if time.monotonic() - renewed > _RENEW_EVERY:
+                store.ks.renew(lease)
+                renewed = time.monotonic()
+        settle(0)
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
 
 
 def key_sql(table: OnlineTable) -> str:
@@ -460,7 +556,7 @@ def _packed_groups(rows: pa.Table, table: OnlineTable, group: int) -> Iterator[t
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        values = ", ".join([TS_COLUMN, *(quote(f.name) for f in table.features)])
+        values = ", ".join([EVENT_TS, *(quote(f.name) for f in table.features)])
         crlf = "\r\n"
         frag = f"'$' || strlen(k) || '{crlf}' || k || '{crlf}$' || strlen(v) || '{crlf}' || v || '{crlf}'"
         query = (

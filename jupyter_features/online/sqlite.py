@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from .._sqlite import use_wal
 from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStoreError
-from ..pit import quote
-from .layout import TS_COLUMN, Lease, OnlineTable
+from ..sqlite_files import use_wal
+from ..sqltext import EVENT_TS, quote
+from .canonical import canonical_rows
+from .layout import Lease, OnlineTable, WriterHandle
 from .sqlite_rows import DECODERS, as_int, as_text, create_sql, python_rows
 
 if TYPE_CHECKING:
@@ -133,17 +134,6 @@ class SQLiteStore:
         if self._keepalive is not None:
             self._keepalive.close()
             self._keepalive = None
-
-    @contextmanager
-    def _txn(self, con: sqlite3.Connection) -> Iterator[None]:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
 
     def _ensure_schema(self, con: sqlite3.Connection) -> None:
         con.execute(
@@ -284,7 +274,7 @@ class SQLiteStore:
         try:
             try:
                 self._ensure_schema(con)
-                with self._txn(con):
+                with _transaction(con):
                     row = con.execute(
                         f"SELECT owner, expires FROM {_LOCKS} WHERE view = ?", (view,)
                     ).fetchone()
@@ -312,14 +302,6 @@ class SQLiteStore:
         finally:
             con.close()
 
-    def _renew(self, con: sqlite3.Connection, lease: Lease) -> None:
-        cur = con.execute(
-            f"UPDATE {_LOCKS} SET expires = ? WHERE view = ? AND owner = ?",
-            (time.time() + LEASE_SECONDS, lease.view, lease.token),
-        )
-        if cur.rowcount != 1:
-            raise lease.lost(self.url)
-
     def _version_tables(self, con: sqlite3.Connection, view: str) -> dict[int, str]:
         pattern = re.compile(rf"^{re.escape(view)}__v(\d+)$")
         out = {}
@@ -329,15 +311,9 @@ class SQLiteStore:
                 out[int(m.group(1))] = name
         return out
 
-    def write(
-        self,
-        table: OnlineTable,
-        rows: pa.Table,
-        *,
-        lease: Lease,
-        base: OnlineTable | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> OnlineTable:
+    def begin(self, table: OnlineTable, *, lease: Lease, base: OnlineTable | None = None) -> SQLiteWriter:
+        """Start writing a new version of ``table.view``: an empty table (or a copy of ``base``'s
+        rows within the TTL, for an incremental run) that readers do not see until ``switch()``."""
         view = table.view
         if view.startswith(("__jf_", "sqlite_")):
             raise OnlineStoreError(
@@ -345,75 +321,216 @@ class SQLiteStore:
             )
         con = self._connect()
         new = None
-        switched = False
         try:
             self._ensure_schema(con)
             current = self._meta(con, view)
             existing = self._version_tables(con, view)
             version = max([current.version if current else 0, *existing]) + 1
             new = f"{view}__v{version}"
-            with self._txn(con):
-                self._renew(con, lease)
+            upsert = base is not None and current is not None and current.version == base.version
+            with _transaction(con):
+                _renew(con, lease, self.url)
                 for v, name in existing.items():  # garbage of runs that died
                     if current is None or v != current.version:
                         con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
                 con.execute(create_sql(new, table))
-                if base is not None and current is not None and current.version == base.version:
+                if upsert and current is not None:
                     where = (
-                        f" WHERE {TS_COLUMN} >= {int(table.cutoff_us)}" if table.cutoff_us is not None else ""
+                        f" WHERE {EVENT_TS} >= {int(table.cutoff_us)}" if table.cutoff_us is not None else ""
                     )
                     con.execute(
                         f"INSERT INTO {quote(new)} SELECT * FROM {quote(existing[current.version])}{where}"
                     )
-            columns = [*table.entity, TS_COLUMN, *table.feature_names]
-            verb = "INSERT OR REPLACE" if base is not None else "INSERT"
-            insert = (
-                f"{verb} INTO {quote(new)} ({', '.join(quote(c) for c in columns)}) "
-                f"VALUES ({', '.join('?' * len(columns))})"
+        except BaseException as exc:
+            _drop_quietly(con, new)
+            con.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self.write_error(view, exc) from exc
+            raise
+        previous = existing.get(current.version) if current is not None else None
+        return SQLiteWriter(
+            self, con, table.with_version(version, 0), lease, new, upsert=upsert, previous=previous
+        )
+
+    def resume(self, handle: WriterHandle) -> SQLiteWriter:
+        """A writer of more rows into the version ``handle`` names, in another process."""
+        return SQLiteWriter(
+            self,
+            self._connect(),
+            handle.table,
+            handle.lease,
+            handle.target,
+            upsert=handle.upsert,
+            owner=False,
+        )
+
+    def write_error(self, view: str, exc: sqlite3.Error) -> OnlineStoreError:
+        hint = " (free disk space, then run again)" if "full" in str(exc) else ""
+        return OnlineStoreError(
+            f"online store {self.url}: materializing '{view}' failed: {exc}{hint}; "
+            "readers still see the previous version"
+        )
+
+    def switch_version(self, con: sqlite3.Connection, writer: SQLiteWriter) -> OnlineTable:
+        """Point readers at ``writer``'s version (the store's part of ``SQLiteWriter.switch``)."""
+        view, lease = writer.table.view, writer.lease
+        with _transaction(con):
+            _renew(con, lease, self.url)
+            count = con.execute(f"SELECT count(*) FROM {quote(writer.target)}").fetchone()[0]
+            written = writer.table.with_version(writer.table.version, count)
+            con.execute(f"DROP VIEW IF EXISTS {quote(view)}")
+            con.execute(
+                f"CREATE VIEW {quote(view)} AS SELECT {written.version} AS {_VERSION}, * FROM {quote(writer.target)}"
             )
-            types = [*table.key_types, "int64", *(f.type for f in table.features)]
-            for batch in rows.to_batches(max_chunksize=self.chunk_rows):
-                data = python_rows(batch, types)
-                with self._txn(con):
-                    self._renew(con, lease)
-                    con.executemany(insert, data)
+            con.execute(
+                f"INSERT OR REPLACE INTO {_META} (view, version, meta) VALUES (?, ?, ?)",
+                (view, written.version, written.to_json()),
+            )
+        if writer.previous is not None:
+            try:
+                con.execute(f"DROP TABLE IF EXISTS {quote(writer.previous)}")
+            except sqlite3.Error:
+                pass  # dropped by the next run
+        self._tables[view] = written
+        return written
+
+
+class SQLiteWriter:
+    """One version of a view being written into a SQLite store (see ``OnlineStore.begin``)."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        con: sqlite3.Connection,
+        table: OnlineTable,
+        lease: Lease,
+        target: str,
+        *,
+        upsert: bool,
+        previous: str | None = None,
+        owner: bool = True,
+    ) -> None:
+        self.store = store
+        self.table = table
+        self.lease = lease
+        self.target = target
+        self.upsert = upsert
+        self.previous = previous
+        self.owner = owner  # began the version here: may switch or abort it
+        self._con: sqlite3.Connection | None = con
+        columns = [*table.entity, EVENT_TS, *table.feature_names]
+        verb = "INSERT OR REPLACE" if upsert else "INSERT"
+        self._insert = (
+            f"{verb} INTO {quote(target)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})"
+        )
+        self._types = [*table.key_types, "int64", *(f.type for f in table.features)]
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._con is None:
+            raise OnlineStoreError(
+                f"online store {self.store.url}: the write of '{self.table.view}' version "
+                f"{self.table.version} is already finished"
+            )
+        return self._con
+
+    def write_batch(self, rows: pa.Table, progress: Callable[[int], None] | None = None) -> int:
+        """Insert ``rows`` (keys, event time, features as an engine computed them), one
+        transaction per ``chunk_rows`` rows, renewing the lease each time."""
+        con = self._connection()
+        canonical = canonical_rows(rows, self.table)
+        try:
+            for batch in canonical.to_batches(max_chunksize=self.store.chunk_rows):
+                data = python_rows(batch, self._types)
+                with _transaction(con):
+                    _renew(con, self.lease, self.store.url)
+                    con.executemany(self._insert, data)
                 if progress is not None:
                     progress(batch.num_rows)
-            with self._txn(con):
-                self._renew(con, lease)
-                count = con.execute(f"SELECT count(*) FROM {quote(new)}").fetchone()[0]
-                written = table.with_version(version, count)
-                con.execute(f"DROP VIEW IF EXISTS {quote(view)}")
-                con.execute(
-                    f"CREATE VIEW {quote(view)} AS SELECT {version} AS {_VERSION}, * FROM {quote(new)}"
-                )
-                con.execute(
-                    f"INSERT OR REPLACE INTO {_META} (view, version, meta) VALUES (?, ?, ?)",
-                    (view, version, written.to_json()),
-                )
-            switched = True
-            if current is not None and current.version in existing:
-                try:
-                    con.execute(f"DROP TABLE IF EXISTS {quote(existing[current.version])}")
-                except sqlite3.Error:
-                    pass  # dropped by the next run
-            self._tables[view] = written
-            return written
         except sqlite3.Error as exc:
-            hint = " (free disk space, then run again)" if "full" in str(exc) else ""
-            raise OnlineStoreError(
-                f"online store {self.url}: materializing '{view}' failed: {exc}{hint}; "
-                "readers still see the previous version"
-            ) from exc
-        finally:
-            if not switched and new is not None:
-                try:
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    con.execute(f"DROP TABLE IF EXISTS {quote(new)}")
-                except sqlite3.Error:
-                    pass  # left unreferenced; the next run drops it
-            con.close()
+            raise self.store.write_error(self.table.view, exc) from exc
+        return canonical.num_rows
+
+    def renew(self) -> None:
+        try:
+            with _transaction(self._connection()):
+                _renew(self._connection(), self.lease, self.store.url)
+        except sqlite3.Error as exc:
+            raise self.store.write_error(self.table.view, exc) from exc
+
+    def handle(self, *, other_host: bool = False) -> WriterHandle | None:
+        """For writing from other processes; None when they cannot reach this file."""
+        if self.store.memory or other_host:
+            return None
+        return WriterHandle(
+            url=self.store.url, table=self.table, lease=self.lease, target=self.target, upsert=self.upsert
+        )
+
+    def switch(self) -> OnlineTable:
+        """Point readers at this version in one transaction; the previous one is dropped."""
+        if not self.owner:
+            raise OnlineStoreError("only the run that began a version switches readers to it")
+        con = self._connection()
+        try:
+            written = self.store.switch_version(con, self)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, sqlite3.Error):
+                raise self.store.write_error(self.table.view, exc) from exc
+            raise
+        self._close()
+        return written
+
+    def abort(self) -> None:
+        """Drop the half-written version; readers keep the previous one."""
+        if self._con is not None and self.owner:
+            _drop_quietly(self._con, self.target)
+        self._close()
+
+    def close(self) -> None:
+        """Stop writing from this process (a resumed writer, whose store it closes too); the
+        version stays for the run that began it."""
+        self._close()
+        if not self.owner:
+            self.store.close()
+
+    def _close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+@contextmanager
+def _transaction(con: sqlite3.Connection) -> Iterator[None]:
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _renew(con: sqlite3.Connection, lease: Lease, url: str) -> None:
+    """Extend ``lease`` (inside a transaction); the run has lost its lock if it is not there."""
+    cur = con.execute(
+        f"UPDATE {_LOCKS} SET expires = ? WHERE view = ? AND owner = ?",
+        (time.time() + LEASE_SECONDS, lease.view, lease.token),
+    )
+    if cur.rowcount != 1:
+        raise lease.lost(url)
+
+
+def _drop_quietly(con: sqlite3.Connection, table: str | None) -> None:
+    if table is None:
+        return
+    try:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+    except sqlite3.Error:
+        pass  # left unreferenced; the next run drops it
 
 
 class _Stale(Exception):

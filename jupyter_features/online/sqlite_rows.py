@@ -7,8 +7,9 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..pit import quote
-from .layout import TS_COLUMN, OnlineTable, micros_to_datetime
+from ..sqltext import EVENT_TS, quote
+from ..times import micros_to_datetime
+from .layout import OnlineTable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -64,7 +65,7 @@ def create_sql(name: str, table: OnlineTable) -> str:
     for k, t in zip(keys, table.key_types, strict=True):
         single_int = len(keys) == 1 and t == "int64"
         cols.append(f"{quote(k)} {'INTEGER PRIMARY KEY' if single_int else SQL_TYPES[t] + ' NOT NULL'}")
-    cols.append(f"{TS_COLUMN} INTEGER")
+    cols.append(f"{EVENT_TS} INTEGER")
     cols += [f"{quote(f.name)} {SQL_TYPES.get(f.type, 'TEXT')}" for f in table.features]
     if len(keys) == 1 and table.key_types[0] == "int64":
         return f"CREATE TABLE {quote(name)} ({', '.join(cols)})"

@@ -39,7 +39,7 @@ def create_app(store_url: str, tokens: Mapping[str, str] | None = None) -> FastA
 
     ``tokens`` maps bearer token → scope (read, write, admin); None or empty means no auth.
     """
-    from .. import __version__
+    from ..version import __version__
     from .routers import activity, views
 
     if store_url.split("://", 1)[0].lower() in ("http", "https"):

@@ -119,7 +119,6 @@ def _jobs(request: Request) -> _Jobs:
 
 
 def _run(jobs: _Jobs, job_id: str, body: MaterializationIn, registry: Any) -> None:
-    from ..materialize import materialize
     from ..workspace import Workspace
 
     jobs.update(job_id, status="running", started_at=_now())
@@ -132,12 +131,10 @@ def _run(jobs: _Jobs, job_id: str, body: MaterializationIn, registry: Any) -> No
             job["rows_written"] = sum(p["done"] for p in job["progress"].values())
 
     try:
-        ws = Workspace(".", registry=registry.url, online_store=body.store)
-        ws._registry = registry  # the server's own connection (its URL may be redacted)
+        ws = Workspace(".", registry=registry, online_store=body.store)  # the server's own connection
         for name, source in body.sources.items():
             ws.register_source(name, source.path, timestamp=source.timestamp, format=source.format)
-        results = materialize(
-            ws,
+        results = ws.materialize(
             body.views,
             end=body.end,
             incremental=body.incremental,
@@ -159,8 +156,7 @@ def _run(jobs: _Jobs, job_id: str, body: MaterializationIn, registry: Any) -> No
         )  # fmt: skip
     finally:
         if ws is not None:
-            for store in ws._online_stores.values():
-                store.close()
+            ws.close()
 
 
 @router.post("", response_model=MaterializationOut, status_code=202, summary="Start a materialization job")

@@ -317,7 +317,7 @@ class FeatureBrowser:
         try:
             from ..preview import preview
 
-            result = preview(entry.view.bind(self.ws), export_button=False)
+            result = preview(entry.view, self.ws, export_button=False)
             stats = result.profile.html()
         except Exception as exc:  # noqa: BLE001 - show it in the pane, not in the log
             stats = f"<span class='bad'>{render.esc(message_of(exc))}</span>"

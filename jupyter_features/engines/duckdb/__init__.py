@@ -10,29 +10,21 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from ..errors import EngineError, LabelFrameError, SourceError, UnsafeSQLError
-from ..pit import (
-    LABEL_TS,
-    LABELS,
-    RESULT,
-    ROW,
-    key_column,
-    label_keys,
-    latest_sql,
-    matched_column,
-    pit_sql,
-    quote,
-    tie_fix_sql,
-    ties_sql,
-)
-from ..sources import Source
-from . import ViewJoin
+from ...errors import EngineError, LabelFrameError, SourceError, UnsafeSQLError
+from ...featureview import ViewJoin
+from ...sqltext import LABEL_TS, LABELS, RESULT, ROW, quote, timestamp_literal
+from .pit import key_column, label_keys, latest_sql, matched_column, pit_sql, tie_fix_sql, ties_sql
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["DuckDBEngine", "sandbox_describe"]
+    from ...online import VersionWriter
+    from ...sources import Source
+
+__all__ = ["DuckDBEngine", "ArrowLatestRows", "sandbox_describe"]
 
 _READERS = {"parquet": "read_parquet", "csv": "read_csv_auto", "json": "read_json_auto"}
 
@@ -82,7 +74,8 @@ class DuckDBEngine:
         self.con.execute("SET TimeZone = 'UTC'")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
-        self._lock = threading.RLock()
+        #: Hold it while using ``con`` directly: the connection is shared by every thread.
+        self.lock = threading.RLock()
 
     # -- sources -----------------------------------------------------------------------
     def tables(self) -> set[str]:
@@ -103,7 +96,7 @@ class DuckDBEngine:
 
     def probe_source(self, source: Source) -> tuple[tuple[str, str], ...]:
         """Read the columns of ``source`` through a throwaway name; changes nothing."""
-        with self._lock:
+        with self.lock:
             tmp = f"__jf_tmp_{source.name}"
             try:
                 self._create(tmp, source)
@@ -115,7 +108,7 @@ class DuckDBEngine:
                 self._drop(tmp, source.kind)
 
     def register_source(self, source: Source) -> Source:
-        with self._lock:
+        with self.lock:
             columns = source.columns or self.probe_source(source)
             # Only now replace what was there: a refused source changes nothing.
             self._drop(source.name, source.kind)
@@ -134,7 +127,7 @@ class DuckDBEngine:
 
     # -- queries -----------------------------------------------------------------------
     def sql(self, query: str) -> pd.DataFrame:
-        with self._lock:
+        with self.lock:
             rel = self.con.sql(query)
             if rel is None:
                 import pandas as pd
@@ -143,7 +136,7 @@ class DuckDBEngine:
             return rel.df()
 
     def arrow(self, query: str) -> pa.Table:
-        with self._lock:
+        with self.lock:
             rel = self.con.sql(query)
             if rel is None:
                 raise EngineError("the statement returns no rows")
@@ -174,7 +167,7 @@ class DuckDBEngine:
         data[LABEL_TS] = ts.to_numpy()
         data[ROW] = np.arange(len(labels), dtype=np.int64)
         frame = pd.DataFrame(data)
-        with self._lock:
+        with self.lock:
             self._check_key_types(frame, joins)
             self.con.register(LABELS, frame)
             try:
@@ -234,10 +227,28 @@ class DuckDBEngine:
 
     def latest(self, join: ViewJoin, end: Any, since: Any = None) -> pa.Table:
         def literal(value: Any) -> str:
-            text = value.isoformat(sep=" ") if isinstance(value, datetime) else str(value)
-            return "TIMESTAMP '" + text.replace("'", "''") + "'"
+            return timestamp_literal(value.isoformat(sep=" ") if isinstance(value, datetime) else str(value))
 
         query = latest_sql(
             join, end_literal=literal(end), since_literal=literal(since) if since is not None else None
         )
         return self.arrow(query)
+
+    def latest_rows(self, join: ViewJoin, end: Any, since: Any = None) -> ArrowLatestRows:
+        return ArrowLatestRows(self.latest(join, end, since), join.entity)
+
+
+class ArrowLatestRows:
+    """Latest rows computed in this process, as one Arrow table, written from here."""
+
+    def __init__(self, rows: pa.Table, entity: tuple[str, ...]) -> None:
+        import pyarrow as pa
+
+        self.rows = rows
+        self.count: int | None = rows.num_rows
+        self.key_types = tuple(
+            "int64" if pa.types.is_integer(rows.schema.field(k).type) else "string" for k in entity
+        )
+
+    def write_to(self, writer: VersionWriter, progress: Callable[[int], None] | None = None) -> int:
+        return writer.write_batch(self.rows, progress)

@@ -1,4 +1,4 @@
-"""Point-in-time join as DuckDB SQL.
+"""The DuckDB engine's point-in-time join, as SQL.
 
 For each label row (keys, t) and each view: the feature row with the same keys and
 the greatest event time <= t; among equal event times the greatest created
@@ -15,29 +15,14 @@ features from the tie-broken rows at the matched (keys, event time) pairs.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from .engines import ViewJoin
+from ...featureview import ViewJoin
+from ...sqltext import EVENT_TS, LABEL_TS, LABELS, RESULT, ROW, quote
+from ...times import duration_micros
 
 __all__ = [
-    "quote", "dedup_sql", "pit_sql", "ties_sql", "tie_fix_sql", "matched_column", "key_column",
-    "label_keys", "latest_sql",
-    "LABELS", "RESULT", "ROW", "LABEL_TS", "EVENT_TS",
+    "dedup_sql", "pit_sql", "ties_sql", "tie_fix_sql", "matched_column", "key_column", "label_keys",
+    "latest_sql",
 ]  # fmt: skip
-
-LABELS = "__jf_labels"
-RESULT = "__jf_result"
-ROW = "__jf_row"
-LABEL_TS = "__jf_t"
-EVENT_TS = "__jf_ts"
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _micros(ttl: timedelta) -> int:
-    return ttl // timedelta(microseconds=1)
 
 
 def matched_column(i: int) -> str:
@@ -107,7 +92,7 @@ def _feature(join: ViewJoin, alias: str, feat: str, event_ts: str) -> str:
     value = f"{alias}.{quote(feat)}"
     if join.ttl is None:
         return value
-    return f"CASE WHEN {event_ts} >= l.{LABEL_TS} - to_microseconds({_micros(join.ttl)}) THEN {value} END"
+    return f"CASE WHEN {event_ts} >= l.{LABEL_TS} - to_microseconds({duration_micros(join.ttl)}) THEN {value} END"
 
 
 def pit_sql(joins: list[ViewJoin]) -> str:
@@ -185,7 +170,7 @@ def latest_sql(join: ViewJoin, *, end_literal: str, since_literal: str | None = 
     inner = dedup_sql(join, where=where)
     ttl_filter = ""
     if join.ttl is not None:
-        ttl_filter = f"WHERE {EVENT_TS} >= {end_literal} - to_microseconds({_micros(join.ttl)}) "
+        ttl_filter = f"WHERE {EVENT_TS} >= {end_literal} - to_microseconds({duration_micros(join.ttl)}) "
     feats = "".join(f", {quote(f)}" for f in join.features)
     return (
         f"SELECT {keys}, {EVENT_TS}{feats} FROM ({inner}) {ttl_filter}"

@@ -13,23 +13,22 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EngineError, LabelFrameError, SourceError
-from ..pit import EVENT_TS, LABEL_TS, ROW
-from ..sources import Source, _format_of
-from ..transpile import transpile
-from . import ViewJoin
+from ...errors import EngineError, LabelFrameError, SourceError
+from ...featureview import ViewJoin
+from ...sources import Source, format_of
+from ...sqltext import EVENT_TS, LABEL_TS, ROW
+from ...times import duration_micros, naive_utc_column, naive_utc_table
+from ...transpile import transpile
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
     from pyspark.sql import Column, DataFrame, SparkSession
 
-    from ..featureview import FeatureView
-    from ..materialize import MaterializationResult
-    from ..online import OnlineStore
+    from .writes import SparkLatestRows
 
 __all__ = ["SparkEngine", "default_session"]
 
@@ -105,41 +104,10 @@ def _utc_literal(value: Any) -> Column:
     return F.lit(stamp.isoformat(sep=" ")).cast("timestamp")
 
 
-def _naive_utc(table: pa.Table) -> pa.Table:
-    """Spark hands timestamps back in UTC with a zone; the product speaks naive UTC like DuckDB."""
-    import pyarrow as pa
-
-    fields = []
-    for f in table.schema:
-        if pa.types.is_timestamp(f.type) and f.type.tz is not None:
-            fields.append(pa.field(f.name, pa.timestamp(f.type.unit), f.nullable))
-        else:
-            fields.append(f)
-    return table.cast(pa.schema(fields))
-
-
 def label_times(labels: pd.DataFrame, timestamp: str) -> pd.Series:
     """The label frame's time column as naive UTC datetimes (refused if it is not a time)."""
-    import pandas as pd
-
-    ts = labels[timestamp]
-    if not (
-        pd.api.types.is_datetime64_any_dtype(ts) or ts.dtype == object or pd.api.types.is_string_dtype(ts)
-    ):
-        raise LabelFrameError(
-            f"label frame: timestamp column '{timestamp}' has type {ts.dtype}, not a datetime; "
-            "convert it with pd.to_datetime"
-        )
-    if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        return ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    if not pd.api.types.is_datetime64_any_dtype(ts):
-        try:
-            return pd.to_datetime(ts, utc=True).dt.tz_localize(None)
-        except (ValueError, TypeError) as exc:
-            raise LabelFrameError(
-                f"label frame: timestamp column '{timestamp}' holds values that are not times: {exc}"
-            ) from exc
-    return ts
+    series: pd.Series = naive_utc_column(labels, timestamp)
+    return series
 
 
 class SparkEngine:
@@ -175,7 +143,7 @@ class SparkEngine:
         columns = source.columns or tuple((f.name, duckdb_type(f.dataType)) for f in frame.schema.fields)
         names = [c for c, _ in columns]
         if source.timestamp is not None and source.timestamp not in names:  # refused: nothing changes
-            from ..errors import UnknownColumnError, did_you_mean
+            from ...errors import UnknownColumnError, did_you_mean
 
             raise UnknownColumnError(
                 f"source '{source.name}': timestamp column '{source.timestamp}' is not in it"
@@ -194,7 +162,7 @@ class SparkEngine:
         try:
             if source.kind == "file":
                 reader, location = self.session.read, str(source.location)
-                fmt = source.format or _format_of(location)
+                fmt = source.format or format_of(location)
                 if fmt == "csv":
                     return reader.option("header", True).option("inferSchema", True).csv(location)
                 if fmt == "json":
@@ -225,7 +193,7 @@ class SparkEngine:
 
     @staticmethod
     def to_pandas(frame: DataFrame) -> pd.DataFrame:
-        return _naive_utc(frame.toArrow()).to_pandas()
+        return naive_utc_table(frame.toArrow()).to_pandas()
 
     def view_frame(self, join: ViewJoin) -> DataFrame:
         return self.spark_sql(join.sql, owner=f"feature view '{join.name}'")
@@ -328,7 +296,7 @@ class SparkEngine:
         found = F.col(_AT).isNotNull() & F.col(_MATCH).isNotNull()
         if join.ttl is not None:
             event = F.unix_micros(F.col(_MATCH).getField(EVENT_TS))
-            found = found & (event >= F.unix_micros(F.col(_AT)) - F.lit(_micros(join.ttl)))
+            found = found & (event >= F.unix_micros(F.col(_AT)) - F.lit(duration_micros(join.ttl)))
         return matched.select(
             _col(ROW),
             *[
@@ -386,7 +354,8 @@ class SparkEngine:
         rows = self._events(join, frame, drop_null_keys=False)
         if join.ttl is not None:
             rows = rows.where(
-                F.unix_micros(_col(EVENT_TS)) >= F.unix_micros(_utc_literal(end)) - F.lit(_micros(join.ttl))
+                F.unix_micros(_col(EVENT_TS))
+                >= F.unix_micros(_utc_literal(end)) - F.lit(duration_micros(join.ttl))
             )
         order = [_col(EVENT_TS).desc(), *self._tie_break(join, _col, descending=True)]
         window = Window.partitionBy(*[_col(k) for k in join.entity]).orderBy(*order)
@@ -396,19 +365,13 @@ class SparkEngine:
         )
 
     def latest(self, join: ViewJoin, end: Any, since: Any = None) -> pa.Table:
-        return _naive_utc(self.latest_frame(join, end, since).toArrow())
+        return naive_utc_table(self.latest_frame(join, end, since).toArrow())
 
-    def materialize_view(
-        self, view: FeatureView, store: OnlineStore, **options: Any
-    ) -> MaterializationResult:
-        """Materialize ``view`` with the executors writing the store (see ``spark_writes``)."""
-        from .spark_writes import materialize_view
+    def latest_rows(self, join: ViewJoin, end: Any, since: Any = None) -> SparkLatestRows:
+        """The latest rows, lazily: the executors write them into the store (see ``writes``)."""
+        from .writes import SparkLatestRows
 
-        return materialize_view(self, view, store, **options)
-
-
-def _micros(ttl: timedelta) -> int:
-    return ttl // timedelta(microseconds=1)
+        return SparkLatestRows(self, self.latest_frame(join, end, since), join)
 
 
 def _arrow(data: Any) -> pa.Table:

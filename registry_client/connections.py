@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 
-from jupyter_features._sqlite import use_wal
 from jupyter_features.errors import ConfigError
+from jupyter_features.sqlite_files import use_wal
 
 __all__ = ["make_engine", "write_options", "redact"]
 

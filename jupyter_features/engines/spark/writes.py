@@ -1,0 +1,135 @@
+"""Materialization from Spark: the executors compute the latest rows and write them.
+
+The run (``materialize``) begins a new version in the store, then asks for the rows to
+be written into it: every partition opens the store's writer for that version from the
+writer's handle (``VersionWriter.handle`` → ``WriterHandle.resume``) and writes its rows
+in chunks, each renewing the run's lease — pipelined ``HSET``s for Redis, batched
+``INSERT`` transactions for a SQLite file the executors can reach (local mode). The run
+switches readers to the version only when every partition has succeeded; a failed job
+aborts it, leaving the previous version served. A writer without a handle (SQLite in
+memory, or a SQLite file on the driver when the executors run on other machines) gets
+the rows collected to the driver instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from ...errors import MaterializationError
+from ...times import naive_utc_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame
+
+    from ...featureview import ViewJoin
+    from ...online import VersionWriter, WriterHandle
+    from . import SparkEngine
+
+__all__ = ["SparkLatestRows", "PARTITION_CHUNK_ROWS"]
+
+#: Rows a partition converts and writes at a time (bounds an executor's memory).
+PARTITION_CHUNK_ROWS = 50_000
+_RENEW_EVERY_S = 20.0
+
+
+class SparkLatestRows:
+    """The latest row per entity as a lazy Spark DataFrame, written by the executors."""
+
+    count: int | None = None  # known only once written
+
+    def __init__(self, engine: SparkEngine, frame: DataFrame, join: ViewJoin) -> None:
+        from pyspark.sql import types as T
+
+        self.engine = engine
+        self.frame = frame
+        self.view = join.name
+        self.key_types = tuple(
+            "int64" if isinstance(frame.schema[k].dataType, T.IntegralType) else "string" for k in join.entity
+        )
+
+    def write_to(self, writer: VersionWriter, progress: Callable[[int], None] | None = None) -> int:
+        local = str(self.engine.session.sparkContext.master).startswith("local")
+        handle = writer.handle(other_host=not local)
+        if handle is None:  # the executors cannot reach the store's writer: collect to the driver
+            return writer.write_batch(naive_utc_table(self.frame.toArrow()), progress)
+        with _keep_lease(writer, self.view):
+            written = _run_partitions(self.frame, handle, self.view)
+        if progress is not None:
+            progress(written)
+        return written
+
+
+@contextmanager
+def _keep_lease(writer: VersionWriter, view: str) -> Iterator[None]:
+    """Renew the lease from the driver while Spark computes, before any executor writes."""
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def renew() -> None:
+        try:
+            while not stop.wait(_RENEW_EVERY_S):
+                writer.renew()
+        except BaseException as exc:  # noqa: BLE001 - reported by the run, which then fails
+            failed.append(exc)
+
+    thread = threading.Thread(target=renew, name=f"jf-lease-{view}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    if failed:
+        raise MaterializationError(f"feature view '{view}': {failed[0]}") from failed[0]
+
+
+def _run_partitions(frame: DataFrame, handle: WriterHandle, view: str) -> int:
+    """Every partition writes its rows through ``handle`` on the executors; the rows written in all."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+    from pyspark.sql import functions as F
+
+    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        writer = handle.resume()
+        written = 0
+        try:
+            for rows in _chunks(batches):
+                written += writer.write_batch(rows)  # renews the lease as it goes
+        finally:
+            writer.close()
+        yield pa.RecordBatch.from_pydict({"n": [written]}, schema=pa.schema([("n", pa.int64())]))
+
+    try:
+        total = frame.mapInArrow(task, "n long").agg(F.sum("n")).collect()[0][0]
+    except (PySparkException, Py4JError) as exc:  # a failed task surfaces as a JVM error
+        text = str(exc).strip().splitlines()
+        reason = next(
+            (ln for ln in text if "Error" in ln and "jupyter_features" not in ln), text[0] if text else ""
+        )
+        raise MaterializationError(
+            f"feature view '{view}': the Spark job writing the online store failed ({reason[:500]}); "
+            "readers still see the previous version"
+        ) from exc
+    return int(total or 0)
+
+
+def _chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Tables of at most about PARTITION_CHUNK_ROWS rows from a partition's batches."""
+    import pyarrow as pa
+
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in batches:
+        pending.append(batch)
+        size += batch.num_rows
+        if size >= PARTITION_CHUNK_ROWS:
+            yield naive_utc_table(pa.Table.from_batches(pending))
+            pending, size = [], 0
+    if size:
+        yield naive_utc_table(pa.Table.from_batches(pending))

@@ -1,0 +1,47 @@
+"""SQL text helpers and the reserved ``__jf_*`` column and table names, in one place.
+
+Every module that writes SQL quotes identifiers and literals with these, and every
+internal column the engines and stores add is named here, so one name means one thing.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RESERVED_PREFIX",
+    "LABELS",
+    "RESULT",
+    "ROW",
+    "LABEL_TS",
+    "EVENT_TS",
+    "quote",
+    "string_literal",
+    "timestamp_literal",
+]
+
+#: Column and table names starting with this belong to jupyter-features; user columns may not.
+RESERVED_PREFIX = "__jf_"
+#: The label frame of a point-in-time join, as registered on an engine.
+LABELS = "__jf_labels"
+#: A point-in-time join's intermediate result table.
+RESULT = "__jf_result"
+#: A label row's position in the label frame.
+ROW = "__jf_row"
+#: A label row's time, naive UTC.
+LABEL_TS = "__jf_t"
+#: A feature row's event time: naive UTC in engines, microseconds since the epoch in online stores.
+EVENT_TS = "__jf_ts"
+
+
+def quote(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def string_literal(text: str) -> str:
+    """``text`` as a single-quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def timestamp_literal(text: str) -> str:
+    """A ``TIMESTAMP '...'`` literal of an ISO time text."""
+    return "TIMESTAMP " + string_literal(text)
