@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import render
-from .sqltext import quote
 from .schema import feature_type_of
+from .sqltext import quote
 
 if TYPE_CHECKING:
     import altair as alt

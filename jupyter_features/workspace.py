@@ -269,7 +269,7 @@ class Workspace:
             return view
         if view is not None and view.version == version:
             return view
-        registry = self._registry_or_none()
+        registry = self.registry_or_none()
         if registry is not None:
             from .errors import NotFoundError
 
@@ -298,7 +298,8 @@ class Workspace:
         self._loaded[id(view)] = view
         return view
 
-    def _registry_or_none(self) -> Any:
+    def registry_or_none(self) -> Any:
+        """The registry client, or None when the configured registry cannot be opened."""
         try:
             return self.registry
         except Exception:  # noqa: BLE001 - a missing registry just means "not found"

@@ -10,12 +10,15 @@ import argparse
 import re
 import shlex
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from .errors import MagicError, friendly_errors
+from .errors import friendly_errors
+
+if TYPE_CHECKING:
+    from jupyter_features.materialize import MaterializationResult
 
 __all__ = ["FeaturesMagics"]
 
@@ -97,23 +100,12 @@ def _workspace() -> Any:
     return jupyter_features.workspace()
 
 
-def _describe_run(run: Any) -> str:
-    """One line for a materialization result, whatever fields it carries."""
-    view = getattr(run, "view", None)
-    if view is None:
-        return str(run)
-    parts = [f"materialized {view}"]
-    rows = getattr(run, "rows_written", getattr(run, "rows", None))
-    if rows is not None:
-        parts.append(f"{rows:,} rows")
-    if getattr(run, "store", None):
-        parts.append(f"to {run.store}")
-    if getattr(run, "version", None) is not None:
-        parts.append(f"(online version {run.version})")
-    seconds = getattr(run, "seconds", None)
-    if isinstance(seconds, float):
-        parts.append(f"in {seconds:.2f} s")
-    return " ".join(parts)
+def _describe_run(run: MaterializationResult) -> str:
+    """One line for a materialization result."""
+    return (
+        f"materialized {run.view}: {run.rows_written:,} rows to {run.store} (online version {run.version}, "
+        f"{run.rows:,} entities, as of {run.end.isoformat(sep=' ')})"
+    )
 
 
 @magics_class
@@ -296,20 +288,9 @@ class FeaturesMagics(Magics):
             del names_part[i : i + 2]
         names = self._names("materialize", names_part, at_least=1)
         ws = _workspace()
-        materialize = getattr(ws, "materialize", None)
-        if materialize is None:
-            raise MagicError(
-                "materialization is not configured: this installation's Workspace has no materialize(); "
-                "install the online-store part of jupyter-features (upgrade the package)"
-            )
         with friendly_errors():
-            for name in names:
-                ws.get_view(name)
-            result = materialize(names, store=store) if store else materialize(names)
-        runs = (
-            result.values() if isinstance(result, dict) else result if isinstance(result, list) else [result]
-        )
-        for run in runs:
+            results = ws.materialize(names, store=store)
+        for run in results.values():
             print(_describe_run(run))
         return None
 

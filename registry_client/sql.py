@@ -297,7 +297,7 @@ class SQLRegistry:
         if view is not None:
             query = query.where(t.usage.c.view == view)
         with self._read() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [dict(r._mapping) for r in conn.execute(query)]  # noqa: SLF001 - SQLAlchemy's public Row API
 
     def record_activity(self, kind: str, detail: dict[str, Any] | None = None) -> None:
         kind = _short(kind, "activity kind", required=True, limit=64)
@@ -320,7 +320,7 @@ class SQLRegistry:
             query = query.where(t.activity.c.kind == _short(kind, "activity kind", limit=64))
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [{**r._mapping, "detail": json.loads(r.detail)} for r in rows]
+        return [{**r._mapping, "detail": json.loads(r.detail)} for r in rows]  # noqa: SLF001 - SQLAlchemy's public Row API
 
     # -- import / export -------------------------------------------------------------------
     def import_versions(self, records: Sequence[VersionRecord]) -> builtins.list[VersionRecord]:

@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -50,6 +51,35 @@ def postgres_url() -> str:
 def redis_url() -> str:
     require_service(REDIS_URL, 6379, "Redis (JUPYTER_FEATURES_TEST_REDIS)")
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def spark_session() -> Iterator[Any]:
+    """One local SparkSession for the whole test session: small, quiet and in UTC.
+
+    Without pyspark the Spark tests skip locally and fail in CI.
+    """
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f"pyspark is not installed ({exc}); CI runs the Spark tests", pytrace=False)
+        pytest.skip("pyspark is not installed")
+    import warnings
+
+    from jupyter_features.engines.spark import default_session
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    session = default_session(
+        "local[2]",
+        {
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "2",
+            "spark.sql.adaptive.enabled": "false",  # tiny test frames: skip re-planning
+        },
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
 
 
 @pytest.fixture

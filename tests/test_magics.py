@@ -227,21 +227,6 @@ def test_features_materialize(ip: Any, ws: jf.Workspace) -> None:
     assert online["user_profile__age"] == expected
 
 
-def test_features_materialize_without_the_online_part(shell: Any, tmp_path: Path, demo_data: Path) -> None:
-    class WorkspaceWithoutOnlineStore(jf.Workspace):
-        materialize = None  # type: ignore[assignment]
-
-    bare = WorkspaceWithoutOnlineStore(tmp_path)
-    define_views(bare, demo_data)
-    jf.set_workspace(bare)
-    try:
-        result, captured = run(shell, "%features materialize user_spend")
-    finally:
-        jf.set_workspace(None)
-    assert isinstance(result.error_in_exec, MagicError)
-    assert "materialization is not configured" in captured.stdout
-
-
 def test_features_usage_errors(ip: Any) -> None:
     for line, fix in [
         ("%features", "needs a command"),

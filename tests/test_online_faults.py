@@ -223,7 +223,9 @@ def test_redis_keys_of_the_wrong_type(tmp_path: Path, redis_url: str, unique_pre
         with pytest.raises(OnlineStoreError, match="already exists as a list"):
             ws.materialize(["score"], end=SECOND_END, progress=False)
         assert _values(ws) == {1.0}
-        assert client.lrange(store.ks.key("score", f"v{first.version + 1}"), 0, -1) == [b"foreign"]  # untouched
+        assert client.lrange(store.ks.key("score", f"v{first.version + 1}"), 0, -1) == [
+            b"foreign"
+        ]  # untouched
         # the version counter replaced by a hash
         client.delete(store.ks.key("score", "next"))
         client.hset(store.ks.key("score", "next"), "x", "1")

@@ -1,13 +1,15 @@
-"""Point-in-time joins: randomized comparison with a brute-force oracle, plus edge cases."""
+"""The engine contract for point-in-time joins: every offline engine (DuckDB, Spark) gives the
+brute-force oracle's answers on randomized data, and the same answers on hand-written edges."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from oracle import ViewCase, label_frames, normalize, oracle_join, view_frames
 
@@ -40,30 +42,50 @@ def _check(ws: jf.Workspace, labels: pd.DataFrame, cases: list[ViewCase]) -> Non
         assert normalize(result[col]) == normalize(values), col
 
 
-SETTINGS = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+#: Every offline engine; Spark runs in local mode, marked `spark` (CI runs it).
+ENGINES = ["duckdb", pytest.param("spark", marks=pytest.mark.spark)]
 
 
-@SETTINGS
-@given(data=st.data(), with_created=st.booleans())
-def test_single_view_matches_oracle(tmp_path: Path, data: st.DataObject, with_created: bool) -> None:
-    ws = jf.Workspace(tmp_path)
-    case = data.draw(view_frames("v", ["user_id"], with_created))
-    labels = data.draw(label_frames(["user_id"]))
-    _check(ws, labels, [case])
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Any:
+    """The engine argument of jf.Workspace: a name, or the test session's SparkSession."""
+    if request.param == "spark":
+        return request.getfixturevalue("spark_session")
+    return request.param
 
 
-@SETTINGS
-@given(data=st.data())
-def test_several_views_and_composite_keys_match_oracle(tmp_path: Path, data: st.DataObject) -> None:
-    ws = jf.Workspace(tmp_path)
-    single = data.draw(view_frames("by_a", ["a"], data.draw(st.booleans())))
-    composite = data.draw(view_frames("by_ab", ["a", "b"], data.draw(st.booleans())))
-    labels = data.draw(label_frames(["a", "b"]))
-    _check(ws, labels, [single, composite])
+def _examples(engine: Any) -> settings:
+    return settings(
+        max_examples=60 if engine == "duckdb" else 20,  # Spark is slow on two cores
+        deadline=None,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+
+
+def test_single_view_matches_oracle(engine: Any, tmp_path: Path) -> None:
+    @_examples(engine)
+    @given(data=st.data(), with_created=st.booleans())
+    def check(data: st.DataObject, with_created: bool) -> None:
+        ws = jf.Workspace(tmp_path, engine=engine)
+        case = data.draw(view_frames("v", ["user_id"], with_created))
+        labels = data.draw(label_frames(["user_id"]))
+        _check(ws, labels, [case])
+
+    check()
+
+
+def test_several_views_and_composite_keys_match_oracle(engine: Any, tmp_path: Path) -> None:
+    @_examples(engine)
+    @given(data=st.data())
+    def check(data: st.DataObject) -> None:
+        ws = jf.Workspace(tmp_path, engine=engine)
+        single = data.draw(view_frames("by_a", ["a"], data.draw(st.booleans())))
+        composite = data.draw(view_frames("by_ab", ["a", "b"], data.draw(st.booleans())))
+        labels = data.draw(label_frames(["a", "b"]))
+        _check(ws, labels, [single, composite])
+
+    check()
 
 
 # -- hand-written edge cases -------------------------------------------------------------
@@ -74,7 +96,8 @@ def _ts(day: int, hour: int = 0) -> datetime:
 
 
 @pytest.fixture
-def spend(ws: jf.Workspace) -> jf.Workspace:
+def spend(engine: Any, tmp_path: Path) -> jf.Workspace:
+    ws = jf.Workspace(tmp_path, engine=engine)
     tx = pd.DataFrame(
         {
             "user_id": [1, 1, 1, 1, 2],
@@ -165,7 +188,8 @@ def test_empty_labels(spend: jf.Workspace) -> None:
     assert len(out) == 0 and "spend__amount" in out.columns
 
 
-def test_file_sources_and_windowed_view(ws: jf.Workspace, tmp_path: Path) -> None:
+def test_file_sources_and_windowed_view(engine: Any, tmp_path: Path) -> None:
+    ws = jf.Workspace(tmp_path, engine=engine)
     folder = tmp_path / "tx"
     folder.mkdir()
     for part in range(2):

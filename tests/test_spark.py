@@ -1,12 +1,10 @@
-"""The Spark engine: the same point-in-time answers as the oracle, on Spark in local mode.
-
-Marked ``spark``: deselect locally with ``-m 'not spark'``; CI runs them.
+"""What only the Spark engine does (Spark results and labels, object stores, transpiled SQL,
+executors writing the online store); the point-in-time contract it shares with DuckDB is
+tests/test_pit.py. Marked ``spark``: deselect locally with ``-m 'not spark'``; CI runs them.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,63 +13,25 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from oracle import BASE, label_frames, normalize, view_frames
+from oracle import BASE, normalize, view_frames
 from test_materialize_oracle import _check as check_online
 from test_materialize_oracle import _define as define_materialized
-from test_pit import _check
 
 import jupyter_features as jf
 from jupyter_features.errors import LabelFrameError, TranspileError
 
-pyspark = pytest.importorskip("pyspark")
 pytestmark = pytest.mark.spark
 
 
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local SparkSession for the whole test session: small, quiet and in UTC."""
-    from jupyter_features.engines.spark import default_session
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    session = default_session(
-        "local[2]",
-        {
-            "spark.sql.shuffle.partitions": "4",
-            "spark.default.parallelism": "2",
-            "spark.sql.adaptive.enabled": "false",  # tiny test frames: skip re-planning
-        },
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
+@pytest.fixture
+def spark(spark_session: Any) -> Any:
+    return spark_session
 
 
 SETTINGS = settings(
     max_examples=20, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )  # fmt: skip
-
-
-@SETTINGS
-@given(data=st.data(), with_created=st.booleans())
-def test_single_view_matches_oracle(
-    spark: Any, tmp_path: Path, data: st.DataObject, with_created: bool
-) -> None:
-    ws = jf.Workspace(tmp_path, engine=spark)
-    case = data.draw(view_frames("v", ["user_id"], with_created))
-    labels = data.draw(label_frames(["user_id"]))
-    _check(ws, labels, [case])
-
-
-@SETTINGS
-@given(data=st.data())
-def test_several_views_and_composite_keys_match_oracle(
-    spark: Any, tmp_path: Path, data: st.DataObject
-) -> None:
-    ws = jf.Workspace(tmp_path, engine=spark)
-    single = data.draw(view_frames("by_a", ["a"], data.draw(st.booleans())))
-    composite = data.draw(view_frames("by_ab", ["a", "b"], data.draw(st.booleans())))
-    labels = data.draw(label_frames(["a", "b"]))
-    _check(ws, labels, [single, composite])
 
 
 # -- hand-written cases -------------------------------------------------------------------
@@ -144,18 +104,6 @@ def test_key_types_are_checked_and_widened(spend: jf.Workspace) -> None:
         pd.DataFrame({"user_id": [1.0], "label_ts": [_ts(2)]}), ["spend:*"], timestamp="label_ts"
     )
     assert normalize(out["spend__amount"]) == [25.0]
-
-
-def test_empty_labels_and_time_zones(spend: jf.Workspace) -> None:
-    empty = pd.DataFrame(
-        {"user_id": pd.Series([], dtype="int64"), "label_ts": pd.Series([], dtype="datetime64[ns]")}
-    )
-    out = spend.training_frame(empty, ["spend:*"], timestamp="label_ts")
-    assert len(out) == 0 and "spend__amount" in out.columns
-    paris = pd.DataFrame({"user_id": [1], "label_ts": [pd.Timestamp("2024-01-03 01:00", tz="Europe/Paris")]})
-    assert normalize(
-        spend.training_frame(paris, ["spend:amount"], timestamp="label_ts")["spend__amount"]
-    ) == [25.0]
 
 
 def test_file_sources_and_windowed_view_match_duckdb(spark: Any, tmp_path: Path) -> None:

@@ -26,12 +26,6 @@ def demo_ws(ws: Any, demo_data: Path) -> jf.Workspace:
     return ws
 
 
-class _WorkspaceWithoutRegistry(jf.Workspace):
-    """A workspace of an installation that lacks the registry part."""
-
-    export = None  # type: ignore[assignment]
-
-
 def test_export_button_exports_and_shows_the_version(demo_ws: jf.Workspace) -> None:
     button = ExportButton(demo_ws, ["user_spend"])
     assert button.button.description == "Export to registry"
@@ -57,12 +51,6 @@ def test_export_button_shows_errors_in_its_status(demo_ws: jf.Workspace, tmp_pat
     button.click()
     assert button.error is not None and "no_such_view" in button.error
     assert "✗" in button.status.value and not button.button.disabled
-    bare = _WorkspaceWithoutRegistry(tmp_path / "bare")
-    bare.register_source("t", demo_ws.sources["transactions"].location, timestamp="ts")
-    bare.feature_view("v", "SELECT user_id, ts, amount FROM t", entity="user_id", timestamp="ts")
-    lonely = ExportButton(bare, ["v"])
-    lonely.click()
-    assert lonely.error is not None and "exporting needs the registry" in lonely.error
 
 
 def test_export_views_defaults_to_every_view(demo_ws: jf.Workspace) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import EngineError
+from .. import errors
 from ..featureview import ViewJoin
 
 if TYPE_CHECKING:
@@ -77,11 +77,11 @@ def open_engine(name_or_session: Any, **options: Any) -> OfflineEngine:
         return SparkEngine(session=name_or_session, **options)
     target = ENGINES.get(name_or_session)
     if target is None:
-        raise EngineError(f"unknown engine {name_or_session!r}; choose one of: {', '.join(ENGINES)}")
+        raise errors.EngineError(f"unknown engine {name_or_session!r}; choose one of: {', '.join(ENGINES)}")
     module_name, cls_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise EngineError(f"engine {name_or_session!r} is not available: {exc}") from exc
+        raise errors.EngineError(f"engine {name_or_session!r} is not available: {exc}") from exc
     engine: OfflineEngine = getattr(module, cls_name)(**options)
     return engine

@@ -7,7 +7,6 @@ readers to it atomically when complete (see ``sqlite.py`` and ``redis.py``).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -16,6 +15,7 @@ from .canonical import canonical_rows
 from .layout import Lease, OnlineTable, WriterHandle
 from .reads import read_features
 from .result import OnlineResult
+from .stores import STORES, open_store
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -98,27 +98,3 @@ class OnlineStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-#: URL scheme → "module:Class"; adding a store is adding a module and a line here.
-STORES = {
-    "sqlite": "jupyter_features.online.sqlite:SQLiteStore",
-    "redis": "jupyter_features.online.redis:RedisStore",
-    "rediss": "jupyter_features.online.redis:RedisStore",
-    "unix": "jupyter_features.online.redis:RedisStore",
-}
-
-
-def open_store(url: str) -> OnlineStore:
-    """Open the online store at ``url`` (``sqlite:///path.db`` or ``redis://host:port/db``)."""
-    from ..errors import OnlineStoreError
-
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    target = STORES.get(scheme)
-    if target is None:
-        raise OnlineStoreError(
-            f"online store URL {url!r} has an unknown scheme; use sqlite:///path.db or redis://host:port/db"
-        )
-    module_name, cls_name = target.split(":")
-    store: OnlineStore = getattr(importlib.import_module(module_name), cls_name)(url)
-    return store

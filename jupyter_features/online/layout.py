@@ -253,6 +253,6 @@ class WriterHandle:
     def resume(self) -> Any:
         """The store's writer for this version, in this process (a ``VersionWriter``); close it
         when done — that also closes the store it opened."""
-        from . import open_store
+        from .stores import open_store
 
         return open_store(self.url).resume(self)

@@ -72,7 +72,7 @@ def recorded_stats_html(entry: CatalogEntry) -> str:
 def _registry_views(ws: Workspace) -> list[tuple[FeatureView, Mapping[str, Any] | None]]:
     """The registry's latest views with their recorded statistics, or [] when no registry
     answers (browsing never fails on it)."""
-    registry = ws._registry_or_none()
+    registry = ws.registry_or_none()
     lister = getattr(registry, "list", None)
     if lister is None:
         return []
@@ -185,7 +185,7 @@ def _versions_html(entry: CatalogEntry, ws: Workspace) -> str:
     history = ws.history(entry.name)
     if history:
         lines.append(f"{len(history)} definition(s) in this session")
-    registry = ws._registry_or_none()
+    registry = ws.registry_or_none()
     versions = getattr(registry, "versions", None)
     if versions is not None:
         try:

@@ -4,12 +4,12 @@ and the **Export to registry** button itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import render
-from ..errors import FeaturesError, RegistryUnavailableError
+from ..errors import FeaturesError
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
@@ -29,31 +29,8 @@ class ExportedVersion:
         return f"{self.name}@{self.version}" if self.version is not None else self.name
 
 
-def _version_of(item: Any) -> int | None:
-    if isinstance(item, bool):
-        return None
-    if isinstance(item, int):
-        return item
-    if isinstance(item, Mapping):
-        value = item.get("version")
-    else:
-        value = getattr(item, "version", None)
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _name_of(item: Any) -> str | None:
-    value = item.get("name") if isinstance(item, Mapping) else getattr(item, "name", None)
-    return value if isinstance(value, str) else None
-
-
 def export_views(ws: Workspace, names: Sequence[str] | None = None) -> list[ExportedVersion]:
     """Export ``names`` (default: every view of the session) with ``ws.export``; one entry per view."""
-    export = getattr(ws, "export", None)
-    if export is None:
-        raise RegistryUnavailableError(
-            "exporting needs the registry, and this installation's Workspace has no export(); "
-            "install the registry part of jupyter-features (upgrade the package)"
-        )
     wanted = list(names) if names else sorted(ws.views)
     if not wanted:
         raise FeaturesError(
@@ -61,26 +38,8 @@ def export_views(ws: Workspace, names: Sequence[str] | None = None) -> list[Expo
         )
     for name in wanted:
         ws.get_view(name)  # names the unknown view and how to define it
-    try:
-        result = export(wanted)
-    except FeaturesError:
-        raise
-    except ImportError as exc:
-        raise RegistryUnavailableError(f"the registry client is not available: {exc}") from exc
-    return _versions(result, wanted)
-
-
-def _versions(result: Any, names: list[str]) -> list[ExportedVersion]:
-    if isinstance(result, Mapping):
-        return [ExportedVersion(n, _version_of(result.get(n)), result.get(n)) for n in names]
-    if isinstance(result, (list, tuple)):
-        by_name = {_name_of(r): r for r in result if _name_of(r) is not None}
-        if by_name:
-            return [ExportedVersion(n, _version_of(by_name.get(n)), by_name.get(n)) for n in names]
-        return [ExportedVersion(n, _version_of(r), r) for n, r in zip(names, result, strict=False)]
-    if len(names) == 1:
-        return [ExportedVersion(names[0], _version_of(result), result)]
-    return [ExportedVersion(n, None, result) for n in names]
+    records = ws.export(wanted)
+    return [ExportedVersion(n, records[n].version, records[n]) for n in wanted]
 
 
 def message_of(exc: BaseException) -> str:
