@@ -1,8 +1,9 @@
 """Static analysis of feature SQL with sqlglot: safety, referenced sources, lineage.
 
-The parse-tree checks here are the first wall; the second is running the SQL on a
-sandbox DuckDB connection with external access disabled (see ``sandbox.py``), so a
-gap in either one is not a hole.
+The parse-tree checks here (with the allow-list of ``sqlsafety``) are the first wall; the
+second is that feature SQL only ever runs on a DuckDB connection with external access
+off, file access limited to the registered sources and its configuration locked (the
+DuckDB engine's sandbox), so a gap in either one is not a hole.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from .errors import UnknownSourceError, UnsafeSQLError, did_you_mean
+from .sqlsafety import check_tree
 
 __all__ = ["ParsedQuery", "parse_feature_sql", "column_lineage", "normalize_sql"]
 
@@ -28,39 +30,9 @@ def plain_message(exc: BaseException) -> str:
     return _ANSI.sub("", str(exc))
 
 
-#: Functions that read files, the network, the environment or run dynamic SQL.
-_FORBIDDEN_FUNCTIONS = frozenset(
-    {
-        "read_csv", "read_csv_auto", "read_parquet", "parquet_scan", "read_json",
-        "read_json_auto", "read_json_objects", "read_json_objects_auto", "read_ndjson",
-        "read_ndjson_auto", "read_ndjson_objects", "read_text", "read_blob", "glob",
-        "sniff_csv", "parquet_metadata", "parquet_schema", "parquet_file_metadata",
-        "parquet_kv_metadata", "parquet_bloom_probe", "iceberg_scan", "iceberg_metadata",
-        "iceberg_snapshots", "delta_scan", "sqlite_scan", "sqlite_attach", "postgres_scan",
-        "postgres_query", "postgres_attach", "mysql_scan", "mysql_query", "read_xlsx",
-        "st_read", "st_read_meta", "getenv", "query", "query_table", "current_setting",
-        "duckdb_settings", "duckdb_secrets", "duckdb_extensions", "duckdb_databases",
-        "load_extension", "install_extension", "http_get", "http_post", "read_file",
-        "arrow_scan", "pandas_scan", "checkpoint", "force_checkpoint",
-    }
-)  # fmt: skip
-_FORBIDDEN_EXPRESSIONS: tuple[type[exp.Expression], ...] = (
-    exp.ReadCSV,
-    exp.Command,
-    exp.Create,
-    exp.Drop,
-    exp.Insert,
-    exp.Update,
-    exp.Delete,
-    exp.Merge,
-    exp.Copy,
-    exp.Attach,
-    exp.Detach,
-    exp.Pragma,
-    exp.Set,
-    exp.Install,
-    exp.Into,
-)
+#: Names of DuckDB's catalog views and tables (pg_settings, duckdb_views, sqlite_master,
+#: pragma_...): never sources, even where the registered sources are not known.
+_CATALOG = re.compile(r"^(pg_|duckdb_|sqlite_|pragma_|information_schema$|__jf_)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -74,12 +46,6 @@ class ParsedQuery:
     def normalized(self) -> str:
         """The canonical form of the SQL (sqlglot pretty print), as ``normalize_sql`` gives it."""
         return self.tree.sql(dialect=DIALECT, pretty=True)
-
-
-def _function_name(node: exp.Func) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.name).lower()
-    return node.sql_name().lower()
 
 
 def parse_feature_sql(sql: str, sources: Mapping[str, object] | None, *, owner: str) -> ParsedQuery:
@@ -107,27 +73,16 @@ def parse_feature_sql(sql: str, sources: Mapping[str, object] | None, *, owner: 
             f"{owner}: only a SELECT is allowed, not {kind}; "
             "feature SQL reads registered sources and changes nothing"
         )
-    for node in tree.walk():
-        if isinstance(node, _FORBIDDEN_EXPRESSIONS):
-            raise UnsafeSQLError(
-                f"{owner}: {node.key.upper()} is not allowed inside feature SQL; "
-                "write a plain SELECT over registered sources"
-            )
-        if isinstance(node, exp.Func):
-            name = _function_name(node)
-            if name in _FORBIDDEN_FUNCTIONS or name.startswith(("read_", "parquet_")):
-                raise UnsafeSQLError(
-                    f"{owner}: function {name}() reads files, the network or settings and is "
-                    "not allowed in feature SQL; register the data as a source with "
-                    "ws.register_source(...) and select from it by name"
-                )
+    check_tree(tree, owner=owner)
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     known = {name.lower(): name for name in sources} if sources is not None else None
     used: list[str] = []
     for table in tree.find_all(exp.Table):
+        if isinstance(table.this, exp.Func):
+            continue  # a pure table function (range, generate_series), checked by check_tree
         if not isinstance(table.this, exp.Identifier):
             raise UnsafeSQLError(
-                f"{owner}: table function {table.this.sql(DIALECT)} is not allowed; "
+                f"{owner}: '{table.this.sql(DIALECT)}' is not allowed in FROM; "
                 "select from registered sources by name"
             )
         if table.args.get("db") or table.args.get("catalog"):
@@ -145,6 +100,11 @@ def parse_feature_sql(sql: str, sources: Mapping[str, object] | None, *, owner: 
                 f"files directly: ws.register_source('name', '{name}') and select from it"
             )
         if known is None:
+            if _CATALOG.match(name):
+                raise UnsafeSQLError(
+                    f"{owner}: '{name}' is one of DuckDB's catalog tables, not a source; "
+                    "feature SQL may only read registered sources"
+                )
             if name not in used:
                 used.append(name)
             continue

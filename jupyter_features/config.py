@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ _ENV_REGISTRY = "JUPYTER_FEATURES_REGISTRY"
 _ENV_ONLINE = "JUPYTER_FEATURES_ONLINE_STORE"
 _ENV_TOKEN = "JUPYTER_FEATURES_TOKEN"
 _ENV_ENGINE = "JUPYTER_FEATURES_ENGINE"
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ class Settings:
     online_store_url: str
     token: str | None
     engine: str
+    #: DuckDB's memory limit (e.g. "3GB"): past it, DuckDB spills to ``temp_directory``.
+    memory_limit: str | None = None
+    threads: int | None = None
+    temp_directory: str | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -76,6 +82,9 @@ def load_settings(
     online_store: str | None = None,
     token: str | None = None,
     engine: str | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    temp_directory: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build the settings of a workspace rooted at ``root``."""
@@ -95,12 +104,34 @@ def load_settings(
         or _section_url(data, "online_store", toml_path)
         or _sqlite_url(root_path, "online.db")
     )
-    engine_section = data.get("engine")
-    toml_engine = engine_section.get("name") if isinstance(engine_section, Mapping) else None
+    engine_section = data.get("engine") or {}
+    if not isinstance(engine_section, Mapping):
+        raise ConfigError(f'{toml_path}: [engine] must be a table, e.g. name = "duckdb"')
+    toml_engine = engine_section.get("name")
+    memory_limit = memory_limit if memory_limit is not None else engine_section.get("memory_limit")
+    if memory_limit is not None and not (isinstance(memory_limit, str) and _MEMORY.match(memory_limit)):
+        raise ConfigError(
+            f'memory_limit {memory_limit!r} is not a size; write e.g. "3GB", "512MB" or "80%" '
+            f"(in {toml_path} [engine] or jf.Workspace(memory_limit=...))"
+        )
+    threads = threads if threads is not None else engine_section.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads {threads!r} must be a whole number of at least 1 ({toml_path} [engine])")
+    temp_directory = temp_directory if temp_directory is not None else engine_section.get("temp_directory")
+    if temp_directory is not None:
+        if not isinstance(temp_directory, (str, os.PathLike)):
+            raise ConfigError(
+                f"temp_directory {temp_directory!r} must be a folder path ({toml_path} [engine])"
+            )
+        folder = Path(temp_directory).expanduser()
+        temp_directory = str(folder if folder.is_absolute() else root_path / folder)
     return Settings(
         root=root_path,
         registry_url=_absolute_sqlite(registry_url, root_path),
         online_store_url=_absolute_sqlite(online_url, root_path),
         token=token or env.get(_ENV_TOKEN) or None,
         engine=str(engine or env.get(_ENV_ENGINE) or toml_engine or "duckdb"),
+        memory_limit=memory_limit.replace(" ", "") if memory_limit else None,
+        threads=threads,
+        temp_directory=temp_directory,
     )

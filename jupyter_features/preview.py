@@ -227,10 +227,9 @@ def preview(
     what changed since the previous definition in ``ws``."""
     import duckdb
 
-    con, lock = ws.duckdb.con, ws.duckdb.lock
     table = f"__jf_preview_{uuid.uuid4().hex[:10]}"
     started = time.perf_counter()
-    with lock:
+    with ws.duckdb.feature_connection() as con:
         try:
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM ({view.sql}\n) AS __jf_v")
         except duckdb.Error as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
@@ -47,6 +48,11 @@ class Workspace:
     ``registry``, ``online_store``, ``token`` and ``engine`` override ``features.toml``
     and the environment; the embedded defaults live under ``path/.jupyter_features/``.
     ``registry`` may also be an open registry client; ``engine`` a SparkSession.
+    ``memory_limit`` (e.g. "3GB"), ``threads`` and ``temp_directory`` (where DuckDB spills)
+    override ``[engine]`` in ``features.toml``.
+
+    Exploration SQL (``ws.sql``) runs on a full DuckDB connection; feature SQL — defined
+    here or taken from the registry — only ever runs in the engine's sandbox.
     """
 
     def __init__(
@@ -56,15 +62,24 @@ class Workspace:
         online_store: str | None = None,
         token: str | None = None,
         engine: Any = None,
+        *,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+        temp_directory: str | os.PathLike[str] | None = None,
     ) -> None:
         engine_name = engine if isinstance(engine, str) else None
         registry_url = registry if registry is None or isinstance(registry, str) else str(registry.url)
         self.settings: Settings = load_settings(
-            path, registry=registry_url, online_store=online_store, token=token, engine=engine_name
-        )
+            path, registry=registry_url, online_store=online_store, token=token, engine=engine_name,
+            memory_limit=memory_limit, threads=threads, temp_directory=temp_directory,
+        )  # fmt: skip
         from .engines.duckdb import DuckDBEngine
 
-        self.duckdb = DuckDBEngine()
+        self.duckdb = DuckDBEngine(
+            threads=self.settings.threads,
+            memory_limit=self.settings.memory_limit,
+            temp_directory=self.settings.temp_directory,
+        )
         if engine is not None and not isinstance(engine, str):
             self.engine: OfflineEngine = open_engine(engine)
         elif self.settings.engine == "duckdb":
@@ -79,6 +94,7 @@ class Workspace:
         self._lock = threading.RLock()
         # views handed out from the registry, by id (a FeatureView is not hashable)
         self._loaded: weakref.WeakValueDictionary[int, FeatureView] = weakref.WeakValueDictionary()
+        self._analysed: dict[Any, FeatureView] = {}  # registry versions checked against these sources
         _OPEN.add(self)
 
     # -- basics --------------------------------------------------------------------------
@@ -202,6 +218,12 @@ class Workspace:
             )
         if not isinstance(timestamp, str) or not timestamp:
             raise FeatureViewError(f"{who}: timestamp must name the event-time column, e.g. timestamp='ts'")
+        for role, column in (
+            [("entity key", k) for k in keys]
+            + [("timestamp", timestamp)]
+            + ([("created_timestamp", created_timestamp)] if created_timestamp else [])
+        ):
+            _check_identifier(column, role, who)
         ttl_value = parse_ttl(ttl, owner=who)
         parsed = parse_feature_sql(sql, self._sources, owner=who)
         schemas = {s: self._sources[s].schema for s in parsed.sources}
@@ -248,6 +270,7 @@ class Workspace:
                 continue
             if col.startswith(RESERVED_PREFIX):
                 raise FeatureViewError(f"{who}: column name '{col}' is reserved; rename it")
+            _check_identifier(col, "feature", who)
             ftype, vocab = feature_type_of(dtype)
             features.append(Feature(col, ftype, dtype, descriptions.get(col, ""), vocab))
         if not features:
@@ -287,14 +310,43 @@ class Workspace:
         )
 
     def _view_from_record(self, record: Any) -> FeatureView:
-        spec = record.spec if hasattr(record, "spec") else record
-        view = FeatureView.from_spec(spec, version=getattr(record, "version", None))
-        missing = [s for s in view.sources if s not in self._sources]
+        """A registry version as a view of this workspace: its SQL is untrusted, so it is checked
+        and typed again against this workspace's sources (as if defined here) before it runs."""
+        spec = record.spec
+        name = str(spec.get("name"))
+        who = f"feature view '{name}' version {record.version} from the registry"
+        missing = [s for s in spec.get("sources") or () if s not in self._sources]
         if missing:
             raise SourceError(
-                f"feature view '{view.name}' reads source(s) {', '.join(missing)} that this workspace "
+                f"{who} reads source(s) {', '.join(map(str, missing))} that this workspace "
                 "has not registered; register them with ws.register_source first"
             )
+        key = (
+            record.version, getattr(record, "hash", None), repr(sorted(spec.items(), key=lambda kv: kv[0])),
+            tuple((n, s.columns) for n, s in sorted(self._sources.items())),
+        )  # fmt: skip
+        with self._lock:
+            view = self._analysed.get(key)
+        if view is None:
+            features = spec.get("features") or []
+            view = self.analyse_view(
+                name, str(spec.get("sql") or ""), entity=spec.get("entity") or (),
+                timestamp=spec.get("timestamp"), created_timestamp=spec.get("created_timestamp"),
+                ttl=spec.get("ttl"), description=str(spec.get("description") or ""),
+                owner=str(spec.get("owner") or ""), tags=[str(t) for t in spec.get("tags") or ()],
+                feature_descriptions={str(f.get("name")): str(f.get("description") or "") for f in features},
+            ).with_version(record.version)  # fmt: skip
+            recorded = [str(f.get("name")) for f in features]
+            if recorded != view.feature_names:
+                raise FeatureViewError(
+                    f"{who} lists features {', '.join(recorded) or 'none'}, but its SQL gives "
+                    f"{', '.join(view.feature_names)} over this workspace's sources; register sources with "
+                    "the columns it was defined on, or export the view again"
+                )
+            with self._lock:
+                if len(self._analysed) > 256:
+                    self._analysed.clear()
+                self._analysed[key] = view
         self._loaded[id(view)] = view
         return view
 
@@ -353,9 +405,9 @@ class Workspace:
 
         feats = ", ".join(quote(f) for f in view.feature_names)
         try:
-            with self.duckdb.lock:
+            with self.duckdb.feature_connection() as con:
                 prof = profile_query(
-                    self.duckdb.con,
+                    con,
                     f"SELECT {feats} FROM ({view.sql}\n) AS __jf_v "
                     f"USING SAMPLE reservoir({int(max_rows)} ROWS) REPEATABLE (7)",
                     bins=12,
@@ -423,7 +475,9 @@ class Workspace:
         views = []  # every name resolves before the store is even opened
         for name in names:
             base, _, version = name.partition("@")
-            views.append(self.get_view(base, int(version) if version.isdigit() else None))
+            if version and not re.fullmatch(r"[0-9]{1,9}", version):
+                raise FeatureReferenceError(f"'{name}': a version is a number, e.g. '{base}@3'")
+            views.append(self.get_view(base, int(version) if version else None))
         target = self.online_store(store) if store is None or isinstance(store, str) else store
         end = end if end is not None else now_utc()
         return {
@@ -543,6 +597,19 @@ class Workspace:
                 outs.append(out)
             joins.append(ViewJoin.of(view, names, outs))
         return joins
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_identifier(name: Any, role: str, who: str) -> None:
+    """Names travel into SQL, code cells and keys: they must be plain identifiers."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        raise FeatureViewError(
+            f"{who}: {role} column {shown} is not an identifier; use letters, digits and _ "
+            "(starting with a letter or _)" + (", e.g. alias it with AS" if role == "feature" else "")
+        )
 
 
 def _preview_view(view: FeatureView, **options: Any) -> FeatureViewPreview:

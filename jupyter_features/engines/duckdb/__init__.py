@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from ...errors import EngineError, LabelFrameError, SourceError, UnsafeSQLError
+from ...errors import EngineError, LabelFrameError, SourceError
 from ...featureview import ViewJoin
 from ...sqltext import LABEL_TS, LABELS, RESULT, ROW, quote, timestamp_literal
+from ...times import naive_utc_column
 from .pit import key_column, label_keys, latest_sql, matched_column, pit_sql, tie_fix_sql, ties_sql
+from .sandbox import READERS, open_sandbox, sandbox_describe, settings_sql
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,56 +29,69 @@ if TYPE_CHECKING:
 
 __all__ = ["DuckDBEngine", "ArrowLatestRows", "sandbox_describe"]
 
-_READERS = {"parquet": "read_parquet", "csv": "read_csv_auto", "json": "read_json_auto"}
-
 
 def _numeric(t: str) -> bool:
     t = t.upper()
     return any(x in t for x in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC"))
 
 
-def sandbox_describe(sql: str, schemas: Mapping[str, Mapping[str, str]]) -> list[tuple[str, str]]:
-    """Bind ``sql`` on a locked-down connection holding only empty copies of the sources.
-
-    External access is off and the configuration is locked, so even SQL that slipped
-    past the parse-tree checks cannot read a file, load an extension or change a
-    setting. Returns the output columns and their DuckDB types.
-    """
-    con = duckdb.connect(":memory:")
-    try:
-        for name, columns in schemas.items():
-            cols = ", ".join(f"{quote(c)} {t}" for c, t in columns.items())
-            con.execute(f"CREATE TABLE {quote(name)} ({cols})")
-        for setting in (
-            "SET enable_external_access = false",
-            "SET autoinstall_known_extensions = false",
-            "SET autoload_known_extensions = false",
-            "SET lock_configuration = true",
-        ):
-            con.execute(setting)
-        try:
-            rel = con.sql(sql)
-        except duckdb.PermissionException as exc:
-            raise UnsafeSQLError(f"the SQL tries to reach outside its sources: {exc}") from exc
-        if rel is None:
-            raise UnsafeSQLError("the SQL is not a query that returns rows")
-        return [(c, str(t)) for c, t in zip(rel.columns, rel.types, strict=True)]
-    finally:
-        con.close()
-
-
 class DuckDBEngine:
-    """Sources become views on one DuckDB connection; joins are ASOF JOINs."""
+    """Sources become views of two DuckDB databases: ``con``, the notebook owner's full DuckDB
+    for exploration SQL, and a sandbox where every feature SQL runs (see ``sandbox``);
+    joins are ASOF JOINs.
+
+    ``memory_limit`` (e.g. "3GB"), ``threads`` and ``temp_directory`` (where DuckDB spills
+    past the memory limit) apply to both.
+    """
 
     name = "duckdb"
 
-    def __init__(self, database: str = ":memory:", *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        database: str = ":memory:",
+        *,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        temp_directory: str | None = None,
+    ) -> None:
+        self.options: dict[str, Any] = {
+            "threads": threads, "memory_limit": memory_limit, "temp_directory": temp_directory,
+        }  # fmt: skip
         self.con = duckdb.connect(database)
-        self.con.execute("SET TimeZone = 'UTC'")
-        if threads:
-            self.con.execute(f"SET threads = {int(threads)}")
+        try:
+            for statement in settings_sql(self.options):
+                self.con.execute(statement)
+        except duckdb.Error as exc:
+            raise EngineError(f"DuckDB refuses the engine settings {self.options}: {exc}") from exc
         #: Hold it while using ``con`` directly: the connection is shared by every thread.
         self.lock = threading.RLock()
+        self._sources: dict[str, Source] = {}
+        self._sandbox: duckdb.DuckDBPyConnection | None = None
+
+    @contextmanager
+    def feature_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The sandbox connection feature SQL runs on, held under ``lock`` for the block.
+
+        External access off, file access limited to the registered sources' files,
+        configuration locked; rebuilt when sources change.
+        """
+        with self.lock:
+            if self._sandbox is None:
+                try:
+                    self._sandbox = open_sandbox(
+                        self._sources.values(), table_data=self._table_data, options=self.options
+                    )
+                except duckdb.Error as exc:
+                    raise EngineError(f"cannot open the sandbox for feature SQL: {exc}") from exc
+            yield self._sandbox
+
+    def _table_data(self, table: str) -> pa.Table:
+        return self.con.sql(f"SELECT * FROM {quote(table)}").to_arrow_table()
+
+    def _forget_sandbox(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
 
     # -- sources -----------------------------------------------------------------------
     def tables(self) -> set[str]:
@@ -84,7 +100,7 @@ class DuckDBEngine:
 
     def _create(self, name: str, source: Source) -> None:
         if source.kind == "file":
-            reader = _READERS[source.format or "parquet"]
+            reader = READERS[source.format or "parquet"]
             loc = str(source.location).replace("'", "''")
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS SELECT * FROM {reader}('{loc}')")
         elif source.kind == "dataframe":
@@ -113,7 +129,10 @@ class DuckDBEngine:
             # Only now replace what was there: a refused source changes nothing.
             self._drop(source.name, source.kind)
             self._create(source.name, source)
-            return replace(source, columns=columns)
+            registered = replace(source, columns=columns)
+            self._sources[source.name] = registered
+            self._forget_sandbox()
+            return registered
 
     def _drop(self, name: str, kind: str) -> None:
         try:
@@ -142,43 +161,37 @@ class DuckDBEngine:
                 raise EngineError("the statement returns no rows")
             return rel.to_arrow_table()
 
+    def feature_arrow(self, query: str) -> pa.Table:
+        """Run ``query`` (built from feature SQL) on the sandbox; the result as Arrow."""
+        with self.feature_connection() as con:
+            try:
+                return con.sql(query).to_arrow_table()
+            except duckdb.Error as exc:
+                raise EngineError(f"DuckDB failed running feature SQL: {str(exc).splitlines()[0]}") from exc
+
     # -- point-in-time -------------------------------------------------------------------
     def training_frame(self, labels: pd.DataFrame, timestamp: str, joins: list[ViewJoin]) -> pd.DataFrame:
         import numpy as np
         import pandas as pd
 
         data: dict[str, Any] = {k: labels[k].array for k in label_keys(joins)}
-        ts = labels[timestamp]
-        textual = ts.dtype == object or pd.api.types.is_string_dtype(ts)
-        if not (pd.api.types.is_datetime64_any_dtype(ts) or textual):
-            raise LabelFrameError(
-                f"label frame: timestamp column '{timestamp}' has type {ts.dtype}, not a datetime; "
-                "convert it with pd.to_datetime"
-            )
-        if isinstance(ts.dtype, pd.DatetimeTZDtype):
-            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-        elif textual:
-            try:
-                ts = pd.to_datetime(ts, utc=True).dt.tz_localize(None)
-            except (ValueError, TypeError) as exc:
-                raise LabelFrameError(
-                    f"label frame: timestamp column '{timestamp}' holds values that are not times: {exc}"
-                ) from exc
-        data[LABEL_TS] = ts.to_numpy()
+        data[LABEL_TS] = naive_utc_column(labels, timestamp).to_numpy()
         data[ROW] = np.arange(len(labels), dtype=np.int64)
         frame = pd.DataFrame(data)
-        with self.lock:
-            self._check_key_types(frame, joins)
-            self.con.register(LABELS, frame)
+        with self.feature_connection() as con:
             try:
-                result = self._pit(joins)
+                self._check_key_types(con, frame, joins)
+                con.register(LABELS, frame)
+                try:
+                    result = self._pit(con, joins)
+                finally:
+                    con.unregister(LABELS)
             except duckdb.Error as exc:
-                raise EngineError(f"point-in-time join failed: {exc}") from exc
-            finally:
-                self.con.unregister(LABELS)
+                raise EngineError(f"point-in-time join failed: {str(exc).splitlines()[0]}") from exc
         return result.drop(columns=[ROW, *(matched_column(i) for i in range(len(joins)))])
 
-    def _pit(self, joins: list[ViewJoin]) -> pd.DataFrame:
+    @staticmethod
+    def _pit(con: duckdb.DuckDBPyConnection, joins: list[ViewJoin]) -> pd.DataFrame:
         """One plain ASOF JOIN; the tie-break is recomputed only for views with ties at a match.
 
         The join's rows stay in DuckDB (RESULT) while the tie check reads them, then come
@@ -186,31 +199,36 @@ class DuckDBEngine:
         """
         import numpy as np
 
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {RESULT} AS {pit_sql(joins)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {RESULT} AS {pit_sql(joins)}")
         try:
-            counts = self.con.execute(ties_sql(joins)).fetchall()[0]
+            counts = con.execute(ties_sql(joins)).fetchall()[0]
             tied = [i for i, extra in enumerate(counts) if extra]
             keys = ", ".join(key_column(k) for k in label_keys(joins))
-            result = self.con.sql(f"SELECT * EXCLUDE ({keys}) FROM {RESULT}").df()
+            result = con.sql(f"SELECT * EXCLUDE ({keys}) FROM {RESULT}").df()
             order = np.empty(len(result), dtype=np.int64)
             order[result[ROW].to_numpy()] = np.arange(len(result), dtype=np.int64)
             result = result.take(order).reset_index(drop=True)
             if tied:
-                fixed = self.con.sql(tie_fix_sql(joins, tied)).df()
+                fixed = con.sql(tie_fix_sql(joins, tied)).df()
                 for col in fixed.columns:
                     result[col] = fixed[col].array
         finally:
-            self.con.execute(f"DROP TABLE IF EXISTS {RESULT}")
+            con.execute(f"DROP TABLE IF EXISTS {RESULT}")
         return result
 
-    def _check_key_types(self, frame: pd.DataFrame, joins: list[ViewJoin]) -> None:
-        self.con.register(LABELS, frame.head(0))
+    @staticmethod
+    def _check_key_types(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, joins: list[ViewJoin]) -> None:
+        def columns_types(query: str) -> dict[str, str]:
+            rel = con.sql(query)
+            return {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
+
+        con.register(LABELS, frame.head(0))
         try:
-            label_types = dict(zip(*self._columns_types(f"SELECT * FROM {LABELS}"), strict=True))
+            label_types = columns_types(f"SELECT * FROM {LABELS}")
         finally:
-            self.con.unregister(LABELS)
+            con.unregister(LABELS)
         for j in joins:
-            view_types = dict(zip(*self._columns_types(f"SELECT * FROM ({j.sql}) LIMIT 0"), strict=True))
+            view_types = columns_types(f"SELECT * FROM ({j.sql}\n) LIMIT 0")
             for k in j.entity:
                 lt, vt = label_types.get(k, "NULL"), view_types.get(k, "")
                 if lt == "NULL" or lt == vt:
@@ -221,10 +239,6 @@ class DuckDBEngine:
                         "cast one to the other's type"
                     )
 
-    def _columns_types(self, query: str) -> tuple[list[str], list[str]]:
-        rel = self.con.sql(query)
-        return list(rel.columns), [str(t) for t in rel.types]
-
     def latest(self, join: ViewJoin, end: Any, since: Any = None) -> pa.Table:
         def literal(value: Any) -> str:
             return timestamp_literal(value.isoformat(sep=" ") if isinstance(value, datetime) else str(value))
@@ -232,7 +246,7 @@ class DuckDBEngine:
         query = latest_sql(
             join, end_literal=literal(end), since_literal=literal(since) if since is not None else None
         )
-        return self.arrow(query)
+        return self.feature_arrow(query)
 
     def latest_rows(self, join: ViewJoin, end: Any, since: Any = None) -> ArrowLatestRows:
         return ArrowLatestRows(self.latest(join, end, since), join.entity)
