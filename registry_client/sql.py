@@ -299,9 +299,14 @@ class SQLRegistry:
         with self._read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def record_activity(self, kind: str, detail: dict[str, Any] | None = None) -> None:
+    def record_activity(
+        self, kind: str, detail: dict[str, Any] | None = None, *, actor: str | None = None
+    ) -> None:
+        """Audit ``kind`` with ``detail``. Without ``actor`` (a process recording its own action)
+        this process's user, host, notebook and pid are added and the actor is user@host; a
+        server gives the authenticated ``actor`` and the detail it vouches for."""
         kind = _short(kind, "activity kind", required=True, limit=64)
-        data = {**origin(), **(detail or {})}
+        data = {**origin(), **(detail or {})} if actor is None else dict(detail or {})
         try:
             payload = json.dumps(data, default=str, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -310,7 +315,8 @@ class SQLRegistry:
             raise InvalidSpecError(
                 f"activity '{kind}': detail is {len(payload):,} bytes; the limit is {_ACTIVITY_BYTES:,}"
             )
-        who = _short(f"{data.get('user') or 'unknown'}@{data.get('host') or 'unknown'}", "actor")
+        declared = f"{data.get('user') or 'unknown'}@{data.get('host') or 'unknown'}"
+        who = _short(actor if actor is not None else declared, "actor")
         row = {"kind": kind, "at": format_time(utc_now()), "actor": who, "detail": payload}
         self._write(lambda conn: conn.execute(t.activity.insert().values(**row)))
 
