@@ -170,8 +170,12 @@ def _read(path: Path) -> str:
             raise InvalidSpecError(
                 f"{path}: {size:,} bytes; a feature view file is at most {MAX_YAML_BYTES:,} bytes"
             )
-        with path.open("r", encoding="utf-8") as fh:
-            text = fh.read(MAX_YAML_BYTES + 1)  # a file that grew since stat() is still capped
+        data = path.read_bytes()
+        if len(data) > MAX_YAML_BYTES:  # it grew since stat()
+            raise InvalidSpecError(
+                f"{path}: over {MAX_YAML_BYTES:,} bytes; a feature view file is at most that"
+            )
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidSpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:

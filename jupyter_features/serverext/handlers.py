@@ -22,7 +22,7 @@ from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
 from ..config import load_settings
-from ..errors import FeaturesError
+from ..errors import FeaturesError, InvalidSpecError
 from .catalog import FACETS, redact_url, search_views, view_detail
 
 __all__ = ["NAMESPACE", "RegistryPool", "setup_handlers"]
@@ -112,9 +112,9 @@ class _RegistryHandler(APIHandler):
         self.finish(json.dumps(body))
 
     def refuse(self, message: str) -> None:
-        """Answer 400: the request itself is wrong."""
+        """Answer 400: the request itself is wrong (an InvalidSpecError, as the registry names it)."""
         self.set_status(400)
-        self.finish(json.dumps(error_body(message, "InvalidRequestError")))
+        self.finish(json.dumps(error_body(message, InvalidSpecError.__name__)))
 
 
 def _no_registry_yet(path: Path) -> str:
