@@ -32,7 +32,7 @@ from jupyter_features.refs import parse_ref
 from . import _tables as t
 from ._engines import make_engine, redact, write_options
 from .origin import actor, origin
-from .record import VersionRecord, format_time, utc_now
+from .record import VersionRecord, format_time, parse_time, utc_now
 from .spec import LIMITS, canonical_spec, check_text, check_version, check_view_name, definition_hash
 
 __all__ = ["SQLRegistry"]
@@ -452,6 +452,12 @@ def _checked(record: VersionRecord) -> VersionRecord:
     """A record to import: canonical spec, matching name, a hash that matches its definition."""
     if not isinstance(record.version, int) or record.version < 1:
         raise InvalidSpecError(f"feature view '{record.name}': version must be a positive integer")
+    try:
+        created_at = parse_time(record.created_at)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise InvalidSpecError(
+            f"feature view '{record.ref}': created_at {str(record.created_at)[:40]!r} is not a time in UTC's range"
+        ) from exc
     spec = canonical_spec(record.spec)
     if spec["name"] != record.name:
         raise InvalidSpecError(
@@ -464,4 +470,4 @@ def _checked(record: VersionRecord) -> VersionRecord:
             "(was the SQL or schema edited?); a changed definition needs a new version: apply the spec instead"
         )
     who = _short(record.created_by or "unknown", "created_by")
-    return VersionRecord(record.name, record.version, record.created_at, who, digest, spec)
+    return VersionRecord(record.name, record.version, created_at, who, digest, spec)

@@ -125,7 +125,7 @@ def load_view(text: str, *, source: str = "<text>") -> list[VersionRecord] | dic
     for i, entry in enumerate(entries):
         try:
             records.append(VersionRecord.from_dict({"name": data.get("name"), **entry}))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise InvalidSpecError(
                 f"{source}: versions[{i}] needs version, created_at, created_by, hash and spec ({exc!r})"
             ) from exc

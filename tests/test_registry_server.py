@@ -186,6 +186,8 @@ def test_malformed_requests_get_4xx_with_a_message(api: httpx.Client, name: str)
         ("POST", "/views", {"json": {"spec": {**make_spec(name), "sql": "SELECT 1; SELECT 2"}}}, 422),
         ("POST", "/views", {"json": {"spec": make_spec(name), "extra": 1}}, 422),
         ("POST", "/views", {"json": {"spec": {**make_spec(name), "ttl": "-3d"}}}, 422),
+        ("POST", "/views", {"json": {"spec": {**make_spec(name), "ttl": "99999999999999999999d"}}}, 422),
+        ("POST", "/views", {"json": {"spec": {**make_spec(name), "ttl": "1d99999999999h"}}}, 422),
         ("GET", f"/views/{name}x", {}, 404),
         ("GET", f"/views/{name}", {"params": {"version": "abc"}}, 422),
         ("GET", f"/views/{name}", {"params": {"version": "0"}}, 422),
@@ -201,6 +203,9 @@ def test_malformed_requests_get_4xx_with_a_message(api: httpx.Client, name: str)
         ("GET", "/nowhere", {}, 404),
         ("DELETE", "/views", {}, 405),
     ]
+    record = api.get(f"/views/{name}").json()
+    for when in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):  # past UTC's range
+        cases.append(("POST", "/import", {"json": {"records": [{**record, "created_at": when}]}}, 422))
     for method, path, kwargs, status in cases:
         response = api.request(method, path, **kwargs)
         assert response.status_code == status, (method, path, response.text[:300])

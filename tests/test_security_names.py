@@ -315,6 +315,25 @@ def test_other_hostile_yaml_is_refused_with_the_file(text: str, message: str) ->
     assert str(info.value).startswith("views/v.yaml")
 
 
+def test_values_out_of_range_in_yaml_are_clear_errors(tmp_path: Path) -> None:
+    folder = tmp_path / "yaml"
+    folder.mkdir()
+    registry = registry_client.connect(f"sqlite:///{tmp_path}/r.db")
+    try:
+        (folder / "v.yaml").write_text(json.dumps({**make_spec("v"), "ttl": "NAN"}).replace('"NAN"', ".nan"))
+        with pytest.raises(InvalidSpecError, match="TTL nan is not a usable duration"):
+            registry.import_yaml(folder)
+        spec = json.dumps(make_spec("v"))
+        (folder / "v.yaml").write_text(
+            f"name: v\nversions:\n- {{version: 1, created_at: 0001-01-01 00:00:00+05:00, created_by: x, hash: h, spec: {spec}}}\n"
+        )
+        with pytest.raises(InvalidSpecError, match=r"versions\[0\]"):
+            registry.import_yaml(folder)
+        assert registry.list() == []
+    finally:
+        registry.close()
+
+
 def test_oversize_yaml_files_are_refused_unread(tmp_path: Path) -> None:
     folder = tmp_path / "yaml"
     folder.mkdir()
