@@ -35,7 +35,7 @@ def parse_ttl(value: str | timedelta | int | float | None, *, owner: str = "ttl"
     if isinstance(value, timedelta):
         ttl = value
     elif isinstance(value, (int, float)):
-        ttl = timedelta(seconds=float(value))
+        ttl = _seconds(float(value), value, owner)
     elif isinstance(value, str):
         text = value.strip().lower()
         pos, seconds = 0, 0.0
@@ -49,12 +49,22 @@ def parse_ttl(value: str | timedelta | int | float | None, *, owner: str = "ttl"
                 f"{owner}: cannot read TTL {value!r}; write a number and a unit, "
                 "e.g. '30d', '12h', '90m', '45s' or '1d12h'"
             )
-        ttl = timedelta(seconds=seconds)
+        ttl = _seconds(seconds, value, owner)
     else:
         raise TTLError(f"{owner}: TTL must be a string like '30d' or a timedelta, not {type(value).__name__}")
     if ttl <= timedelta(0):
         raise TTLError(f"{owner}: TTL must be positive, got {value!r}; omit it for no TTL")
     return ttl
+
+
+def _seconds(seconds: float, value: object, owner: str) -> timedelta:
+    """A timedelta of ``seconds``: NaN, infinite or past timedelta's range (~2.7 million years) is refused."""
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError) as exc:
+        raise TTLError(
+            f"{owner}: TTL {value!r} is not a usable duration; use e.g. '30d', '12h' or '90m'"
+        ) from exc
 
 
 def format_ttl(ttl: timedelta | None) -> str | None:

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import SourceError
+from .errors import FeaturesError, FeatureViewError, SourceError
 
-__all__ = ["Source", "classify_source", "check_name", "format_of"]
+__all__ = ["Source", "classify_source", "check_name", "check_identifier", "is_identifier", "format_of"]
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: An SQL identifier. Always used with ``fullmatch``: ``$`` would accept a trailing newline.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FORMATS = {
     ".parquet": "parquet", ".pq": "parquet",
     ".csv": "csv", ".tsv": "csv", ".txt": "csv",
@@ -43,13 +44,33 @@ class Source:
         return f"{self.name} ({where}, {len(self.columns)} columns)"
 
 
+def is_identifier(value: object) -> bool:
+    """True for an SQL identifier: ASCII letters, digits and _, not starting with a digit."""
+    return isinstance(value, str) and _NAME.fullmatch(value) is not None
+
+
+def check_identifier(
+    value: object, what: str, *, error: type[FeaturesError] = FeatureViewError, example: str = "user_id"
+) -> str:
+    """``value`` if it is an identifier, else ``error`` naming ``what`` and the value (shortened).
+
+    Names of views, sources, entity keys, timestamps and features reach SQL, generated
+    notebook code and HTML; as identifiers they can carry nothing else there.
+    """
+    if is_identifier(value):
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        shown = repr(value[:60]) + ("…" if len(value) > 60 else "")
+    else:
+        shown = f"a {type(value).__name__}"
+    raise error(
+        f"{what} {shown} is not a valid identifier; use ASCII letters, digits and _ "
+        f"(not starting with a digit), e.g. {example!r}"
+    )
+
+
 def check_name(name: str, *, what: str = "source") -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SourceError(
-            f"{what} name {name!r} is not a valid identifier; use letters, digits and _ "
-            "(starting with a letter), e.g. 'transactions'"
-        )
-    return name
+    return check_identifier(name, f"{what} name", error=SourceError, example="transactions")
 
 
 def format_of(path: str) -> str:
@@ -73,7 +94,7 @@ def classify_source(
     check_name(name)
     if isinstance(data, (str, Path)):
         text = str(data)
-        if isinstance(data, str) and _NAME.match(text) and text in tables:
+        if isinstance(data, str) and is_identifier(text) and text in tables:
             return Source(name=name, kind="table", timestamp=timestamp, location=text)
         if "://" in text:
             raise SourceError(
@@ -85,7 +106,7 @@ def classify_source(
             path = root / path
         location = path.as_posix()
         if not globlib.glob(location, recursive=True):
-            hint = " (it is not a DuckDB table either)" if _NAME.match(text) else ""
+            hint = " (it is not a DuckDB table either)" if is_identifier(text) else ""
             raise SourceError(f"source '{name}': no file matches {location!r}{hint}; check the path or glob")
         return Source(
             name=name, kind="file", timestamp=timestamp, location=location,

@@ -26,7 +26,7 @@ from .errors import (
 from .featureview import FeatureView, ViewJoin, parse_ttl, set_previewer
 from .refs import group_refs
 from .schema import Feature, feature_type_of
-from .sources import Source, check_name, classify_source
+from .sources import Source, check_identifier, check_name, classify_source
 from .sqltext import RESERVED_PREFIX, quote
 
 if TYPE_CHECKING:
@@ -599,17 +599,10 @@ class Workspace:
         return joins
 
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
 def _check_identifier(name: Any, role: str, who: str) -> None:
     """Names travel into SQL, code cells and keys: they must be plain identifiers."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
-        raise FeatureViewError(
-            f"{who}: {role} column {shown} is not an identifier; use letters, digits and _ "
-            "(starting with a letter or _)" + (", e.g. alias it with AS" if role == "feature" else "")
-        )
+    hint = "alias it with AS, e.g. " if role == "feature" else ""
+    check_identifier(name, f"{who}: {role} column", error=FeatureViewError, example=f"{hint}user_id")
 
 
 def _preview_view(view: FeatureView, **options: Any) -> FeatureViewPreview:

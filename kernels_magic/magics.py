@@ -90,7 +90,7 @@ def _split_list(text: str) -> list[str]:
 
 
 def _check_identifier(value: str, what: str, example: str) -> None:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):  # match() would let "name\n" through ($ accepts a final newline)
         raise UsageError(f"{what} {value!r} is not a valid name; use letters, digits and _, e.g. {example}")
 
 

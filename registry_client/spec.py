@@ -9,13 +9,13 @@ definition ('30d' and '720h') are stored alike.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 from jupyter_features.errors import InvalidSpecError, TTLError, did_you_mean
+from jupyter_features.sources import check_identifier, is_identifier
 
 __all__ = ["LIMITS", "canonical_spec", "definition_hash", "check_view_name", "check_text", "check_version"]
 
@@ -33,7 +33,6 @@ LIMITS: dict[str, int] = {
     "body_bytes": 8_000_000,
 }
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KNOWN = ("name", "sql", "entity", "timestamp", "created_timestamp", "ttl", "description", "owner", "tags",
           "features", "lineage", "sources")  # fmt: skip
 _FEATURE_TYPES = ("int64", "float64", "string", "bool", "timestamp", "list<float>", "categorical")
@@ -76,7 +75,7 @@ def check_version(name: str, version: Any) -> int:
 
 def check_view_name(name: Any) -> str:
     """A feature view name: an identifier of at most 128 characters."""
-    if not isinstance(name, str) or not _NAME.match(name) or len(name) > LIMITS["name"]:
+    if not is_identifier(name) or len(name) > LIMITS["name"]:
         shown = name if not isinstance(name, str) else name[:80]
         raise InvalidSpecError(
             f"feature view name {shown!r} is not valid; use letters, digits and _ "
@@ -101,6 +100,12 @@ class _Checker:
             raise self.fail(field, f"{kind} of at most {LIMITS[limit]:,} characters", value)
         return check_text(value, f"{self.who}: spec field '{field}'")
 
+    def identifier(self, field: str, value: Any) -> str:
+        """A column or feature name: an identifier (it reaches SQL, generated code and HTML)."""
+        return check_identifier(
+            self.text(field, value), f"{self.who}: spec field '{field}'", error=InvalidSpecError
+        )
+
     def texts(self, field: str, value: Any, *, limit: str, low: int = 0) -> list[str]:
         if isinstance(value, str) and field == "entity":
             value = [value]
@@ -122,10 +127,11 @@ def canonical_spec(spec: Any) -> dict[str, Any]:
     name = check_view_name(spec.get("name"))
     c = _Checker(name)
     out: dict[str, Any] = {"name": name, "sql": c.text("sql", spec.get("sql"), limit="sql")}
-    out["entity"] = c.texts("entity", spec.get("entity"), limit="keys", low=1)
-    out["timestamp"] = c.text("timestamp", spec.get("timestamp"))
+    keys = c.texts("entity", spec.get("entity"), limit="keys", low=1)
+    out["entity"] = [c.identifier(f"entity[{i}]", k) for i, k in enumerate(keys)]
+    out["timestamp"] = c.identifier("timestamp", spec.get("timestamp"))
     created = spec.get("created_timestamp")
-    out["created_timestamp"] = c.text("created_timestamp", created) if created else None
+    out["created_timestamp"] = c.identifier("created_timestamp", created) if created else None
     ttl = spec.get("ttl")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (str, int, float))):
         raise c.fail("ttl", "a duration like '30d' or null", ttl)
@@ -168,7 +174,7 @@ def _features(c: _Checker, value: Any) -> list[dict[str, Any]]:
     for i, f in enumerate(value):
         if not isinstance(f, Mapping):
             raise c.fail(f"features[{i}]", "a mapping with name and type", f)
-        name = c.text(f"features[{i}].name", f.get("name"))
+        name = c.identifier(f"features[{i}].name", f.get("name"))
         if name in seen:
             raise InvalidSpecError(f"{c.who}: feature '{name}' appears twice in 'features'")
         seen.add(name)
@@ -200,7 +206,8 @@ def _lineage(c: _Checker, value: Any) -> dict[str, list[str]]:
     if not isinstance(value, Mapping) or len(value) > LIMITS["features"]:
         raise c.fail("lineage", "a mapping of feature name to 'source.column' strings", value)
     return {
-        c.text("lineage key", k): c.texts(f"lineage[{k!r}]", v, limit="features") for k, v in value.items()
+        c.identifier("lineage key", k): c.texts(f"lineage[{k!r}]", v, limit="features")
+        for k, v in value.items()
     }
 
 

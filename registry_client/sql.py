@@ -32,7 +32,7 @@ from jupyter_features.refs import parse_ref
 from . import tables as t
 from .connections import make_engine, redact, write_options
 from .origin import actor, origin
-from .record import VersionRecord, format_time, utc_now
+from .record import VersionRecord, format_time, parse_time, utc_now
 from .spec import LIMITS, canonical_spec, check_text, check_version, check_view_name, definition_hash
 
 __all__ = ["SQLRegistry"]
@@ -299,9 +299,14 @@ class SQLRegistry:
         with self._read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]  # noqa: SLF001 - SQLAlchemy's public Row API
 
-    def record_activity(self, kind: str, detail: dict[str, Any] | None = None) -> None:
+    def record_activity(
+        self, kind: str, detail: dict[str, Any] | None = None, *, actor: str | None = None
+    ) -> None:
+        """Audit ``kind`` with ``detail``. Without ``actor`` (a process recording its own action)
+        this process's user, host, notebook and pid are added and the actor is user@host; a
+        server gives the authenticated ``actor`` and the detail it vouches for."""
         kind = _short(kind, "activity kind", required=True, limit=64)
-        data = {**origin(), **(detail or {})}
+        data = {**origin(), **(detail or {})} if actor is None else dict(detail or {})
         try:
             payload = json.dumps(data, default=str, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -310,7 +315,8 @@ class SQLRegistry:
             raise InvalidSpecError(
                 f"activity '{kind}': detail is {len(payload):,} bytes; the limit is {_ACTIVITY_BYTES:,}"
             )
-        who = _short(f"{data.get('user') or 'unknown'}@{data.get('host') or 'unknown'}", "actor")
+        declared = f"{data.get('user') or 'unknown'}@{data.get('host') or 'unknown'}"
+        who = _short(actor if actor is not None else declared, "actor")
         row = {"kind": kind, "at": format_time(utc_now()), "actor": who, "detail": payload}
         self._write(lambda conn: conn.execute(t.activity.insert().values(**row)))
 
@@ -446,6 +452,12 @@ def _checked(record: VersionRecord) -> VersionRecord:
     """A record to import: canonical spec, matching name, a hash that matches its definition."""
     if not isinstance(record.version, int) or record.version < 1:
         raise InvalidSpecError(f"feature view '{record.name}': version must be a positive integer")
+    try:
+        created_at = parse_time(record.created_at)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise InvalidSpecError(
+            f"feature view '{record.ref}': created_at {str(record.created_at)[:40]!r} is not a time in UTC's range"
+        ) from exc
     spec = canonical_spec(record.spec)
     if spec["name"] != record.name:
         raise InvalidSpecError(
@@ -458,4 +470,4 @@ def _checked(record: VersionRecord) -> VersionRecord:
             "(was the SQL or schema edited?); a changed definition needs a new version: apply the spec instead"
         )
     who = _short(record.created_by or "unknown", "created_by")
-    return VersionRecord(record.name, record.version, record.created_at, who, digest, spec)
+    return VersionRecord(record.name, record.version, created_at, who, digest, spec)

@@ -17,8 +17,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from test_registry_contract import (  # noqa: F401 - fixtures
     ADMIN,
+    ADMIN_NAME,
     READER,
     WRITER,
+    WRITER_NAME,
     make_spec,
     name,
     pg_store,
@@ -29,7 +31,8 @@ from test_registry_contract import (  # noqa: F401 - fixtures
 
 import registry_client
 from jupyter_features.cli import main as cli_main
-from jupyter_features.errors import AuthError, PermissionDeniedError, RegistryUnavailableError
+from jupyter_features.errors import AuthError, ConfigError, PermissionDeniedError, RegistryUnavailableError
+from jupyter_features.tokens import Identity, default_token_name, load_tokens
 
 
 def _client(url: str, token: str | None = None) -> httpx.Client:
@@ -83,6 +86,87 @@ def test_scopes_read_write_admin(sqlite_server: str, name: str) -> None:  # noqa
         registry_client.connect(sqlite_server, token=READER).apply(make_spec(name))
 
 
+# -- provenance comes from the token -------------------------------------------------------------
+def test_created_by_is_the_token_name_whatever_the_body_says(sqlite_server: str, name: str) -> None:  # noqa: F811
+    assert WRITER_NAME == "alice"
+    with _client(sqlite_server, WRITER) as alice:
+        record = alice.post("/views", json={"spec": make_spec(name), "created_by": "bob"}).json()
+        assert record["created_by"] == "alice"
+        second = {"spec": make_spec(name, expr="amount * 3"), "created_by": "bob@bobs-laptop"}
+        assert alice.post("/views", json=second).json()["created_by"] == "alice"
+        stored = alice.get(f"/views/{name}/versions").json()
+    assert [(v["version"], v["created_by"]) for v in stored] == [(1, "alice"), (2, "alice")]
+    # The client library sends its own user@host: the server ignores that too.
+    reg = registry_client.connect(sqlite_server, token=WRITER)
+    try:
+        assert reg.apply(make_spec(name, expr="amount * 4"), created_by="mallory").created_by == "alice"
+    finally:
+        reg.close()
+
+
+def test_activity_actor_is_the_token_name(sqlite_server: str, name: str) -> None:  # noqa: F811
+    kind = "export_" + name
+    forged = {"user": "bob", "host": "bobs-laptop", "notebook": "fraud.ipynb", "views": {name: 1}}
+    with _client(sqlite_server, WRITER) as alice:
+        assert alice.post("/activity", json={"kind": kind, "detail": forged}).status_code == 204
+    reg = registry_client.connect(sqlite_server, token=WRITER)
+    try:
+        reg.record_activity(kind, {"user": "mallory", "views": {name: 2}})
+        entries = reg.activity(kind)
+    finally:
+        reg.close()
+    assert [e["actor"] for e in entries] == ["alice", "alice"]
+    for entry in entries:
+        assert entry["detail"]["user"] == "alice"
+        assert entry["detail"]["host"] == entry["detail"]["remote_addr"] == "127.0.0.1"
+    assert entries[-1]["detail"]["notebook"] == "fraud.ipynb"  # the rest of the detail is kept
+
+
+def test_admin_import_keeps_the_recorded_provenance(sqlite_server: str, name: str) -> None:  # noqa: F811
+    with _client(sqlite_server, ADMIN) as admin:
+        record = admin.post("/views", json={"spec": make_spec(name)}).json()
+        assert record["created_by"] == ADMIN_NAME
+        moved = {**record, "name": name + "_copy", "spec": {**record["spec"], "name": name + "_copy"}}
+        moved["created_by"] = "carol@c"
+        imported = admin.post("/import", json={"records": [moved]})
+        assert imported.status_code == 200, imported.text
+        assert imported.json()[0]["created_by"] == "carol@c"
+
+
+def test_an_open_server_keeps_what_clients_declare(tmp_path: Path) -> None:
+    from jupyter_features.registry_server.process import start_server
+
+    with start_server(f"sqlite:///{tmp_path}/r.db") as server, _client(server.url) as client:
+        record = client.post("/views", json={"spec": make_spec("open_view"), "created_by": "bob"}).json()
+        assert record["created_by"] == "bob"
+        client.post("/activity", json={"kind": "export", "detail": {"user": "bob", "host": "h"}})
+        assert client.get("/activity").json()[0]["actor"] == "bob@h"
+
+
+def test_token_files_name_their_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.txt"
+    path.write_text("alice-token-1 write alice\n\n  # a comment\nanonymous-token read   # no name\n")
+    tokens = load_tokens(path)
+    assert tokens["alice-token-1"] == Identity("alice", "write")
+    unnamed = tokens["anonymous-token"]
+    assert unnamed == Identity(default_token_name("anonymous-token"), "read")
+    assert unnamed.name.startswith("token-") and len(unnamed.name) == 10
+    assert "anonymous" not in unnamed.name and default_token_name("other-token") != unnamed.name
+    for text, message in [
+        ("alice-token-1 write alice extra\n", "TOKEN SCOPE"),
+        ("alice-token-1 write al<script>ice\n", "a name is"),
+        ("alice-token-1 write " + "a" * 65 + "\n", "a name is"),
+        ("alice-token-1 write alice\nalice-token-1 read bob\n", "earlier line"),
+        ("# nothing\n", "no tokens"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_tokens(path)
+    path.write_bytes(b"\xff\xfe token")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_tokens(path)
+
+
 # -- client mistakes are 4xx, never 500 ----------------------------------------------------------
 def test_malformed_requests_get_4xx_with_a_message(api: httpx.Client, name: str) -> None:  # noqa: F811
     api.post("/views", json={"spec": make_spec(name)}).raise_for_status()
@@ -102,6 +186,8 @@ def test_malformed_requests_get_4xx_with_a_message(api: httpx.Client, name: str)
         ("POST", "/views", {"json": {"spec": {**make_spec(name), "sql": "SELECT 1; SELECT 2"}}}, 422),
         ("POST", "/views", {"json": {"spec": make_spec(name), "extra": 1}}, 422),
         ("POST", "/views", {"json": {"spec": {**make_spec(name), "ttl": "-3d"}}}, 422),
+        ("POST", "/views", {"json": {"spec": {**make_spec(name), "ttl": "99999999999999999999d"}}}, 422),
+        ("POST", "/views", {"json": {"spec": {**make_spec(name), "ttl": "1d99999999999h"}}}, 422),
         ("GET", f"/views/{name}x", {}, 404),
         ("GET", f"/views/{name}", {"params": {"version": "abc"}}, 422),
         ("GET", f"/views/{name}", {"params": {"version": "0"}}, 422),
@@ -117,6 +203,9 @@ def test_malformed_requests_get_4xx_with_a_message(api: httpx.Client, name: str)
         ("GET", "/nowhere", {}, 404),
         ("DELETE", "/views", {}, 405),
     ]
+    record = api.get(f"/views/{name}").json()
+    for when in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):  # past UTC's range
+        cases.append(("POST", "/import", {"json": {"records": [{**record, "created_at": when}]}}, 422))
     for method, path, kwargs, status in cases:
         response = api.request(method, path, **kwargs)
         assert response.status_code == status, (method, path, response.text[:300])

@@ -23,6 +23,7 @@ from registry_client.spec import LIMITS
 from registry_client.sql import SQLRegistry
 
 from ..errors import ConfigError, FeaturesError
+from .auth import Identity, identities
 from .models import Health
 
 __all__ = ["create_app", "API_PREFIX"]
@@ -34,10 +35,11 @@ PLUGINS = ("jupyter_features.registry_server.materializations",)
 log = logging.getLogger("jupyter_features.registry")
 
 
-def create_app(store_url: str, tokens: Mapping[str, str] | None = None) -> FastAPI:
+def create_app(store_url: str, tokens: Mapping[str, Identity | str] | None = None) -> FastAPI:
     """The registry app storing into ``store_url`` (sqlite:///… or postgresql://…).
 
-    ``tokens`` maps bearer token → scope (read, write, admin); None or empty means no auth.
+    ``tokens`` maps bearer token → Identity (``load_tokens``) or a bare scope (read,
+    write, admin); None or empty means no auth.
     """
     from ..version import __version__
     from .routers import activity, views
@@ -60,7 +62,7 @@ def create_app(store_url: str, tokens: Mapping[str, str] | None = None) -> FastA
         lifespan=lifespan,
     )
     app.state.registry = registry
-    app.state.tokens = dict(tokens or {})
+    app.state.tokens = identities(tokens)
     app.state.store_url = registry.url
     app.add_middleware(_BodyLimit, limit=LIMITS["body_bytes"])
     _install_error_handlers(app)
@@ -93,6 +95,13 @@ def _clean(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")[:2000]
 
 
+def _shown(value: Any) -> str | None:
+    """A short repr of a refused string value, to name it in the error (other values are not shown)."""
+    if not isinstance(value, str):
+        return None
+    return _clean(repr(value[:60]) + ("…" if len(value) > 60 else ""))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FeaturesError)
     async def features_error(_request: Request, exc: FeaturesError) -> JSONResponse:
@@ -107,10 +116,14 @@ def _install_error_handlers(app: FastAPI) -> None:
                 "loc": [_clean(str(p)) for p in e.get("loc", ())],
                 "msg": _clean(str(e.get("msg", ""))),
                 "type": e.get("type"),
+                "got": _shown(e.get("input")),
             }
             for e in exc.errors()[:20]
         ]
-        summary = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems[:5])
+        summary = "; ".join(
+            f"{'.'.join(p['loc'])}: {p['msg']}" + (f" (got {p['got']})" if p["got"] else "")
+            for p in problems[:5]
+        )
         return JSONResponse(
             {"error": f"invalid request: {summary}", "type": "InvalidSpecError", "detail": problems}, 422
         )

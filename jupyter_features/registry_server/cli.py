@@ -29,14 +29,14 @@ def serve(store: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, toke
     """Run the registry server in the foreground until interrupted."""
     import uvicorn
 
+    from ..tokens import load_tokens
     from .app import create_app
-    from .auth import load_tokens
 
     tokens = load_tokens(token_file) if token_file else None
     if tokens is None and not _is_loopback(host):
         raise ConfigError(
             f"refusing to serve on {host} without tokens: anyone could write to the registry; "
-            "pass --token-file FILE (lines 'TOKEN read|write|admin') or use --host 127.0.0.1"
+            "pass --token-file FILE (lines 'TOKEN read|write|admin [NAME]') or use --host 127.0.0.1"
         )
     app = create_app(store, tokens)
     auth = f"{len(tokens)} token(s)" if tokens else "no token file: open access, bound to loopback only"
@@ -54,7 +54,9 @@ def add_cli(sub: Any) -> Callable[[argparse.Namespace], int]:
     )
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     s.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
-    s.add_argument("--token-file", help="file of 'TOKEN read|write|admin' lines; without it, loopback only")
+    s.add_argument(
+        "--token-file", help="file of 'TOKEN read|write|admin [NAME]' lines; without it, loopback only"
+    )
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     for action, text in (("export", "write one YAML file per view into FOLDER"),
                          ("import", "load a folder of YAML files into the registry")):  # fmt: skip

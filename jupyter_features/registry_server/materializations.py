@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import FeaturesError, NotFoundError, PermissionDeniedError
-from .auth import require_scope
+from .auth import Identity, require_scope
 
 __all__ = ["router", "MaterializationIn", "MaterializationOut", "SourceIn"]
 
@@ -74,6 +74,7 @@ class MaterializationOut(BaseModel):
     results: list[dict[str, Any]] = []
     error: str | None = None
     error_type: str | None = None
+    started_by: str | None = Field(None, description="the name of the token that started the job")
 
 
 def _now() -> datetime:
@@ -163,10 +164,10 @@ def _run(jobs: _Jobs, job_id: str, body: MaterializationIn, registry: Any) -> No
 def start_materialization(
     body: MaterializationIn,
     request: Request,
-    scope: Annotated[str | None, Depends(require_scope("write"))],
+    identity: Annotated[Identity | None, Depends(require_scope("write"))],
 ) -> dict[str, Any]:
     """Materialize registry views into an online store in the background; poll the job."""
-    if scope is not None and scope != "admin" and (body.sources or body.store):
+    if identity is not None and not identity.allows("admin") and (body.sources or body.store):
         raise PermissionDeniedError(
             "naming 'sources' or 'store' reads and writes files on the server: that needs an 'admin' token; "
             "leave them out to use the server's own configuration"
@@ -176,6 +177,7 @@ def start_materialization(
         "id": uuid.uuid4().hex, "status": "queued", "views": list(body.views), "store": body.store,
         "incremental": body.incremental, "end": body.end, "created_at": _now(), "started_at": None,
         "finished_at": None, "progress": {}, "rows_written": 0, "results": [], "error": None, "error_type": None,
+        "started_by": identity.name if identity is not None else None,
     }  # fmt: skip
     jobs.add(job)
     threading.Thread(

@@ -21,6 +21,10 @@ __all__ = [
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=LIMITS["name"])]
 Short = Annotated[str, Field(min_length=1, max_length=LIMITS["short"])]
+#: Entity keys, timestamps and feature names: identifiers, like view names.
+Column = Annotated[
+    str, Field(pattern=NAME_PATTERN, max_length=LIMITS["short"], description="an identifier, e.g. user_id")
+]
 Text = Annotated[str, Field(max_length=LIMITS["text"])]
 FeatureType = Literal["int64", "float64", "string", "bool", "timestamp", "list<float>", "categorical"]
 
@@ -28,7 +32,7 @@ FeatureType = Literal["int64", "float64", "string", "bool", "timestamp", "list<f
 class FeatureIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Short
+    name: Column
     type: FeatureType
     duckdb_type: Annotated[str, Field(max_length=LIMITS["short"])] = ""
     description: Text = ""
@@ -42,15 +46,15 @@ class SpecIn(BaseModel):
 
     name: Name
     sql: Annotated[str, Field(min_length=1, max_length=LIMITS["sql"])]
-    entity: Annotated[list[Short], Field(min_length=1, max_length=LIMITS["keys"])]
-    timestamp: Short
-    created_timestamp: Short | None = None
+    entity: Annotated[list[Column], Field(min_length=1, max_length=LIMITS["keys"])]
+    timestamp: Column
+    created_timestamp: Column | None = None
     ttl: Annotated[str, Field(max_length=LIMITS["short"])] | None = Field(None, examples=["30d"])
     description: Text = ""
     owner: Annotated[str, Field(max_length=LIMITS["short"])] = ""
     tags: Annotated[list[Short], Field(max_length=LIMITS["tags"])] = []
     features: Annotated[list[FeatureIn], Field(min_length=1, max_length=LIMITS["features"])]
-    lineage: Annotated[dict[str, list[str]], Field(max_length=LIMITS["features"])] = {}
+    lineage: Annotated[dict[Column, list[str]], Field(max_length=LIMITS["features"])] = {}
     sources: Annotated[list[Short], Field(max_length=LIMITS["features"])] = []
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["FACETS", "MAX_VIEWS", "redact_url", "search_views", "view_detail"]
+__all__ = ["FACETS", "MAX_VIEWS", "clean_stats", "redact_url", "search_views", "view_detail"]
 
 #: Facet filters the sidebar offers, in the order it shows them (registry.search keywords).
 FACETS = ("entity", "type", "owner", "tag", "used_by")
@@ -30,6 +30,48 @@ def redact_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     user = f"{parts.username}:***@" if parts.username else "***@"
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _bound(value: Any) -> Any:
+    """A min or max to show: a number, or text cut to 80 characters."""
+    if isinstance(value, str):
+        return value[:80]
+    return _number(value)
+
+
+def clean_stats(value: Any) -> dict[str, dict[str, Any]] | None:
+    """A version's recorded statistics in the shape the sidebar draws, whatever the spec holds.
+
+    ``stats`` is free-form in a spec (any write token can set it): only numbers where
+    numbers go and bins of three numbers are kept, so no record can break the sidebar.
+    """
+    if not isinstance(value, Mapping):
+        return None
+    out: dict[str, dict[str, Any]] = {}
+    for feature, stats in list(value.items())[:2_000]:
+        if not isinstance(stats, Mapping):
+            continue
+        entry: dict[str, Any] = {}
+        for key in ("count", "nulls", "null_rate", "distinct", "mean"):
+            number = _number(stats.get(key))
+            if number is not None:
+                entry[key] = number
+        for key in ("min", "max"):
+            bound = _bound(stats.get(key))
+            if bound is not None:
+                entry[key] = bound
+        bins = stats.get("bins")
+        if isinstance(bins, list):
+            rows = [[_number(x) for x in b] for b in bins[:200] if isinstance(b, list) and len(b) == 3]
+            entry["bins"] = [b for b in rows if None not in b]
+        out[str(feature)] = entry
+    return out
 
 
 def _time(value: Any) -> str | None:
@@ -125,7 +167,7 @@ def view_detail(registry: Any, name: str, version: int | None = None) -> dict[st
         "sources": [str(s) for s in spec.get("sources") or []],
         "lineage": {str(f): [str(c) for c in cols] for f, cols in (spec.get("lineage") or {}).items()},
         "used_by": {str(m): [str(r) for r in refs] for m, refs in used_by.items()},
-        "stats": spec.get("stats") if isinstance(spec.get("stats"), Mapping) else None,
+        "stats": clean_stats(spec.get("stats")),
         "versions": [
             {
                 "version": v.version,

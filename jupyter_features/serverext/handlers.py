@@ -1,12 +1,15 @@
 """Tornado handlers under /jupyter-features/api/: HTTP in, catalog functions, JSON out.
 
 Every handler reads the registry configured for the server's root folder
-(features.toml, then the environment) and maps errors to JSON in one place.
+(features.toml, then the environment) and maps errors to JSON in one place: a
+client's mistake is a 4xx ``{"error": message, "type": class, "message": message}``
+(``message`` is what the sidebar shows), never a 500.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +22,7 @@ from jupyter_server.utils import url_path_join
 from tornado.ioloop import IOLoop
 
 from ..config import load_settings
-from ..errors import FeaturesError
+from ..errors import FeaturesError, InvalidSpecError
 from .catalog import FACETS, redact_url, search_views, view_detail
 
 __all__ = ["NAMESPACE", "RegistryPool", "setup_handlers"]
@@ -28,6 +31,12 @@ __all__ = ["NAMESPACE", "RegistryPool", "setup_handlers"]
 NAMESPACE = "jupyter-features"
 
 _HINT = "set [registry] url in features.toml or JUPYTER_FEATURES_REGISTRY, then press Refresh"
+_VERSION = re.compile(r"[0-9]{1,9}")
+
+
+def error_body(message: str, kind: str, **extra: Any) -> dict[str, Any]:
+    """The JSON of an error answer: the project's shape, plus ``message`` for the sidebar."""
+    return {"error": message, "type": kind, "message": message, **extra}
 
 
 class RegistryPool:
@@ -82,27 +91,30 @@ class _RegistryHandler(APIHandler):
     ) -> None:
         """Answer ``work(registry)``, or ``empty(url, path)`` while the embedded registry file does not exist."""
         pool = self.pool
-        raw_url = pool.url()
-        url = redact_url(raw_url)
-        missing = pool.sqlite_file_missing(raw_url)
-        if missing is not None:
-            body = empty(url, missing)
-            self.set_status(int(body.pop("status", 200)))
-            self.finish(json.dumps(body))
-            return
+        url = ""
         try:
+            raw_url = pool.url()  # reads features.toml: a malformed one is a ConfigError
+            url = redact_url(raw_url)
+            missing = pool.sqlite_file_missing(raw_url)
+            if missing is not None:
+                body = empty(url, missing)
+                self.set_status(int(body.pop("status", 200)))
+                self.finish(json.dumps(body))
+                return
             body = await IOLoop.current().run_in_executor(pool.executor, lambda: work(pool.client()))
         except FeaturesError as exc:
             self.set_status(exc.status_code)
-            body = {"message": str(exc), "error": type(exc).__name__, "url": url}
+            body = error_body(str(exc), type(exc).__name__, url=url)
         except Exception as exc:  # noqa: BLE001 - any other failure means the registry cannot answer
             self.set_status(503)
-            body = {
-                "message": f"registry at {url} is unreachable: {type(exc).__name__}: {exc}; {_HINT}",
-                "error": type(exc).__name__,
-                "url": url,
-            }
+            message = f"registry at {url} is unreachable: {type(exc).__name__}: {exc}; {_HINT}"
+            body = error_body(message, type(exc).__name__, url=url)
         self.finish(json.dumps(body))
+
+    def refuse(self, message: str) -> None:
+        """Answer 400: the request itself is wrong (an InvalidSpecError, as the registry names it)."""
+        self.set_status(400)
+        self.finish(json.dumps(error_body(message, InvalidSpecError.__name__)))
 
 
 def _no_registry_yet(path: Path) -> str:
@@ -146,11 +158,14 @@ class ViewHandler(_RegistryHandler):
     @tornado.web.authenticated
     async def get(self, name: str) -> None:
         raw = self.get_query_argument("version", None)
-        if raw is not None and not raw.isdigit():
-            self.set_status(400)
-            self.finish(json.dumps({"message": f"version must be a positive integer, not {raw!r}"}))
-            return
-        version = int(raw) if raw else None
+        version = None
+        if raw is not None:
+            # ASCII digits only: str.isdigit() accepts '²', which int() then refuses.
+            if _VERSION.fullmatch(raw) is None or int(raw) < 1:
+                shown = repr(raw[:40]) + ("…" if len(raw) > 40 else "")
+                self.refuse(f"version must be a positive integer like 3, not {shown}")
+                return
+            version = int(raw)
         await self.answer(
             lambda registry: view_detail(registry, name, version),
             lambda url, path: {

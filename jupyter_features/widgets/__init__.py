@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .browser import CatalogEntry, FeatureBrowser, catalog, search_catalog
-    from .export import ExportButton, ExportedVersion, export_views
+    from .export import ExportButton, ExportedVersion, export_session, export_views
 
 __all__ = [
     "CatalogEntry",
@@ -18,6 +18,7 @@ __all__ = [
     "ExportedVersion",
     "FeatureBrowser",
     "catalog",
+    "export_session",
     "export_views",
     "search_catalog",
 ]
@@ -29,6 +30,7 @@ _LAZY = {
     "search_catalog": ".browser",
     "ExportButton": ".export",
     "ExportedVersion": ".export",
+    "export_session": ".export",
     "export_views": ".export",
 }
 

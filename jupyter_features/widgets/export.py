@@ -1,5 +1,9 @@
-"""Export feature views to the registry: the one function the button and ``%features export`` share,
+"""Export feature views to the registry: the one function the buttons and ``%features export`` share,
 and the **Export to registry** button itself.
+
+``export_session`` is the one entry point of both buttons: the widget's, and the
+JupyterLab notebook toolbar's, which runs it in the notebook's kernel and shows the
+JSON it returns.
 """
 
 from __future__ import annotations
@@ -14,7 +18,13 @@ from ..errors import FeaturesError
 if TYPE_CHECKING:
     from ..workspace import Workspace
 
-__all__ = ["ExportedVersion", "export_views", "ExportButton", "message_of"]
+__all__ = ["ExportedVersion", "export_views", "export_session", "ExportButton", "message_of"]
+
+#: What export_session says when the session has no feature view yet.
+NOTHING_TO_EXPORT = (
+    "this notebook's kernel has no feature views: define one with %%feature or "
+    "jf.workspace().feature_view(...), run it, then export"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,36 @@ def export_views(ws: Workspace, names: Sequence[str] | None = None) -> list[Expo
         ws.get_view(name)  # names the unknown view and how to define it
     records = ws.export(wanted)
     return [ExportedVersion(n, records[n].version, records[n]) for n in wanted]
+
+
+def export_session(ws: Workspace, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Export ``names`` (default: every view) of ``ws`` (the toolbar button passes
+    ``jf.workspace()``, the magics' workspace) and say what happened, as JSON-ready data;
+    errors are answers, never raised.
+
+    ``{"ok": True, "message": ..., "registry": URL, "versions": [{"name", "version", "unchanged"}]}``,
+    or ``{"ok": False, "message": ...}`` with ``"empty": True`` when there was nothing to export.
+    """
+    before = {name: getattr(view, "version", None) for name, view in ws.views.items()}
+    if not names and not before:
+        return {"ok": False, "empty": True, "message": NOTHING_TO_EXPORT}
+    try:
+        exported = export_views(ws, names)
+    except Exception as exc:  # noqa: BLE001 - the answer carries every failure, as one line
+        return {"ok": False, "message": message_of(exc)}
+    versions = [
+        {
+            "name": e.name,
+            "version": e.version,
+            "unchanged": e.version is not None and before.get(e.name) == e.version,
+        }
+        for e in exported
+    ]
+    done = ", ".join(
+        f"{v['name']} → version {v['version']}" + (" (unchanged)" if v["unchanged"] else "") for v in versions
+    )
+    registry = str(getattr(getattr(ws, "registry", None), "url", "") or "")  # connected by the export
+    return {"ok": True, "message": f"exported {done}", "registry": registry, "versions": versions}
 
 
 def message_of(exc: BaseException) -> str:
@@ -80,25 +120,24 @@ class ExportButton:
         self.button.disabled = True
         self.status.value = "exporting…"
         try:
-            self.exported = export_views(self.ws, self.names)
-        except Exception as exc:  # noqa: BLE001 - a click handler's error would vanish into the log
-            self.error = message_of(exc)
+            result = export_session(self.ws, self.names)
+        finally:
+            self.button.disabled = False
+        if not result["ok"]:
+            self.error = str(result["message"])
             self.status.value = (
                 f"<span style='color:var(--jp-error-color1,#c62828)'>✗ {render.esc(self.error)}</span>"
             )
-        else:
-            self.error = None
-            done = ", ".join(
-                f"<b>{render.esc(e.name)}</b> → version {e.version}"
-                if e.version is not None
-                else f"<b>{render.esc(e.name)}</b>"
-                for e in self.exported
-            )
-            self.status.value = (
-                f"<span style='color:var(--jp-success-color1,#2e7d32)'>✓ exported {done}</span>"
-            )
-        finally:
-            self.button.disabled = False
+            return
+        self.error = None
+        self.exported = [ExportedVersion(v["name"], v["version"]) for v in result["versions"]]
+        done = ", ".join(
+            f"<b>{render.esc(v['name'])}</b>"
+            + (f" → version {v['version']}" if v["version"] is not None else "")
+            + (" (unchanged)" if v["unchanged"] else "")
+            for v in result["versions"]
+        )
+        self.status.value = f"<span style='color:var(--jp-success-color1,#2e7d32)'>✓ exported {done}</span>"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

@@ -6,6 +6,7 @@ import { CommandRegistry } from '@lumino/commands';
 import { DisposableDelegate, IDisposable } from '@lumino/disposable';
 
 import { exportIcon } from './icons';
+import { pyString } from './model';
 
 /** The command that exports the active notebook kernel's feature views. */
 export const EXPORT_COMMAND = 'jupyter-features:export';
@@ -13,27 +14,22 @@ export const EXPORT_COMMAND = 'jupyter-features:export';
 const MARKER = '__jupyter_features_export__';
 
 /**
- * Python run in the notebook's kernel: export the session's feature views
- * (jf.workspace(), as the magics use) and print the versions as one JSON line.
+ * Python run in the notebook's kernel: the same entry point as the notebook's own
+ * Export to registry widget (jupyter_features.widgets.export_session), whose JSON
+ * answer is printed as one line after MARKER.
  */
 export const EXPORT_CODE = `
 def _jupyter_features_export():
     import json
     try:
         import jupyter_features as jf
+        import jupyter_features.widgets as widgets
     except ImportError as exc:
-        return {"ok": False, "message": f"jupyter-features is not installed in this kernel ({exc}); pip install jupyter-features in the kernel's environment"}
-    ws = jf.workspace()
-    before = {name: view.version for name, view in ws.views.items()}
-    if not before:
-        return {"ok": False, "empty": True, "message": "this notebook's kernel has no feature views: define one with %%feature or jf.workspace().feature_view(...), run it, then export"}
-    try:
-        records = ws.export()
-    except jf.errors.FeaturesError as exc:
-        return {"ok": False, "message": str(exc)}
-    return {"ok": True, "registry": str(getattr(ws.registry, "url", "")),
-            "versions": [{"name": n, "version": r.version, "unchanged": before.get(n) == r.version} for n, r in records.items()]}
-print(${JSON.stringify(MARKER)} + __import__("json").dumps(_jupyter_features_export()))
+        result = {"ok": False, "message": f"jupyter-features is not installed in this kernel ({exc}); pip install jupyter-features in the kernel's environment"}
+    else:
+        result = widgets.export_session(jf.workspace())
+    print(${pyString(MARKER)} + json.dumps(result))
+_jupyter_features_export()
 del _jupyter_features_export
 `;
 

@@ -88,9 +88,14 @@ export function featureRef(view: string, version: number | null, feature = '*'):
   return `${view}${version ? `@${version}` : ''}:${feature}`;
 }
 
-/** The notebook cell that builds a training frame with `refs`. */
+/**
+ * The notebook cell that builds a training frame with `refs`.
+ *
+ * Names come from the registry: untrusted text. Each one is written as a Python
+ * string literal (`pyString`), never as code, so no name can add a line to the cell.
+ */
 export function trainingFrameCell(refs: string[], entity: string[]): string {
-  const keys = entity.length ? entity.join(', ') : 'the entity keys';
+  const keys = entity.length ? `the entity keys ${pyList(entity)}` : 'the entity keys';
   return [
     'import jupyter_features as jf',
     '',
@@ -101,8 +106,34 @@ export function trainingFrameCell(refs: string[], entity: string[]): string {
   ].join('\n');
 }
 
-function pyList(items: string[]): string {
-  return `[${items.map(s => JSON.stringify(s)).join(', ')}]`;
+/**
+ * A Python string literal holding `text`: printable ASCII as is (`"` and `\` escaped),
+ * everything else (control characters, U+2028, any non-ASCII) as a \x, \u or \U
+ * escape. The literal is one line of printable ASCII: safe anywhere in a cell, even
+ * in a comment (JSON.stringify would leave U+2028 raw).
+ */
+export function pyString(text: string): string {
+  let out = '"';
+  for (const char of text) {
+    const code = char.codePointAt(0) ?? 0;
+    if (char === '"' || char === '\\') {
+      out += `\\${char}`;
+    } else if (code >= 0x20 && code < 0x7f) {
+      out += char;
+    } else if (code <= 0xff) {
+      out += `\\x${code.toString(16).padStart(2, '0')}`;
+    } else if (code <= 0xffff) {
+      out += `\\u${code.toString(16).padStart(4, '0')}`;
+    } else {
+      out += `\\U${code.toString(16).padStart(8, '0')}`;
+    }
+  }
+  return `${out}"`;
+}
+
+/** A Python list literal of strings. */
+export function pyList(items: string[]): string {
+  return `[${items.map(pyString).join(', ')}]`;
 }
 
 /** A short, local date and time for an ISO timestamp. */

@@ -6,6 +6,7 @@ notebook, insert a feature into it, and export the notebook's feature view.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import time
@@ -247,3 +248,76 @@ def test_export_button_exports_the_notebook_view(page: Any, lab: Any, screenshot
         assert "max_amount" in registry.get("user_spend").feature_names
     finally:
         registry.close()
+
+
+def _tamper(registry_url: str, view: str, change: dict[str, Any]) -> None:
+    """Rewrite the latest spec of ``view`` in the SQLite file itself: what an old release or a
+    hostile hand could have stored, past the registry's own checks."""
+    import sqlite3
+
+    con = sqlite3.connect(registry_url.removeprefix("sqlite:///"))
+    try:
+        with con:
+            (spec,) = con.execute(
+                "SELECT spec FROM view_versions WHERE name = ? ORDER BY version DESC LIMIT 1", (view,)
+            ).fetchone()
+            con.execute(
+                "UPDATE view_versions SET spec = ? WHERE name = ? AND version = "
+                "(SELECT max(version) FROM view_versions WHERE name = ?)",
+                (json.dumps({**json.loads(spec), **change}), view, view),
+            )
+    finally:
+        con.close()
+
+
+HOSTILE_KEY = "user_id\n__import__('pathlib').Path('PWNED').touch()  #"
+HOSTILE_FEATURE = 'country"]\u2028!touch PWNED2\n#'
+HOSTILE_TEXT = '<img src=x onerror="window.__jfPwned = 1">'
+
+
+def test_hostile_registry_content_stays_text(page: Any, lab: Any) -> None:
+    """Names, descriptions and statistics straight from the registry's file are shown as text,
+    and *Insert into notebook* writes them into the cell as string literals only."""
+    features = [
+        {"name": HOSTILE_FEATURE, "type": "string", "duckdb_type": "VARCHAR", "description": HOSTILE_TEXT}
+    ]
+    _tamper(lab.registry_url, "user_profile", {
+        "entity": [HOSTILE_KEY], "features": features, "description": HOSTILE_TEXT, "owner": HOSTILE_TEXT,
+        "stats": {HOSTILE_FEATURE: {"null_rate": "x", "min": {"a": 1}, "bins": "not bins"}},
+    })  # fmt: skip
+    sidebar = open_sidebar(page)
+    back = sidebar.locator(".jp-FeaturesSidebar-back")
+    if back.count():
+        back.click()
+    sidebar.locator(".jp-FeaturesSidebar-iconButton.jp-mod-refresh").click()
+    item = sidebar.locator('.jp-FeaturesSidebar-item[data-view="user_profile"]')
+    item.locator(".jp-FeaturesSidebar-description", has_text="<img").wait_for()
+    item.click()
+    detail = sidebar.locator('.jp-FeaturesSidebar-detail[data-view="user_profile"]')
+    detail.locator(".jp-FeaturesSidebar-detailDescription", has_text="<img").wait_for()
+    assert HOSTILE_TEXT in detail.locator(".jp-FeaturesSidebar-facts").inner_text()
+    assert sidebar.locator("img").count() == 0
+    assert page.evaluate("() => window.__jfPwned") is None
+
+    cells = page.locator(".jp-NotebookPanel:visible .jp-Cell")
+    before = cells.count()
+    detail.locator(".jp-FeaturesSidebar-insert").click()
+    page.wait_for_function(
+        "([s, n]) => document.querySelectorAll(s).length === n",
+        arg=[".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", before + 1],
+    )
+    lines = cells.nth(before).locator(".cm-line").all_inner_texts()
+    source = "\n".join(line.rstrip("\n") for line in lines)
+    tree = ast.parse(source)  # one statement per line: nothing a name holds became code
+    assert [type(node).__name__ for node in tree.body] == ["Import", "Assign", "Assign", "Expr"], source
+    call = tree.body[2].value
+    assert isinstance(call, ast.Call) and ast.unparse(call.func) == "ws.training_frame"
+    refs = ast.literal_eval(call.args[1])
+    assert refs == [f"user_profile@1:{HOSTILE_FEATURE}"]
+    calls = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    assert calls == ["jf.workspace()", ast.unparse(call), "train.head()"]
+    # Run it: the only error is the label frame this cell asks the user to provide.
+    page.keyboard.press("Control+Enter")
+    page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output", has_text="NameError").first.wait_for()
+    assert "labels" in cells.nth(before).locator(".jp-OutputArea-output").inner_text()
+    assert not (lab.root / "PWNED").exists() and not (lab.root / "PWNED2").exists()

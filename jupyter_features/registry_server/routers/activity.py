@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from registry_client.record import VersionRecord
 from registry_client.sql import SQLRegistry
 
-from ..auth import require_scope
+from ..auth import Identity, require_scope
 from ..deps import get_registry
 from ..models import ActivityIn, ActivityOut, ImportIn, RecordOut, UsageIn, UsageOut
 
@@ -39,12 +39,25 @@ def usage(
     return registry.usage(model)
 
 
-@router.post("/activity", status_code=204, dependencies=_write, tags=["activity"], summary="Audit an action")
-def record_activity(body: ActivityIn, request: Request, registry: Registry) -> None:
-    """Record an export or materialization; the caller's address is added to ``detail``."""
+@router.post("/activity", status_code=204, tags=["activity"], summary="Audit an action")
+def record_activity(
+    body: ActivityIn,
+    request: Request,
+    registry: Registry,
+    identity: Annotated[Identity | None, Depends(require_scope("write"))],
+) -> None:
+    """Record an export or materialization with the caller's address as ``remote_addr``.
+
+    The actor and ``detail.user`` are the token's name and ``detail.host`` the caller's
+    address, whatever the body says; without tokens they are what the body declares.
+    """
     client = request.client.host if request.client else "unknown"
-    detail = {"user": "unknown", "host": client, **body.detail, "remote_addr": client}
-    registry.record_activity(body.kind, detail)
+    if identity is None:
+        detail = {"user": "unknown", "host": client, **body.detail, "remote_addr": client}
+        registry.record_activity(body.kind, detail)
+        return
+    detail = {**body.detail, "user": identity.name, "host": client, "remote_addr": client}
+    registry.record_activity(body.kind, detail, actor=identity.name)
 
 
 @router.get(

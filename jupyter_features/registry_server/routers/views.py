@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from registry_client.sql import SQLRegistry
 
-from ..auth import require_scope
+from ..auth import Identity, require_scope
 from ..deps import get_registry
 from ..models import NAME_PATTERN, ApplyIn, LineageOut, RecordOut
 
@@ -39,16 +39,18 @@ def search_views(
     return [r.to_dict() for r in found]
 
 
-@router.post(
-    "",
-    response_model=RecordOut,
-    dependencies=[Depends(require_scope("write"))],
-    summary="Apply a feature view",
-)
-def apply_view(body: ApplyIn, registry: Registry) -> dict[str, Any]:
-    """Store a spec: a new version when its definition changed, else the latest (metadata refreshed)."""
+@router.post("", response_model=RecordOut, summary="Apply a feature view")
+def apply_view(
+    body: ApplyIn, registry: Registry, identity: Annotated[Identity | None, Depends(require_scope("write"))]
+) -> dict[str, Any]:
+    """Store a spec: a new version when its definition changed, else the latest (metadata refreshed).
+
+    A new version's ``created_by`` is the token's name; ``created_by`` in the body only
+    counts on a server without tokens.
+    """
     spec = body.spec.model_dump()
-    return registry.apply(spec, created_by=body.created_by).to_dict()
+    created_by = identity.name if identity is not None else body.created_by
+    return registry.apply(spec, created_by=created_by).to_dict()
 
 
 @router.get("/{name}", response_model=RecordOut, dependencies=_read, summary="One version (default latest)")
