@@ -113,6 +113,7 @@ FUNCTIONS = frozenset(
         "struct",
         "columns",
         "grouping",
+        "unnest",
     ]
 )
 
