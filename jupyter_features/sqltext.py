@@ -13,6 +13,10 @@ __all__ = [
     "ROW",
     "LABEL_TS",
     "EVENT_TS",
+    "CREATED_TS",
+    "PUSH_SEQ",
+    "PUSH_ORD",
+    "PUSH_STORE",
     "quote",
     "string_literal",
     "timestamp_literal",
@@ -30,6 +34,13 @@ ROW = "__jf_row"
 LABEL_TS = "__jf_t"
 #: A feature row's event time: naive UTC in engines, microseconds since the epoch in online stores.
 EVENT_TS = "__jf_ts"
+#: A feature row's created timestamp (the tie-break), where a view has one: as ``EVENT_TS``.
+CREATED_TS = "__jf_created"
+#: A pushed row's journal sequence number in an online store, and its position in its push.
+PUSH_SEQ = "__jf_seq"
+PUSH_ORD = "__jf_ord"
+#: The online store a pushed row of the workspace's push log went to (its identity), if any.
+PUSH_STORE = "__jf_store"
 
 
 def quote(name: str) -> str:

@@ -494,12 +494,21 @@ class Workspace:
         }
 
     def online_features(
-        self, refs: Sequence[str] | str, entity_rows: Sequence[dict[str, Any]], *, store: str | None = None
+        self,
+        refs: Sequence[str] | str,
+        entity_rows: Sequence[dict[str, Any]],
+        *,
+        at: Any = None,
+        store: str | None = None,
     ) -> OnlineResult:
-        """Read features by entity key from the online store -> OnlineResult (.to_dict(), .to_pandas())."""
+        """Read features by entity key from the online store -> OnlineResult (.to_dict(), .to_pandas()).
+
+        Values are as of ``at`` (default now): each entity's latest row at or before it, null
+        when older than ``at`` - TTL — what ``training_frame`` gives for a label at ``at``.
+        """
         from .online import read_features
 
-        return read_features(self.online_store(store), refs, entity_rows)
+        return read_features(self.online_store(store), refs, entity_rows, at)
 
     # -- previews --------------------------------------------------------------------------
     def preview(self, view: FeatureView | str, **options: Any) -> FeatureViewPreview:

@@ -59,9 +59,9 @@ def test_cli_materializes_registry_views(tmp_path: Path, capsys: pytest.CaptureF
          str(tmp_path / "sources.py"), "--end", "2024-01-11", "--no-progress"]
     )  # fmt: skip
     assert code == 0
-    assert ws.online_features(["spend@1:amount"], [{"user_id": 1}], store=store).to_dict() == {
-        "spend__amount": [20.0]
-    }
+    assert ws.online_features(
+        ["spend@1:amount"], [{"user_id": 1}], store=store, at=datetime(2024, 1, 11)
+    ).to_dict() == {"spend__amount": [20.0]}
     assert ws.online_store(store).current("spend").end == datetime(2024, 1, 11)
 
 

@@ -51,7 +51,7 @@ def _check(ws: jf.Workspace, case: ViewCase, end: datetime) -> None:
     if len(case.entity) == 2:
         grid = [(i, j) for i in range(5) for j in range(5)]
     rows = [dict(zip(case.entity, key, strict=True)) for key in grid]
-    got = ws.online_features([f"{case.name}:*"], rows).to_dict()
+    got = ws.online_features([f"{case.name}:*"], rows, at=end).to_dict()
     for f in case.features:
         want = [expected[key][f] if key in expected else None for key in grid]
         assert normalize(got[f"{case.name}__{f}"]) == normalize(want), (f, end)

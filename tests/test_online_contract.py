@@ -56,7 +56,9 @@ def test_values_keep_their_types(tmp_path: Path, store_url: str) -> None:
     ws = _workspace(tmp_path, store_url)
     result = ws.materialize(["spend"], end=END, progress=False)["spend"]
     assert (result.rows, result.rows_written, result.mode, result.version) == (2, 2, "full", result.version)
-    res = ws.online_features(["spend:*"], [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}, {"user_id": 99}])
+    res = ws.online_features(
+        ["spend:*"], [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}, {"user_id": 99}], at=END
+    )
     assert isinstance(res, OnlineResult)
     assert res.to_dict() == {
         "spend__amount": [20.5, 7.25, None, None],
@@ -80,18 +82,18 @@ def test_selected_features_order_and_repeated_keys(tmp_path: Path, store_url: st
     ws = _workspace(tmp_path, store_url)
     ws.materialize("spend", end=END, progress=False)
     rows = [{"user_id": 2}, {"user_id": 1}, {"user_id": 2}, {"user_id": "1"}]
-    res = ws.online_features(["spend:country", "spend:amount"], rows)
+    res = ws.online_features(["spend:country", "spend:amount"], rows, at=END)
     assert res.to_dict() == {
         "spend__country": ["GB", "US", "GB", "US"],
         "spend__amount": [7.25, 20.5, 7.25, 20.5],
     }
-    assert ws.online_features(["spend:amount"], []).to_dict() == {"spend__amount": []}
-    single = ws.online_features("spend:doubled", [{"user_id": 1}])
+    assert ws.online_features(["spend:amount"], [], at=END).to_dict() == {"spend__amount": []}
+    single = ws.online_features("spend:doubled", [{"user_id": 1}], at=END)
     assert single.to_dict() == {"spend__doubled": [41]}
-    columnar = ws.online_features(["spend:doubled"], {"user_id": [2, 1]})  # type: ignore[arg-type]
+    columnar = ws.online_features(["spend:doubled"], {"user_id": [2, 1]}, at=END)  # type: ignore[arg-type]
     assert columnar.to_dict() == {"spend__doubled": [14, 41]}
     # a key that cannot be an integer matches nothing
-    assert ws.online_features(["spend:doubled"], [{"user_id": "x"}, {"user_id": None}]).to_dict() == {
+    assert ws.online_features(["spend:doubled"], [{"user_id": "x"}, {"user_id": None}], at=END).to_dict() == {
         "spend__doubled": [None, None]
     }
 
@@ -111,10 +113,10 @@ def test_composite_keys_with_awkward_text(tmp_path: Path, store_url: str) -> Non
     ws.materialize(["price"], end=END, progress=False)
     rows = [{"shop": s, "sku": k} for s, k in zip(frame["shop"], frame["sku"], strict=True)]
     rows.append({"shop": "a", "sku": 3})
-    assert ws.online_features(["price:price"], rows).to_dict() == {
+    assert ws.online_features(["price:price"], rows, at=END).to_dict() == {
         "price__price": [1.0, 2.0, 3.0, 4.0, 5.0, None]
     }
-    assert ws.online_features(["price:price"], [{"shop": "a\\", "sku": "2"}]).to_dict() == {
+    assert ws.online_features(["price:price"], [{"shop": "a\\", "sku": "2"}], at=END).to_dict() == {
         "price__price": [3.0]
     }
 
@@ -122,13 +124,15 @@ def test_composite_keys_with_awkward_text(tmp_path: Path, store_url: str) -> Non
 def test_new_version_switches_and_old_is_removed(tmp_path: Path, store_url: str) -> None:
     ws = _workspace(tmp_path, store_url)
     first = ws.materialize(["spend"], end=END, progress=False)["spend"]
-    before = ws.online_features(["spend:amount"], [{"user_id": 4}]).to_dict()
+    before = ws.online_features(["spend:amount"], [{"user_id": 4}], at=END).to_dict()
     second = ws.materialize(["spend"], end=datetime(2024, 2, 6), progress=False)["spend"]
     assert second.version > first.version
-    assert ws.online_features(["spend:amount"], [{"user_id": 4}]).to_dict() == {"spend__amount": [1.0]}
+    assert ws.online_features(["spend:amount"], [{"user_id": 4}], at=datetime(2024, 2, 6)).to_dict() == {
+        "spend__amount": [1.0]
+    }
     assert before == {"spend__amount": [None]}
     # a reader that cached the first version follows the switch on its next read
-    assert ws.online_features(["spend:amount", "spend:country"], [{"user_id": 1}]).to_dict()[
+    assert ws.online_features(["spend:amount", "spend:country"], [{"user_id": 1}], at=END).to_dict()[
         "spend__amount"
     ] == [None]  # 2024-01-05 is older than 30 days at 2024-02-06
     store = open_store(store_url)
@@ -149,7 +153,10 @@ def _versions_present(url: str, view: str) -> list[int]:
             names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         finally:
             con.close()
-        return sorted(int(n.rsplit("__v", 1)[1]) for n in names if n.startswith(f"{view}__v"))
+        import re
+
+        found = (re.fullmatch(rf"{view}__v(\d+)(__rows)?", n) for n in names)
+        return sorted({int(m.group(1)) for m in found if m})
     import redis
 
     from jupyter_features.online.redis import RedisStore
@@ -170,16 +177,20 @@ def _versions_present(url: str, view: str) -> list[int]:
 def test_redefined_view_is_read_with_its_new_schema(tmp_path: Path, store_url: str) -> None:
     ws = _workspace(tmp_path, store_url)
     ws.materialize(["spend"], end=END, progress=False)
-    assert ws.online_features(["spend:*"], [{"user_id": 1}]).to_dict()["spend__doubled"] == [41]
+    assert ws.online_features(["spend:*"], [{"user_id": 1}], at=END).to_dict()["spend__doubled"] == [41]
     reader = jf.Workspace(tmp_path / "reader", online_store=store_url)  # caches version 1's plan
-    assert reader.online_features(["spend:doubled"], [{"user_id": 1}]).to_dict() == {"spend__doubled": [41]}
+    assert reader.online_features(["spend:doubled"], [{"user_id": 1}], at=END).to_dict() == {
+        "spend__doubled": [41]
+    }
     ws.feature_view(
         "spend", "SELECT user_id, ts, country AS doubled FROM tx", entity="user_id", timestamp="ts"
     )
     ws.materialize(["spend"], end=END, progress=False)
-    assert reader.online_features(["spend:doubled"], [{"user_id": 1}]).to_dict() == {"spend__doubled": ["US"]}
+    assert reader.online_features(["spend:doubled"], [{"user_id": 1}], at=END).to_dict() == {
+        "spend__doubled": ["US"]
+    }
     with pytest.raises(UnknownFeatureError, match="no feature 'amount'"):
-        reader.online_features(["spend:amount"], [{"user_id": 1}])
+        reader.online_features(["spend:amount"], [{"user_id": 1}], at=END)
 
 
 def test_incremental_reads_only_new_rows_and_upserts(tmp_path: Path, store_url: str) -> None:
@@ -195,12 +206,16 @@ def test_incremental_reads_only_new_rows_and_upserts(tmp_path: Path, store_url: 
     result = ws.materialize(["spend"], end=datetime(2024, 1, 15), incremental=True, progress=False)["spend"]
     assert (result.mode, result.rows_written, result.rows) == ("incremental", 2, 3)
     assert result.since == END
-    res = ws.online_features(["spend:amount", "spend:emb"], [{"user_id": u} for u in (1, 2, 5)]).to_dict()
+    res = ws.online_features(
+        ["spend:amount", "spend:emb"], [{"user_id": u} for u in (1, 2, 5)], at=datetime(2024, 1, 15)
+    ).to_dict()
     assert res == {"spend__amount": [20.5, 8.0, 5.0], "spend__emb": [[3.0, 4.5], [9.0], []]}
     # TTL keeps applying as of each run's end: user 1 (2024-01-05) expires by 2024-02-10
     late = ws.materialize(["spend"], end=datetime(2024, 2, 10), incremental=True, progress=False)["spend"]
     assert late.rows_written == 0
-    res = ws.online_features(["spend:amount"], [{"user_id": u} for u in (1, 2, 5)]).to_dict()
+    res = ws.online_features(
+        ["spend:amount"], [{"user_id": u} for u in (1, 2, 5)], at=datetime(2024, 2, 10)
+    ).to_dict()
     assert res == {"spend__amount": [None, 8.0, 5.0]}
     with pytest.raises(MaterializationError, match="before the last run's watermark"):
         ws.materialize(["spend"], end=END, incremental=True, progress=False)
@@ -228,7 +243,9 @@ def test_second_materialization_of_a_view_fails_clearly(tmp_path: Path, store_ur
         ws.materialize(["spend"], end=datetime(2024, 2, 2), progress=False)  # free again
     finally:
         store.close()
-    assert ws.online_features(["spend:amount"], [{"user_id": 4}]).to_dict() == {"spend__amount": [1.0]}
+    assert ws.online_features(["spend:amount"], [{"user_id": 4}], at=datetime(2024, 2, 2)).to_dict() == {
+        "spend__amount": [1.0]
+    }
 
 
 def test_concurrent_runs_never_interleave(tmp_path: Path, store_url: str) -> None:
@@ -251,7 +268,9 @@ def test_concurrent_runs_never_interleave(tmp_path: Path, store_url: str) -> Non
     for t in threads:
         t.join()
     assert "ok" in outcomes and len(outcomes) == 2
-    assert ws.online_features(["spend:amount"], [{"user_id": 1}]).to_dict() == {"spend__amount": [20.5]}
+    assert ws.online_features(["spend:amount"], [{"user_id": 1}], at=END).to_dict() == {
+        "spend__amount": [20.5]
+    }
 
 
 def test_lock_of_a_dead_process_is_taken_over(tmp_path: Path, store_url: str) -> None:
@@ -266,7 +285,9 @@ def test_lock_of_a_dead_process_is_taken_over(tmp_path: Path, store_url: str) ->
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     ws.materialize(["spend"], end=END, progress=False)
-    assert ws.online_features(["spend:amount"], [{"user_id": 1}]).to_dict() == {"spend__amount": [20.5]}
+    assert ws.online_features(["spend:amount"], [{"user_id": 1}], at=END).to_dict() == {
+        "spend__amount": [20.5]
+    }
 
 
 def test_failed_run_leaves_previous_version_served(tmp_path: Path, store_url: str) -> None:
@@ -294,21 +315,23 @@ def test_failed_run_leaves_previous_version_served(tmp_path: Path, store_url: st
         assert served is not None and served.end == END
     finally:
         store.close()
-    assert ws.online_features(["spend:amount"], [{"user_id": 4}]).to_dict() == {"spend__amount": [None]}
+    assert ws.online_features(["spend:amount"], [{"user_id": 4}], at=END).to_dict() == {
+        "spend__amount": [None]
+    }
     assert len(_versions_present(store_url, "spend")) == 1
 
 
 def test_clear_errors(tmp_path: Path, store_url: str) -> None:
     ws = _workspace(tmp_path, store_url)
     with pytest.raises(OnlineStoreError, match="'spend' is not materialized"):
-        ws.online_features(["spend:amount"], [{"user_id": 1}])
+        ws.online_features(["spend:amount"], [{"user_id": 1}], at=END)
     ws.materialize(["spend"], end=END, progress=False)
     with pytest.raises(UnknownFeatureError, match="did you mean 'amount'"):
-        ws.online_features(["spend:amout"], [{"user_id": 1}])
+        ws.online_features(["spend:amout"], [{"user_id": 1}], at=END)
     with pytest.raises(UnknownColumnError, match="entity row 1 has no key 'user_id'"):
-        ws.online_features(["spend:amount"], [{"user_id": 1}, {"id": 2}])
+        ws.online_features(["spend:amount"], [{"user_id": 1}, {"id": 2}], at=END)
     with pytest.raises(OnlineStoreError, match="is not what .* serves"):
-        ws.online_features(["spend@7:amount"], [{"user_id": 1}])
+        ws.online_features(["spend@7:amount"], [{"user_id": 1}], at=END)
 
 
 def test_unknown_scheme() -> None:
@@ -335,7 +358,7 @@ def test_large_batches(tmp_path: Path, store_url: str) -> None:
     ws = _workspace(tmp_path, store_url)
     ws.materialize(["spend"], end=END, progress=False)
     rows = [{"user_id": i % 7} for i in range(40_000)]
-    got = ws.online_features(["spend:doubled"], rows).to_dict()["spend__doubled"]
+    got = ws.online_features(["spend:doubled"], rows, at=END).to_dict()["spend__doubled"]
     assert got == [{1: 41, 2: 14}.get(i % 7) for i in range(40_000)]
 
 
@@ -355,6 +378,6 @@ def test_a_run_with_no_rows_serves_nothing(tmp_path: Path, store_url: str) -> No
     ws.materialize(["spend"], end=END, progress=False)
     empty = ws.materialize(["spend"], end=datetime(2020, 1, 1), progress=False)["spend"]
     assert (empty.rows, empty.rows_written) == (0, 0)
-    assert ws.online_features(["spend:amount"], [{"user_id": 1}, {"user_id": 2}]).to_dict() == {
+    assert ws.online_features(["spend:amount"], [{"user_id": 1}, {"user_id": 2}], at=END).to_dict() == {
         "spend__amount": [None, None]
     }

@@ -7,12 +7,12 @@ readers to it atomically when complete (see ``sqlite.py`` and ``redis.py``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .canonical import canonical_rows
-from .layout import Lease, OnlineTable, WriterHandle
+from .layout import Lease, OnlineTable, PushReceipt, WriterHandle
 from .reads import read_features
 from .result import OnlineResult
 from .stores import STORES, open_store
@@ -27,6 +27,7 @@ __all__ = [
     "OnlineResult",
     "Lease",
     "WriterHandle",
+    "PushReceipt",
     "canonical_rows",
     "open_store",
     "read_features",
@@ -79,18 +80,45 @@ class OnlineStore(Protocol):
         ...
 
     def read(
-        self, view: str, features: Sequence[str] | None, entity_rows: Sequence[Mapping[str, Any]]
+        self,
+        view: str,
+        features: Sequence[str] | None,
+        entity_rows: Sequence[Mapping[str, Any]],
+        at: int | None = None,
     ) -> tuple[OnlineTable, list[list[Any]]]:
-        """One list of values per requested feature (all when None), in ``entity_rows`` order."""
+        """One list of values per requested feature (all when None), in ``entity_rows`` order, as
+        of ``at`` (µs since the epoch; default now): each entity's best row at or before it, null
+        when that row is older than ``at`` - TTL."""
         ...
 
     def lock(self, view: str) -> AbstractContextManager[Lease]:
         """Hold the one materialization of ``view``; raise MaterializationBusyError if taken."""
         ...
 
-    def begin(self, table: OnlineTable, *, lease: Lease, base: OnlineTable | None = None) -> VersionWriter:
+    def begin(
+        self,
+        table: OnlineTable,
+        *,
+        lease: Lease,
+        base: OnlineTable | None = None,
+        covered: Collection[int] = (),
+    ) -> VersionWriter:
         """Start a new version of ``table.view`` (upserted over ``base``, the served version, for an
-        incremental run); needs the view's lock (``lease``)."""
+        incremental run); needs the view's lock (``lease``). ``covered``: the push-journal entries
+        whose rows the run's offline read holds; the switch replays every other one."""
+        ...
+
+    def identity(self) -> str:
+        """The store's identity, kept in the store (push logs record where a push went)."""
+        ...
+
+    def push(self, view: str, rows: pa.Table) -> PushReceipt:
+        """Add ``rows`` (keys, ``EVENT_TS``, [``CREATED_TS``,] features) to the served version and
+        the push journal, atomically: the next read sees all of them."""
+        ...
+
+    def push_state(self, view: str) -> tuple[int, int] | None:
+        """(version served, last push journaled), or None when ``view`` is not served here."""
         ...
 
     def resume(self, handle: WriterHandle) -> VersionWriter:

@@ -1,7 +1,8 @@
 """The canonical form of materialized rows, which every online store writes.
 
 An engine hands a store the latest row per entity as it computed it (entity keys, the
-event time as a timestamp in ``EVENT_TS``, the features); the store's writer turns it
+event time as a timestamp in ``EVENT_TS``, the created timestamp in ``CREATED_TS`` when the
+view has one, the features); the store's writer turns it
 into these canonical columns first: keys as BIGINT or VARCHAR, the event time as
 microseconds since the epoch, each feature cast to its type's stored form.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..sqltext import EVENT_TS, quote
+from ..sqltext import CREATED_TS, EVENT_TS, quote
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,7 +32,7 @@ _CASTS = {
 
 
 def canonical_rows(latest: pa.Table, table: OnlineTable) -> pa.Table:
-    """Keys, event time (µs) and features cast to the types stores write; null keys dropped;
+    """Keys, event time (µs), [created time (µs),] and features cast to the types stores write; null keys dropped;
     sorted by key (B-tree stores insert fastest in key order)."""
     import duckdb
     import pyarrow as pa
@@ -48,6 +49,8 @@ def canonical_rows(latest: pa.Table, table: OnlineTable) -> pa.Table:
             for k, t in zip(keys, table.key_types, strict=True)
         ]
         cols.append(f"epoch_us(CAST({quote(EVENT_TS)} AS TIMESTAMP)) AS {EVENT_TS}")
+        if table.created:
+            cols.append(f"epoch_us(CAST({quote(CREATED_TS)} AS TIMESTAMP)) AS {CREATED_TS}")
         cols += [_CASTS[f.type].format(c=quote(f.name)) + f" AS {quote(f.name)}" for f in table.features]
         where = " AND ".join(f"{k} IS NOT NULL" for k in keys)
         query = f"SELECT {', '.join(cols)} FROM __jf_latest WHERE {where} ORDER BY {', '.join(keys)}"

@@ -6,7 +6,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -19,11 +19,13 @@ __all__ = [
     "OnlineTable",
     "Lease",
     "WriterHandle",
+    "PushReceipt",
     "KEY_SEP",
     "encode_key",
     "key_type_of",
     "pid_alive",
     "redact",
+    "is_covered",
 ]
 
 #: Separator of composite entity keys in their text encoding ("\\" and the separator are escaped).
@@ -52,6 +54,15 @@ def encode_key(values: Sequence[Any], key_types: Sequence[str]) -> str:
             return str(value if type(value) is int else int(value))
         return value if type(value) is str else _key_part(value, "string")
     return KEY_SEP.join(_key_part(v, t) for v, t in zip(values, key_types, strict=True))
+
+
+def is_covered(
+    seq: int, min_ts: int, max_ts: int, covered: Collection[int], since_us: int | None, end_us: int
+) -> bool:
+    """Whether a run's offline read holds every row of journal entry ``seq``: the run saw its
+    push-log file, and its rows' event times are all in the run's range (since, end]."""
+    return seq in covered and max_ts <= end_us and (since_us is None or min_ts > since_us)
+
 
 
 def redact(url: str) -> str:
@@ -134,10 +145,27 @@ class OnlineTable:
     rows: int = 0
     written_at: str = ""
     base_version: int | None = None  # a store may keep an incremental version as changes over this one
+    created: bool = False  # rows carry the view's created timestamp (the tie-break), after the event time
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def row_columns(self) -> list[str]:
+        """The canonical columns of a stored row after the keys: event time, created, features."""
+        from ..sqltext import CREATED_TS, EVENT_TS
+
+        return [EVENT_TS, *([CREATED_TS] if self.created else []), *self.feature_names]
+
+    @property
+    def layout(self) -> str:
+        """What the stored form of a row depends on (keys, their types, columns, types): pushed rows
+        journaled for one layout are replayed only into a version of the same layout."""
+        import hashlib
+
+        shape = [self.entity, self.key_types, self.row_columns, [f.type for f in self.features]]
+        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
     @property
     def cutoff_us(self) -> int | None:
@@ -172,6 +200,7 @@ class OnlineTable:
                 "rows": self.rows,
                 "written_at": self.written_at,
                 "base_version": self.base_version,
+                "created": self.created,
             },
             sort_keys=True,
         )
@@ -192,6 +221,7 @@ class OnlineTable:
             rows=int(d.get("rows", 0)),
             written_at=d.get("written_at", ""),
             base_version=d.get("base_version"),
+            created=bool(d.get("created", False)),
         )
 
     def feature_index(self, features: Sequence[str] | None) -> list[int]:
@@ -237,6 +267,16 @@ class OnlineTable:
                         f"feature view '{self.view}' is keyed by {', '.join(entity)}"
                     ) from None
             raise
+
+
+@dataclass(frozen=True)
+class PushReceipt:
+    """What one push did in a store: the version it went into and its journal sequence number."""
+
+    view: str
+    version: int
+    seq: int | None  # None when there was nothing to push
+    rows: int
 
 
 @dataclass(frozen=True)

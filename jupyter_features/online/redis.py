@@ -25,16 +25,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStoreError
-from ..sqltext import EVENT_TS, quote
+from ..sqltext import quote
 from ..times import micros_to_datetime
 from .canonical import canonical_rows
-from .layout import KEY_SEP, Lease, OnlineTable, WriterHandle, encode_key, redact
+from .layout import KEY_SEP, Lease, OnlineTable, PushReceipt, WriterHandle, encode_key, redact
+from .redis_push import PUSH, SWITCH, covered_entries, encode_push
+from .rows import best_row, push_rows_of
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -74,11 +76,6 @@ for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
   if redis.call('HEXISTS', KEYS[2], k) == 0 then n = n + 1 end
 end
 return n
-"""
-_SWITCH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
-return 1
 """
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -213,10 +210,15 @@ class RedisStore:
 
     # -- reads (the hot path) ------------------------------------------------------------
     def read(
-        self, view: str, features: Sequence[str] | None, entity_rows: Sequence[Mapping[str, Any]]
+        self,
+        view: str,
+        features: Sequence[str] | None,
+        entity_rows: Sequence[Mapping[str, Any]],
+        at: int | None = None,
     ) -> tuple[OnlineTable, list[list[Any]]]:
         import redis as redis_lib
 
+        at_us = time.time_ns() // 1000 if at is None else at
         if type(features) is list:
             features = tuple(features)
         table = self._tables.get(view)
@@ -240,7 +242,7 @@ class RedisStore:
                 if reply is None:
                     raise self._missing(view)
                 if version and reply[0] != version:  # switched between two slices: read again
-                    return self.read(view, features, entity_rows)
+                    return self.read(view, features, entity_rows, at_us)
                 version = reply[0]
                 raws += reply[1]
         except redis_lib.RedisError as exc:
@@ -250,23 +252,24 @@ class RedisStore:
             old = table
             table = self._meta(view, number)
             if table.entity != old.entity or table.key_types != old.key_types:
-                return self.read(view, features, entity_rows)
+                return self.read(view, features, entity_rows, at_us)
         plan = self._plans.get((view, features))
         if plan is None or plan[0] is not table:
-            idx = [i + 1 for i in table.feature_index(features)]
-            decoders = [_decode_ts if table.features[i - 1].type == "timestamp" else None for i in idx]
+            first = 1 + table.created  # a stored row: event time, [created,] features
+            idx = [i + first for i in table.feature_index(features)]
+            decoders = [_decode_ts if table.features[i - first].type == "timestamp" else None for i in idx]
             plan = (table, idx, decoders, all(d is None for d in decoders))
             self._plans[(view, features)] = plan
         _, idx, decoders, plain = plan
-        cutoff = table.cutoff_us
+        ttl, width = table.ttl_us, len(table.row_columns)
         loads = json.loads
         rows: list[list[Any] | None] = []
         for raw in raws:
             if raw is None:
                 rows.append(None)
                 continue
-            values = loads(raw)
-            rows.append(None if cutoff is not None and values[0] < cutoff else [values[i] for i in idx])
+            best = best_row(loads(b"[" + raw + b"]"), at_us, ttl, width)
+            rows.append(None if best is None else [best[i] for i in idx])
         columns = [[None if r is None else r[j] for r in rows] for j in range(len(idx))]
         if not plain:
             for j, d in enumerate(decoders):
@@ -320,10 +323,18 @@ class RedisStore:
             except redis_lib.RedisError:
                 pass  # the lease expires by itself
 
-    def begin(self, table: OnlineTable, *, lease: Lease, base: OnlineTable | None = None) -> RedisWriter:
+    def begin(
+        self,
+        table: OnlineTable,
+        *,
+        lease: Lease,
+        base: OnlineTable | None = None,
+        covered: Collection[int] = (),
+    ) -> RedisWriter:
         """Start writing a new version of ``table.view`` into a hash readers do not see until
         ``switch()``; for an incremental run (``base`` is the served version) only changes are
-        written, layered on the last full version."""
+        written, layered on the last full version. ``covered``: the push-journal entries the
+        run's offline read holds (the switch replays the others)."""
         import redis as redis_lib
 
         view = table.view
@@ -360,9 +371,12 @@ class RedisStore:
             if isinstance(exc, redis_lib.RedisError):
                 raise self.write_error(view, exc) from exc
             raise
-        return RedisWriter(
+        writer = RedisWriter(
             self, table.with_version(version, 0, base_version=layered_on), lease, target, owner=True
         )
+        writer.covered = frozenset(covered)
+        writer.since_us = base.end_us if layered_on is not None and base is not None else None
+        return writer
 
     def resume(self, handle: WriterHandle) -> RedisWriter:
         """A writer of more rows into the version ``handle`` names, in another process."""
@@ -386,6 +400,66 @@ class RedisStore:
         except redis_lib.RedisError:
             pass  # the next run tries again
 
+    # -- pushes ----------------------------------------------------------------------------
+    def identity(self) -> str:
+        """This store's identity (kept under the prefix), which push logs record."""
+        import uuid
+
+        import redis as redis_lib
+
+        key = f"{self.prefix}identity"
+        try:
+            self.client.set(key, uuid.uuid4().hex[:16], nx=True)
+            raw = self.client.get(key)
+        except redis_lib.RedisError as exc:
+            raise self.ks.failed("reading the store's identity", exc) from exc
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    def push(self, view: str, rows: pa.Table) -> PushReceipt:
+        """Append ``rows`` (keys, event time, [created,] features, as a view computes them) to
+        the entities of the version readers see now, and journal them, in one script call:
+        the next read sees all of them or none."""
+        import redis as redis_lib
+
+        ks = self.ks
+        table = self.current(view)
+        if table is None:
+            raise self._missing(view)
+        keys = (ks.key(view, "current"), ks.key(view, "pseq"), ks.key(view, "journal"))
+        for _ in range(5):
+            pairs = push_rows_of(canonical_rows(rows, table), table)
+            if not pairs:
+                return PushReceipt(view, table.version, None, 0)
+            encoded = [(encode_key(k, table.key_types), row) for k, row in pairs]
+            args, low, high = encode_push(encoded, table)
+            pointer = str(table.version) if table.base_version is None else f"{table.version}:{table.base_version}"
+            try:
+                ok, value = ks.script(
+                    PUSH, keys,
+                    (pointer, ks.key(view, "v"), ks.key(view, "j:"), f":{low}:{high}:{table.layout}",
+                     ks.key(view, "events"), *args),
+                )  # fmt: skip
+            except redis_lib.RedisError as exc:
+                raise ks.failed(f"pushing to '{view}' (nothing was written)", exc) from exc
+            if ok:
+                return PushReceipt(view, table.version, int(value), len(pairs))
+            if not value:
+                raise self._missing(view)
+            table = self._meta(view, _pointer_version(value))  # switched: encode for the new version
+        raise OnlineStoreError(f"online store {self.url}: '{view}' kept switching during a push; retry")
+
+    def push_state(self, view: str) -> tuple[int, int] | None:
+        """(version served, last push sequence number) for ``view``, or None if it is not served."""
+        import redis as redis_lib
+
+        try:
+            pointer, seq = self.client.mget(self.ks.key(view, "current"), self.ks.key(view, "pseq"))
+        except redis_lib.RedisError as exc:
+            raise self.ks.failed(f"reading the state of '{view}'", exc) from exc
+        if pointer is None:
+            return None
+        return _pointer_version(pointer), int(seq or 0)
+
     def remember(self, table: OnlineTable) -> None:
         """Cache ``table`` as the version of its view that readers see now."""
         self._tables[table.view] = table
@@ -403,6 +477,8 @@ class RedisWriter:
         self.target = target
         self.owner = owner  # began the version here: may switch or abort it
         self.done = False
+        self.covered: frozenset[int] = frozenset()  # push-journal entries the run's rows hold
+        self.since_us: int | None = None  # an incremental run's watermark
 
     def write_batch(self, rows: pa.Table, progress: Callable[[int], None] | None = None) -> int:
         """``HSET`` ``rows`` (keys, event time, features as an engine computed them) into the
@@ -447,9 +523,13 @@ class RedisWriter:
             written = self.table.with_version(version, count, base_version=layered_on)
             store.client.set(ks.key(view, f"meta:{version}"), written.to_json())
             pointer = str(version) if layered_on is None else f"{version}:{layered_on}"
-            if not ks.script(
-                _SWITCH, (ks.key(view, "lock"), ks.key(view, "current")), (self.lease.token, pointer)
-            ):
+            trim = covered_entries(ks, view, written, self.covered, self.since_us)
+            keys = (ks.key(view, "lock"), ks.key(view, "current"), ks.key(view, "journal"))
+            args = (
+                self.lease.token, pointer, ks.key(view, "v"), ks.key(view, "j:"), version,
+                "" if layered_on is None else layered_on, written.layout, ks.key(view, "events"), *trim,
+            )  # fmt: skip
+            if not ks.script(SWITCH, keys, args):
                 ks.renew(self.lease)  # raises: the lock is gone
         except BaseException as exc:
             self.abort()
@@ -556,7 +636,7 @@ def _packed_groups(rows: pa.Table, table: OnlineTable, group: int) -> Iterator[t
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        values = ", ".join([EVENT_TS, *(quote(f.name) for f in table.features)])
+        values = ", ".join(quote(c) for c in table.row_columns)
         crlf = "\r\n"
         frag = f"'$' || strlen(k) || '{crlf}' || k || '{crlf}$' || strlen(v) || '{crlf}' || v || '{crlf}'"
         query = (

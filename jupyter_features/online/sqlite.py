@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,20 @@ from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStore
 from ..sqlite_files import use_wal
 from ..sqltext import EVENT_TS, quote
 from .canonical import canonical_rows
-from .layout import Lease, OnlineTable, WriterHandle
+from .layout import Lease, OnlineTable, PushReceipt, WriterHandle
+from .rows import best_row, push_rows_of
+from .sqlite_push import (
+    JOURNAL,
+    create_rows_sql,
+    ensure_push_schema,
+    insert_pushed,
+    journal,
+    point_pushed_view,
+    pushed_name,
+    replay_journal,
+    rows_name,
+    store_identity,
+)
 from .sqlite_rows import DECODERS, as_int, as_text, create_sql, python_rows
 
 if TYPE_CHECKING:
@@ -46,21 +60,31 @@ _MAX_PARAMS = 30_000  # bound parameters per query (SQLite allows 32,766)
 
 
 class _Plan:
-    """A prepared read: SQL text (cached by sqlite3 as a prepared statement) and decoding."""
+    """A prepared read: SQL text (cached by sqlite3 as a prepared statement) and decoding.
 
-    __slots__ = ("sql", "table", "version", "decoders", "normalize", "nkeys", "entity", "plain")
+    One statement reads the entity's materialized row and the rows pushed since, from the
+    same version; the read picks the best row at T in Python (``rows.best_row``).
+    """
+
+    __slots__ = (
+        "sql", "table", "version", "decoders", "normalize", "nkeys", "entity", "plain", "positions",
+        "width", "ttl", "lists",
+    )  # fmt: skip
 
     def __init__(self, table: OnlineTable, features: Sequence[str] | None, n: int) -> None:
         idx = table.feature_index(features)
         feats = [table.features[i] for i in idx]
         keys = table.entity
-        cols = ", ".join([_VERSION, *(quote(k) for k in keys), *(quote(f.name) for f in feats)])
+        cols = ", ".join([_VERSION, *(quote(k) for k in keys), *(quote(c) for c in table.row_columns)])
         if len(keys) == 1:
             where = f"{quote(keys[0])} = ?" if n == 1 else f"{quote(keys[0])} IN ({', '.join('?' * n)})"
         else:
             tup = "(" + ", ".join("?" * len(keys)) + ")"
             where = f"({', '.join(quote(k) for k in keys)}) IN (VALUES {', '.join([tup] * n)})"
-        self.sql = f"SELECT {cols} FROM {quote(table.view)} WHERE {where}"
+        self.sql = (
+            f"SELECT {cols} FROM {quote(table.view)} WHERE {where} "
+            f"UNION ALL SELECT {cols} FROM {quote(pushed_name(table.view))} WHERE {where}"
+        )
         self.table = table
         self.version = table.version
         self.decoders = [DECODERS.get(f.type) for f in feats]
@@ -68,6 +92,12 @@ class _Plan:
         self.normalize = [as_int if t == "int64" else as_text for t in table.key_types]
         self.nkeys = len(keys)
         self.entity = keys
+        first = 1 + table.created  # after the event time (and created)
+        self.positions = [first + i for i in idx]  # in a stored row
+        self.width = len(table.row_columns)
+        self.ttl = table.ttl_us
+        #: stored columns holding float lists as BLOBs: decoded before breaking ties
+        self.lists = [first + i for i, f in enumerate(table.features) if f.type == "list<float>"]
 
 
 class SQLiteStore:
@@ -169,27 +199,35 @@ class SQLiteStore:
         if table is None:
             table = self.current(view)
             if table is None:
-                raise NotMaterializedError(
-                    f"feature view '{view}' is not materialized in {self.url}; "
-                    f"run ws.materialize(['{view}']) or `jupyter-features materialize {view}`"
-                )
+                raise self._not_materialized(view)
         return table
+
+    def _not_materialized(self, view: str) -> NotMaterializedError:
+        return NotMaterializedError(
+            f"feature view '{view}' is not materialized in {self.url}; "
+            f"run ws.materialize(['{view}']) or `jupyter-features materialize {view}`"
+        )
 
     # -- reads (the hot path) ------------------------------------------------------------
     def read(
-        self, view: str, features: Sequence[str] | None, entity_rows: Sequence[Mapping[str, Any]]
+        self,
+        view: str,
+        features: Sequence[str] | None,
+        entity_rows: Sequence[Mapping[str, Any]],
+        at: int | None = None,
     ) -> tuple[OnlineTable, list[list[Any]]]:
         n = len(entity_rows)
+        at_us = time.time_ns() // 1000 if at is None else at
         if type(features) is list:
             features = tuple(features)
         plan = self._plans.get((view, features, n))
         if plan is None:
             plan = self._plan(view, features, n, refresh=False)
-        if n == 0 or n * plan.nkeys > _MAX_PARAMS:
-            return self._read_in_slices(view, features, entity_rows, plan)
+        if n == 0 or 2 * n * plan.nkeys > _MAX_PARAMS:
+            return self._read_in_slices(view, features, entity_rows, plan, at_us)
         for attempt in (0, 1):
             try:
-                return self._run(plan, entity_rows, n)
+                return self._run(plan, entity_rows, n, at_us)
             except _Stale:
                 plan = self._plan(view, features, n, refresh=True)
             except (KeyError, TypeError):
@@ -202,14 +240,19 @@ class SQLiteStore:
         raise OnlineStoreError(f"online store {self.url}: '{view}' changed twice during one read; retry")
 
     def _read_in_slices(
-        self, view: str, features: Sequence[str] | None, entity_rows: Sequence[Mapping[str, Any]], plan: _Plan
+        self,
+        view: str,
+        features: Sequence[str] | None,
+        entity_rows: Sequence[Mapping[str, Any]],
+        plan: _Plan,
+        at_us: int,
     ) -> tuple[OnlineTable, list[list[Any]]]:
         """Batches past SQLite's limit of bound parameters, one query per slice (none for 0 rows)."""
-        step = max(1, _MAX_PARAMS // plan.nkeys)
+        step = max(1, _MAX_PARAMS // (2 * plan.nkeys))
         table = plan.table
         columns: list[list[Any]] = [[] for _ in plan.decoders]
         for i in range(0, len(entity_rows), step):
-            table, part = self.read(view, features, entity_rows[i : i + step])
+            table, part = self.read(view, features, entity_rows[i : i + step], at_us)
             for column, values in zip(columns, part, strict=True):
                 column += values
         return table, columns
@@ -224,7 +267,7 @@ class SQLiteStore:
         return plan
 
     def _run(
-        self, plan: _Plan, entity_rows: Sequence[Mapping[str, Any]], n: int
+        self, plan: _Plan, entity_rows: Sequence[Mapping[str, Any]], n: int, at_us: int
     ) -> tuple[OnlineTable, list[list[Any]]]:
         con = self._con()
         entity = plan.entity
@@ -232,39 +275,65 @@ class SQLiteStore:
         if plan.nkeys == 1:
             k, norm = entity[0], plan.normalize[0]
             keys: list[Any] = [norm(row[k]) for row in entity_rows]
-            params: Sequence[Any] = keys
+            params: list[Any] = keys
         else:
             keys = [
                 tuple(f(row[k]) for f, k in zip(plan.normalize, entity, strict=True)) for row in entity_rows
             ]
             params = [v for key in keys for v in key]
-        if n == 1:
-            row = con.execute(plan.sql, params).fetchone()
-            if row is None:
-                return plan.table, [[None] for _ in plan.decoders]
-            if row[0] != plan.version:
+        found = con.execute(plan.sql, params + params).fetchall()
+        version = plan.version
+        for r in found:
+            if r[0] != version:
                 raise _Stale
-            values = row[skip:]
+        if n == 1:
+            best = self._best(plan, [r[skip:] for r in found], at_us) if found else None
+            if best is None:
+                return plan.table, [[None] for _ in plan.decoders]
             if plan.plain:
-                return plan.table, [[v] for v in values]
+                return plan.table, [[best[p]] for p in plan.positions]
             return plan.table, [
-                [v if d is None or v is None else d(v)] for v, d in zip(values, plan.decoders, strict=True)
+                [v if d is None or v is None else d(v)]
+                for v, d in ((best[p], d) for p, d in zip(plan.positions, plan.decoders, strict=True))
             ]
-        found = con.execute(plan.sql, params).fetchall()
-        if found and found[0][0] != plan.version:
-            raise _Stale
+        grouped: dict[Any, list[Any]] = {}
         if plan.nkeys == 1:
-            by_key = {r[1]: r[skip:] for r in found}
+            for r in found:
+                grouped.setdefault(r[1], []).append(r[skip:])
         else:
-            by_key = {r[1:skip]: r[skip:] for r in found}
+            for r in found:
+                grouped.setdefault(r[1:skip], []).append(r[skip:])
         empty = (None,) * len(plan.decoders)
-        ordered = [by_key.get(key, empty) for key in keys]
+        ordered = []
+        for key in keys:
+            rows = grouped.get(key)
+            best = self._best(plan, rows, at_us) if rows else None
+            ordered.append(empty if best is None else tuple(best[p] for p in plan.positions))
         columns = [list(c) for c in zip(*ordered, strict=True)] if ordered else [[] for _ in plan.decoders]
         if not plan.plain:
             for i, d in enumerate(plan.decoders):
                 if d is not None:
                     columns[i] = [None if v is None else d(v) for v in columns[i]]
         return plan.table, columns
+
+    @staticmethod
+    def _best(plan: _Plan, rows: list[Any], at_us: int) -> Any:
+        if len(rows) > 1 and plan.lists:  # float lists compare element by element, not as bytes
+            decode = DECODERS["list<float>"]
+            assert decode is not None
+            rows = [list(r) for r in rows]
+            for r in rows:
+                for p in plan.lists:
+                    if r[p] is not None:
+                        r[p] = decode(r[p])
+            best = best_row(rows, at_us, plan.ttl, plan.width)
+            if best is not None:  # back to the stored form the plan decodes
+                best = list(best)
+                for p in plan.lists:
+                    if best[p] is not None:
+                        best[p] = _blob_of(best[p])
+            return best
+        return best_row(rows, at_us, plan.ttl, plan.width)
 
     # -- materialization -----------------------------------------------------------------
     @contextmanager
@@ -303,17 +372,27 @@ class SQLiteStore:
             con.close()
 
     def _version_tables(self, con: sqlite3.Connection, view: str) -> dict[int, str]:
-        pattern = re.compile(rf"^{re.escape(view)}__v(\d+)$")
+        """Version → its table (of materialized rows), for every version in the file."""
+        pattern = re.compile(rf"^{re.escape(view)}__v(\d+)(?:__rows)?$")
         out = {}
         for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
             m = pattern.match(name)
             if m:
-                out[int(m.group(1))] = name
+                out[int(m.group(1))] = f"{view}__v{m.group(1)}"
         return out
 
-    def begin(self, table: OnlineTable, *, lease: Lease, base: OnlineTable | None = None) -> SQLiteWriter:
+    def begin(
+        self,
+        table: OnlineTable,
+        *,
+        lease: Lease,
+        base: OnlineTable | None = None,
+        covered: Collection[int] = (),
+    ) -> SQLiteWriter:
         """Start writing a new version of ``table.view``: an empty table (or a copy of ``base``'s
-        rows within the TTL, for an incremental run) that readers do not see until ``switch()``."""
+        rows within the TTL, for an incremental run) that readers do not see until ``switch()``,
+        and an empty table for the rows pushed into it. ``covered``: the push-journal entries
+        the run's offline read holds (the switch replays the others)."""
         view = table.view
         if view.startswith(("__jf_", "sqlite_")):
             raise OnlineStoreError(
@@ -333,7 +412,10 @@ class SQLiteStore:
                 for v, name in existing.items():  # garbage of runs that died
                     if current is None or v != current.version:
                         con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
+                        con.execute(f"DROP TABLE IF EXISTS {quote(rows_name(view, v))}")
                 con.execute(create_sql(new, table))
+                for statement in create_rows_sql(rows_name(view, version), table):
+                    con.execute(statement)
                 if upsert and current is not None:
                     where = (
                         f" WHERE {EVENT_TS} >= {int(table.cutoff_us)}" if table.cutoff_us is not None else ""
@@ -343,14 +425,18 @@ class SQLiteStore:
                     )
         except BaseException as exc:
             _drop_quietly(con, new)
+            _drop_quietly(con, new and new + "__rows")
             con.close()
             if isinstance(exc, sqlite3.Error):
                 raise self.write_error(view, exc) from exc
             raise
         previous = existing.get(current.version) if current is not None else None
-        return SQLiteWriter(
+        writer = SQLiteWriter(
             self, con, table.with_version(version, 0), lease, new, upsert=upsert, previous=previous
         )
+        writer.covered = frozenset(covered)
+        writer.since_us = base.end_us if upsert and base is not None else None
+        return writer
 
     def resume(self, handle: WriterHandle) -> SQLiteWriter:
         """A writer of more rows into the version ``handle`` names, in another process."""
@@ -364,24 +450,84 @@ class SQLiteStore:
             owner=False,
         )
 
-    def write_error(self, view: str, exc: sqlite3.Error) -> OnlineStoreError:
+    # -- pushes ----------------------------------------------------------------------------
+    def identity(self) -> str:
+        """This store's identity (kept in the file), which push logs record."""
+        con = self._con()
+        try:
+            with _transaction(con):
+                ensure_push_schema(con)
+                return store_identity(con)
+        except sqlite3.Error as exc:
+            raise self._failed("reading the store's identity", exc) from exc
+
+    def push(self, view: str, rows: pa.Table) -> PushReceipt:
+        """Add ``rows`` (keys, event time, [created,] features, as a view computes them) to the
+        version readers see now, and to the push journal, in one transaction: the next read
+        sees all of them or, if it fails, none."""
+        con = self._con()
+        table = self._table(view, refresh=True)
+        for _ in range(5):
+            pairs = push_rows_of(canonical_rows(rows, table), table)
+            if not pairs:
+                return PushReceipt(view, table.version, None, 0)
+            try:
+                with _transaction(con):
+                    ensure_push_schema(con)
+                    current = self._meta(con, view)
+                    if current is None:
+                        raise self._not_materialized(view)
+                    if current.version != table.version:
+                        table = current  # switched since: encode for the version now served
+                        raise _Stale
+                    seq = journal(con, view, table, pairs)
+                    insert_pushed(con, rows_name(view, table.version), table, pairs, seq)
+            except _Stale:
+                continue
+            except sqlite3.Error as exc:
+                raise self.write_error(view, exc, what="pushing to") from exc
+            return PushReceipt(view, table.version, seq, len(pairs))
+        raise OnlineStoreError(f"online store {self.url}: '{view}' kept switching during a push; retry")
+
+    def push_state(self, view: str) -> tuple[int, int] | None:
+        """(version served, last push journaled) for ``view``, or None if it is not served: a
+        replica polls it to see switches and pushes."""
+        con = self._con()
+        try:
+            row = con.execute(f"SELECT version FROM {_META} WHERE view = ?", (view,)).fetchone()
+            if row is None:
+                return None
+            last = con.execute(f"SELECT max(seq) FROM {JOURNAL} WHERE view = ?", (view,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return (int(row[0]), 0) if row is not None else None
+            raise self._failed(f"reading the state of '{view}'", exc) from exc
+        return int(row[0]), int(last[0] or 0)
+
+    def write_error(self, view: str, exc: sqlite3.Error, what: str = "materializing") -> OnlineStoreError:
         hint = " (free disk space, then run again)" if "full" in str(exc) else ""
         return OnlineStoreError(
-            f"online store {self.url}: materializing '{view}' failed: {exc}{hint}; "
-            "readers still see the previous version"
+            f"online store {self.url}: {what} '{view}' failed: {exc}{hint}; "
+            + ("readers still see the previous version" if what == "materializing" else "nothing was written")
         )
 
     def switch_version(self, con: sqlite3.Connection, writer: SQLiteWriter) -> OnlineTable:
         """Point readers at ``writer``'s version (the store's part of ``SQLiteWriter.switch``)."""
         view, lease = writer.table.view, writer.lease
+        pushed = rows_name(view, writer.table.version)
         with _transaction(con):
             _renew(con, lease, self.url)
             count = con.execute(f"SELECT count(*) FROM {quote(writer.target)}").fetchone()[0]
             written = writer.table.with_version(writer.table.version, count)
+            # Pushes that reached the store while the run read its rows, and any the run's
+            # offline read does not hold, go into the new version before readers see it.
+            ensure_push_schema(con)
+            replay_journal(con, written, pushed, writer.covered, writer.since_us)
             con.execute(f"DROP VIEW IF EXISTS {quote(view)}")
             con.execute(
                 f"CREATE VIEW {quote(view)} AS SELECT {written.version} AS {_VERSION}, * FROM {quote(writer.target)}"
             )
+            point_pushed_view(con, written, pushed)
             con.execute(
                 f"INSERT OR REPLACE INTO {_META} (view, version, meta) VALUES (?, ?, ?)",
                 (view, written.version, written.to_json()),
@@ -389,6 +535,7 @@ class SQLiteStore:
         if writer.previous is not None:
             try:
                 con.execute(f"DROP TABLE IF EXISTS {quote(writer.previous)}")
+                con.execute(f"DROP TABLE IF EXISTS {quote(writer.previous + '__rows')}")
             except sqlite3.Error:
                 pass  # dropped by the next run
         self._tables[view] = written
@@ -417,14 +564,16 @@ class SQLiteWriter:
         self.upsert = upsert
         self.previous = previous
         self.owner = owner  # began the version here: may switch or abort it
+        self.covered: frozenset[int] = frozenset()  # push-journal entries the run's rows hold
+        self.since_us: int | None = None  # an incremental run's watermark
         self._con: sqlite3.Connection | None = con
-        columns = [*table.entity, EVENT_TS, *table.feature_names]
+        columns = [*table.entity, *table.row_columns]
         verb = "INSERT OR REPLACE" if upsert else "INSERT"
         self._insert = (
             f"{verb} INTO {quote(target)} ({', '.join(quote(c) for c in columns)}) "
             f"VALUES ({', '.join('?' * len(columns))})"
         )
-        self._types = [*table.key_types, "int64", *(f.type for f in table.features)]
+        self._types = [*table.key_types, "int64", *(["int64"] if table.created else []), *(f.type for f in table.features)]
 
     def _connection(self) -> sqlite3.Connection:
         if self._con is None:
@@ -485,6 +634,7 @@ class SQLiteWriter:
         """Drop the half-written version; readers keep the previous one."""
         if self._con is not None and self.owner:
             _drop_quietly(self._con, self.target)
+            _drop_quietly(self._con, self.target + "__rows")
         self._close()
 
     def close(self) -> None:
@@ -531,6 +681,15 @@ def _drop_quietly(con: sqlite3.Connection, table: str | None) -> None:
         con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
     except sqlite3.Error:
         pass  # left unreferenced; the next run drops it
+
+
+def _blob_of(values: list[float]) -> bytes:
+    from array import array
+
+    data = array("d", [float("nan") if v is None else v for v in values])
+    if sys.byteorder == "big":
+        data.byteswap()
+    return data.tobytes()
 
 
 class _Stale(Exception):

@@ -7,7 +7,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..sqltext import EVENT_TS, quote
+from ..sqltext import CREATED_TS, EVENT_TS, quote
 from ..times import micros_to_datetime
 from .layout import OnlineTable
 
@@ -66,6 +66,8 @@ def create_sql(name: str, table: OnlineTable) -> str:
         single_int = len(keys) == 1 and t == "int64"
         cols.append(f"{quote(k)} {'INTEGER PRIMARY KEY' if single_int else SQL_TYPES[t] + ' NOT NULL'}")
     cols.append(f"{EVENT_TS} INTEGER")
+    if table.created:
+        cols.append(f"{CREATED_TS} INTEGER")
     cols += [f"{quote(f.name)} {SQL_TYPES.get(f.type, 'TEXT')}" for f in table.features]
     if len(keys) == 1 and table.key_types[0] == "int64":
         return f"CREATE TABLE {quote(name)} ({', '.join(cols)})"

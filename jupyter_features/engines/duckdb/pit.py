@@ -16,7 +16,7 @@ features from the tie-broken rows at the matched (keys, event time) pairs.
 from __future__ import annotations
 
 from ...featureview import ViewJoin
-from ...sqltext import EVENT_TS, LABEL_TS, LABELS, RESULT, ROW, quote
+from ...sqltext import CREATED_TS, EVENT_TS, LABEL_TS, LABELS, RESULT, ROW, quote
 from ...times import duration_micros
 
 __all__ = [
@@ -65,20 +65,24 @@ def _source_rows(join: ViewJoin, columns: list[str], *, where: str = "", among: 
     )
 
 
-def _view_columns(join: ViewJoin) -> list[str]:
-    """keys..., EVENT_TS, features..."""
-    return [*map(_src, join.entity), f"{_event_ts(join)} AS {EVENT_TS}", *map(_src, join.features)]
+def _view_columns(join: ViewJoin, created: bool = False) -> list[str]:
+    """keys..., EVENT_TS, [CREATED_TS,] features..."""
+    cols = [*map(_src, join.entity), f"{_event_ts(join)} AS {EVENT_TS}"]
+    if created and join.created_timestamp:
+        cols.append(f"CAST({_src(join.created_timestamp)} AS TIMESTAMP) AS {CREATED_TS}")
+    return cols + list(map(_src, join.features))
 
 
-def dedup_sql(join: ViewJoin, *, where: str = "", among: str = "") -> str:
-    """The view's rows, one per (keys, event time), with the event time cast to TIMESTAMP."""
+def dedup_sql(join: ViewJoin, *, where: str = "", among: str = "", created: bool = False) -> str:
+    """The view's rows, one per (keys, event time), with the event time cast to TIMESTAMP
+    (and the created timestamp as ``CREATED_TS`` with ``created``)."""
     order = []
     if join.created_timestamp:
         order.append(f"{_src(join.created_timestamp)} DESC NULLS LAST")
     order += [f"{_src(f)} DESC NULLS LAST" for f in join.features]
     partition = ", ".join([*map(_src, join.entity), _event_ts(join)])
     return (
-        _source_rows(join, _view_columns(join), where=where, among=among)
+        _source_rows(join, _view_columns(join, created), where=where, among=among)
         + f" QUALIFY row_number() OVER (PARTITION BY {partition} ORDER BY {', '.join(order) or '1'}) = 1"
     )
 
@@ -162,16 +166,19 @@ def tie_fix_sql(joins: list[ViewJoin], tied: list[int]) -> str:
 
 
 def latest_sql(join: ViewJoin, *, end_literal: str, since_literal: str | None = None) -> str:
-    """The latest row per entity as of ``end`` (TTL applied at ``end``), for materialization."""
+    """The latest row per entity as of ``end`` (TTL applied at ``end``), for materialization; with
+    its created timestamp (``CREATED_TS``) when the view has one, for online stores' tie-break."""
     where = f"CAST({quote(join.timestamp)} AS TIMESTAMP) <= {end_literal}"
     if since_literal is not None:
         where += f" AND CAST({quote(join.timestamp)} AS TIMESTAMP) > {since_literal}"
     keys = ", ".join(quote(k) for k in join.entity)
-    inner = dedup_sql(join, where=where)
+    inner = dedup_sql(join, where=where, created=True)
     ttl_filter = ""
     if join.ttl is not None:
         ttl_filter = f"WHERE {EVENT_TS} >= {end_literal} - to_microseconds({duration_micros(join.ttl)}) "
     feats = "".join(f", {quote(f)}" for f in join.features)
+    if join.created_timestamp:
+        feats = f", {CREATED_TS}{feats}"
     return (
         f"SELECT {keys}, {EVENT_TS}{feats} FROM ({inner}) {ttl_filter}"
         f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {EVENT_TS} DESC) = 1"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import EngineError, LabelFrameError, SourceError
 from ...featureview import ViewJoin
 from ...sources import Source, format_of
-from ...sqltext import EVENT_TS, LABEL_TS, ROW
+from ...sqltext import CREATED_TS, EVENT_TS, LABEL_TS, ROW
 from ...times import duration_micros, naive_utc_column, naive_utc_table
 from ...transpile import transpile
 
@@ -360,8 +360,9 @@ class SparkEngine:
         order = [_col(EVENT_TS).desc(), *self._tie_break(join, _col, descending=True)]
         window = Window.partitionBy(*[_col(k) for k in join.entity]).orderBy(*order)
         ranked = rows.withColumn(_RANK, F.row_number().over(window)).where(F.col(_RANK) == 1)
+        created = [_col(_CREATED).cast("timestamp").alias(CREATED_TS)] if join.created_timestamp else []
         return ranked.select(
-            *[_col(k) for k in join.entity], _col(EVENT_TS), *[_col(f) for f in join.features]
+            *[_col(k) for k in join.entity], _col(EVENT_TS), *created, *[_col(f) for f in join.features]
         )
 
     def latest(self, join: ViewJoin, end: Any, since: Any = None) -> pa.Table:

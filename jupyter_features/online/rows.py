@@ -1,0 +1,90 @@
+"""An entity's stored rows and the value a read at time T gives, in plain Python.
+
+A stored row is a sequence in the order of ``OnlineTable.row_columns``: event time (µs),
+the created timestamp (µs) when the view has one, then every feature in its stored form;
+a pushed row may carry its journal sequence number and position after those. A read at T
+takes the entity's best row with event time <= T — the greatest event time, then the
+greatest created timestamp, then the greatest feature values, nulls losing: the training
+frame's tie-break — and gives nulls when that row is older than T - ttl.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..times import micros_to_datetime
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .layout import OnlineTable
+
+__all__ = ["best_row", "tie_key", "python_values", "row_json", "JSON_DECODERS", "push_rows_of"]
+
+
+def tie_key(row: Sequence[Any], width: int) -> tuple[Any, ...]:
+    """Order of rows at one event time: created, then features, each greater winning, nulls losing."""
+    return tuple((v is not None, v) for v in row[1:width])
+
+
+def best_row(
+    rows: Sequence[Sequence[Any]], at_us: int, ttl_us: int | None, width: int
+) -> Sequence[Any] | None:
+    """The row a read at ``at_us`` gives among ``rows`` (None: no row, or past its TTL);
+    ``width`` is how many leading values take part in the tie-break (time, created, features)."""
+    if len(rows) == 1:
+        best: Sequence[Any] | None = rows[0]
+        if best[0] > at_us:  # type: ignore[index]
+            return None
+    else:
+        best = None
+        for row in rows:
+            ts = row[0]
+            if ts > at_us:
+                continue
+            if best is None or ts > best[0]:
+                best = row
+            elif ts == best[0] and tie_key(row, width) > tie_key(best, width):
+                best = row
+        if best is None:
+            return None
+    if ttl_us is not None and best[0] < at_us - ttl_us:  # type: ignore[index]
+        return None
+    return best
+
+
+def _from_epoch(value: Any) -> Any:
+    return None if value is None else micros_to_datetime(value)
+
+
+#: Stored JSON value (Redis, journals) → the Python value a read returns, per feature type.
+JSON_DECODERS: dict[str, Callable[[Any], Any] | None] = {
+    "int64": None,
+    "float64": None,
+    "string": None,
+    "categorical": None,
+    "bool": None,
+    "timestamp": _from_epoch,
+    "list<float>": None,
+}
+
+
+def python_values(batch: pa.RecordBatch | pa.Table) -> list[list[Any]]:
+    """Columns of a canonical batch as Python lists (µs integers, floats, text, lists)."""
+    return [col.to_pylist() for col in batch.columns]
+
+
+def row_json(row: Sequence[Any]) -> str:
+    """A stored row as the compact JSON array stores keep (NaN has been made null before)."""
+    return json.dumps(list(row), separators=(",", ":"), allow_nan=False)
+
+
+def push_rows_of(canonical: pa.Table, table: OnlineTable) -> list[tuple[tuple[Any, ...], list[Any]]]:
+    """(entity key, stored row) of each canonical row, in order."""
+    columns = python_values(canonical)
+    nkeys = len(table.entity)
+    keys = list(zip(*columns[:nkeys], strict=True))
+    values = list(zip(*columns[nkeys:], strict=True)) if len(columns) > nkeys else [()] * len(keys)
+    return [(k, list(v)) for k, v in zip(keys, values, strict=True)]

@@ -1,0 +1,170 @@
+"""Pushed rows in the SQLite online store: the per-version rows table and the push journal.
+
+- ``"<view>__v<N>__rows"``: rows pushed into version N (keys, event time, [created,]
+  features, the push's journal sequence number and the row's position in it), indexed
+  on (keys, event time). Readers reach the served version's through the SQL view
+  ``"<view>__pushed"``, switched together with ``"<view>"``.
+- ``__jf_online_pushes``: the journal, one entry per push call (view, layout, event-time
+  range, rows as JSON), numbered by an AUTOINCREMENT sequence that never repeats. A run's
+  switch replays into the new version every entry its offline read did not cover, in
+  the same transaction, and trims the covered ones.
+- ``__jf_online_store``: the store's identity, which the workspace's push log records.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import uuid
+from array import array
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from ..sqltext import EVENT_TS, PUSH_ORD, PUSH_SEQ, quote
+from .layout import OnlineTable, is_covered
+from .sqlite_rows import SQL_TYPES
+
+__all__ = [
+    "JOURNAL",
+    "rows_name",
+    "pushed_name",
+    "create_rows_sql",
+    "ensure_push_schema",
+    "store_identity",
+    "insert_pushed",
+    "journal",
+    "replay_journal",
+    "point_pushed_view",
+]
+
+JOURNAL = "__jf_online_pushes"
+_IDENTITY = "__jf_online_store"
+_LITTLE = sys.byteorder == "little"
+
+
+def rows_name(view: str, version: int) -> str:
+    return f"{view}__v{version}__rows"
+
+
+def pushed_name(view: str) -> str:
+    return f"{view}__pushed"
+
+
+def create_rows_sql(name: str, table: OnlineTable) -> list[str]:
+    keys = [f"{quote(k)} {SQL_TYPES[t]} NOT NULL" for k, t in zip(table.entity, table.key_types, strict=True)]
+    types = ["int64", *(["int64"] if table.created else []), *(f.type for f in table.features)]
+    cols = [f"{quote(c)} {SQL_TYPES.get(t, 'TEXT')}" for c, t in zip(table.row_columns, types, strict=True)]
+    index = ", ".join([*(quote(k) for k in table.entity), EVENT_TS])
+    return [
+        f"CREATE TABLE {quote(name)} ({', '.join([*keys, *cols, f'{PUSH_SEQ} INTEGER', f'{PUSH_ORD} INTEGER'])})",
+        f"CREATE INDEX {quote(name + '__k')} ON {quote(name)} ({index})",
+    ]
+
+
+def ensure_push_schema(con: sqlite3.Connection) -> None:
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {JOURNAL} (seq INTEGER PRIMARY KEY AUTOINCREMENT, view TEXT NOT NULL, "
+        "layout TEXT NOT NULL, min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL, rows TEXT NOT NULL)"
+    )
+    con.execute(f"CREATE INDEX IF NOT EXISTS {JOURNAL}__view ON {JOURNAL} (view, seq)")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {_IDENTITY} (id TEXT NOT NULL)")
+
+
+def store_identity(con: sqlite3.Connection) -> str:
+    """The store's identity (made on first use, inside the caller's transaction)."""
+    row = con.execute(f"SELECT id FROM {_IDENTITY}").fetchone()
+    if row is not None:
+        return str(row[0])
+    identity = uuid.uuid4().hex[:16]
+    con.execute(f"INSERT INTO {_IDENTITY} (id) VALUES (?)", (identity,))
+    return identity
+
+
+def _blob(values: Any) -> Any:
+    if values is None:
+        return None
+    data = array("d", [float("nan") if v is None else v for v in values])
+    if not _LITTLE:
+        data.byteswap()
+    return data.tobytes()
+
+
+def _converters(table: OnlineTable) -> list[Any]:
+    """Per stored column after the keys: how a JSON value becomes a SQLite value."""
+    out: list[Any] = [None] * (1 + table.created)
+    for f in table.features:
+        out.append(_blob if f.type == "list<float>" else (int if f.type == "bool" else None))
+    return out
+
+
+def insert_pushed(
+    con: sqlite3.Connection,
+    target: str,
+    table: OnlineTable,
+    rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]],
+    seq: int,
+) -> None:
+    """Insert (key, stored row) pairs into the rows table ``target`` as push ``seq``."""
+    convert = _converters(table)
+    plain = all(c is None for c in convert)
+    ncols = len(table.entity) + len(convert) + 2
+    sql = f"INSERT INTO {quote(target)} VALUES ({', '.join('?' * ncols)})"
+    if plain:
+        data = [(*key, *row, seq, i) for i, (key, row) in enumerate(rows)]
+    else:
+        data = [
+            (*key, *[v if c is None or v is None else c(v) for c, v in zip(convert, row, strict=True)], seq, i)
+            for i, (key, row) in enumerate(rows)
+        ]
+    con.executemany(sql, data)
+
+
+def journal(
+    con: sqlite3.Connection, view: str, table: OnlineTable, rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]]
+) -> int:
+    """Append a push of ``rows`` to the journal; its sequence number."""
+    times = [row[0] for _, row in rows]
+    payload = json.dumps([[*key, *row] for key, row in rows], separators=(",", ":"), allow_nan=False)
+    cur = con.execute(
+        f"INSERT INTO {JOURNAL} (view, layout, min_ts, max_ts, rows) VALUES (?, ?, ?, ?, ?)",
+        (view, table.layout, min(times), max(times), payload),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def replay_journal(
+    con: sqlite3.Connection,
+    table: OnlineTable,
+    target: str,
+    covered: Collection[int],
+    since_us: int | None,
+) -> None:
+    """Inside the switch's transaction: replay into ``target`` (the new version's rows table) every
+    journal entry of ``table.view`` that the run's offline read did not cover; trim the covered
+    ones and those of another layout (their rows cannot go into this version)."""
+    entries = con.execute(
+        f"SELECT seq, layout, min_ts, max_ts, rows FROM {JOURNAL} WHERE view = ? ORDER BY seq", (table.view,)
+    ).fetchall()
+    nkeys = len(table.entity)
+    drop = []
+    for seq, layout, min_ts, max_ts, payload in entries:
+        if layout != table.layout or is_covered(seq, min_ts, max_ts, covered, since_us, table.end_us):
+            drop.append((seq,))
+            continue
+        rows = [(tuple(r[:nkeys]), r[nkeys:]) for r in json.loads(payload)]
+        insert_pushed(con, target, table, rows, seq)
+    if drop:
+        con.executemany(f"DELETE FROM {JOURNAL} WHERE seq = ?", drop)
+
+
+def point_pushed_view(con: sqlite3.Connection, table: OnlineTable, target: str) -> None:
+    """Point ``"<view>__pushed"`` at ``target`` (inside the switch's transaction)."""
+    view = pushed_name(table.view)
+    keys = ", ".join(quote(k) for k in table.entity)
+    cols = ", ".join(quote(c) for c in table.row_columns)
+    con.execute(f"DROP VIEW IF EXISTS {quote(view)}")
+    con.execute(
+        f"CREATE VIEW {quote(view)} AS SELECT {table.version} AS __jf_v, {keys}, {cols}, {PUSH_SEQ}, {PUSH_ORD} "
+        f"FROM {quote(target)}"
+    )
