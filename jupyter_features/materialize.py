@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .engines import LatestRows, OfflineEngine
     from .featureview import FeatureView
     from .online import OnlineStore
+    from .pushes import PushLog
 
 __all__ = [
     "MaterializationResult",
@@ -79,8 +80,13 @@ def materialize_view(
     incremental: bool = False,
     progress: bool = True,
     on_progress: Progress | None = None,
+    pushes: PushLog | None = None,
 ) -> MaterializationResult:
-    """Materialize one view into ``store``; holds the view's lock for the whole run."""
+    """Materialize one view into ``store``; holds the view's lock for the whole run.
+
+    With ``pushes`` (the workspace's push log) the run reads the view's rows together with
+    the pushes logged when it starts, and its switch replays the store's other pushes.
+    """
     started = time.perf_counter()
     end_us = to_micros(end if end is not None else now_utc())
     bar = _progress_bar(view.name) if progress else None
@@ -88,6 +94,11 @@ def materialize_view(
         with store.lock(view.name) as lease:
             previous, since_us = plan_run(store, view, end_us, incremental)
             join = ViewJoin.of(view)
+            covered: frozenset[int] = frozenset()
+            if pushes is not None:
+                identity = store.identity()
+                covered = pushes.covered(view.name, identity)  # listed before the rows are read
+                join = pushes.join(view, join, store=identity, covered=covered, typed=engine.name == "duckdb")
             at = micros_to_datetime(end_us)
             rows = engine.latest_rows(
                 join, at, micros_to_datetime(since_us) if since_us is not None else None
@@ -96,7 +107,9 @@ def materialize_view(
                 since_us = None  # keys changed type: start over with a full run
                 rows = engine.latest_rows(join, at, None)
             table = online_table(view, rows.key_types, end_us)
-            writer = store.begin(table, lease=lease, base=previous if since_us is not None else None)
+            writer = store.begin(
+                table, lease=lease, base=previous if since_us is not None else None, covered=covered
+            )
             try:
                 total = _write(view.name, rows, writer, bar, on_progress)
                 written = writer.switch()

@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 
     from .materialize import MaterializationResult, Progress
     from .online import OnlineResult, OnlineStore
+    from .online.replica import OnlineReplica
     from .preview import FeatureViewPreview
+    from .pushes import PushResult
 
 __all__ = ["Workspace", "workspace", "set_workspace"]
 
@@ -95,6 +97,14 @@ class Workspace:
         # views handed out from the registry, by id (a FeatureView is not hashable)
         self._loaded: weakref.WeakValueDictionary[int, FeatureView] = weakref.WeakValueDictionary()
         self._analysed: dict[Any, FeatureView] = {}  # registry versions checked against these sources
+        self._columns: dict[str, tuple[tuple[str, str], ...]] = {}  # definition hash → output columns
+        from .pushes import PushLog
+
+        self.push_log = PushLog(
+            self.root / ".jupyter_features" / "pushes",
+            register=self._register_internal,
+            columns=self.output_columns,
+        )
         _OPEN.add(self)
 
     # -- basics --------------------------------------------------------------------------
@@ -158,6 +168,25 @@ class Workspace:
             )
         self._sources[name] = registered
         return registered
+
+    def _register_internal(self, source: Source) -> None:
+        """A file source of jupyter-features' own (a push log): readable by feature SQL's sandbox,
+        not listed among the workspace's sources."""
+        with self._lock:
+            registered = self.duckdb.register_source(source)
+            if self.engine is not self.duckdb:
+                self.engine.register_source(registered)
+
+    def output_columns(self, view: FeatureView) -> tuple[tuple[str, str], ...]:
+        """The columns ``view``'s SELECT gives (keys, timestamps, features) and their DuckDB types."""
+        key = view.definition_hash
+        columns = self._columns.get(key)
+        if columns is None:
+            from .engines.duckdb import sandbox_describe
+
+            columns = tuple(sandbox_describe(view.sql, view.schemas))
+            self._columns[key] = columns
+        return columns
 
     def sql(self, query: str) -> pd.DataFrame:
         """Run DuckDB SQL over the registered sources; returns a pandas DataFrame."""
@@ -489,9 +518,45 @@ class Workspace:
                 incremental=incremental,
                 progress=progress,
                 on_progress=on_progress,
+                pushes=self.push_log,
             )  # fmt: skip
             for v in views
         }
+
+    def push(
+        self, view: str, rows: Any, *, to: str = "both", store: str | OnlineStore | None = None
+    ) -> PushResult:
+        """Nearline: add ``rows`` (a DataFrame or list of dicts with the view's keys, timestamp,
+        created timestamp if any, and features) to ``view``.
+
+        ``to="both"`` (default) or ``"online"``: into the version the online store serves, visible
+        to the very next read, all at once; ``"both"`` or ``"offline"``: appended to the
+        workspace's push log, which training frames and materialization read with the view's
+        rows. Everything is validated first: a refused push writes nothing.
+        """
+        from .pushes import PushError, push_rows
+
+        if to not in ("both", "online", "offline"):
+            raise PushError(f"push to feature view '{view}': to={to!r} is not one of both, online, offline")
+        base, _, version = view.partition("@")
+        target = self.get_view(base, int(version) if version.isdigit() else None)
+        online = None
+        if to != "offline":
+            online = self.online_store(store) if store is None or isinstance(store, str) else store
+        return push_rows(
+            target, rows, to=to, columns=self.output_columns(target), store=online, log=self.push_log
+        )
+
+    def online_replica(
+        self, views: Sequence[str] | str, *, store: str | None = None, poll: float = 0.002
+    ) -> OnlineReplica:
+        """An in-process, RAM-backed copy of the versions ``store`` serves for ``views``, following
+        switches and pushes; ``replica.get(refs, entity_rows, at=None)`` reads it like
+        ``online_features``. Close it (or use it as a context manager) when done."""
+        from .online.replica import OnlineReplica
+
+        names = [views] if isinstance(views, str) else list(views)
+        return OnlineReplica(self.online_store(store).url, names, poll=poll)
 
     def online_features(
         self,
@@ -604,7 +669,8 @@ class Workspace:
                     )
                 outputs[out] = f"{view.name}:{f}"
                 outs.append(out)
-            joins.append(ViewJoin.of(view, names, outs))
+            join = ViewJoin.of(view, names, outs)
+            joins.append(self.push_log.join(view, join, typed=self.engine is self.duckdb))
         return joins
 
 

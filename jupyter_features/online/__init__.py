@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .canonical import canonical_rows
-from .layout import Lease, OnlineTable, PushReceipt, WriterHandle
+from .layout import Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle
 from .reads import read_features
 from .result import OnlineResult
 from .stores import STORES, open_store
@@ -28,6 +28,7 @@ __all__ = [
     "Lease",
     "WriterHandle",
     "PushReceipt",
+    "Snapshot",
     "canonical_rows",
     "open_store",
     "read_features",
@@ -119,6 +120,14 @@ class OnlineStore(Protocol):
 
     def push_state(self, view: str) -> tuple[int, int] | None:
         """(version served, last push journaled), or None when ``view`` is not served here."""
+        ...
+
+    def snapshot(self, view: str) -> Snapshot:
+        """Every row of the version served now and the last push journaled before reading it."""
+        ...
+
+    def pushes_since(self, view: str, table: OnlineTable, seq: int) -> list[tuple[int, dict[str, list[Any]]]]:
+        """Pushes journaled after ``seq`` in ``table``'s layout: (seq, rows by encoded key)."""
         ...
 
     def resume(self, handle: WriterHandle) -> VersionWriter:

@@ -20,6 +20,7 @@ __all__ = [
     "Lease",
     "WriterHandle",
     "PushReceipt",
+    "Snapshot",
     "KEY_SEP",
     "encode_key",
     "key_type_of",
@@ -62,7 +63,6 @@ def is_covered(
     """Whether a run's offline read holds every row of journal entry ``seq``: the run saw its
     push-log file, and its rows' event times are all in the run's range (since, end]."""
     return seq in covered and max_ts <= end_us and (since_us is None or min_ts > since_us)
-
 
 
 def redact(url: str) -> str:
@@ -277,6 +277,16 @@ class PushReceipt:
     version: int
     seq: int | None  # None when there was nothing to push
     rows: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every row of a served version by encoded entity key (stored JSON form: times in µs), and
+    the last push journaled when it was read."""
+
+    table: OnlineTable
+    rows: dict[str, list[Any]]
+    seq: int
 
 
 @dataclass(frozen=True)

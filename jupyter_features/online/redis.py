@@ -34,8 +34,8 @@ from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStore
 from ..sqltext import quote
 from ..times import micros_to_datetime
 from .canonical import canonical_rows
-from .layout import KEY_SEP, Lease, OnlineTable, PushReceipt, WriterHandle, encode_key, redact
-from .redis_push import PUSH, SWITCH, covered_entries, encode_push
+from .layout import KEY_SEP, Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle, encode_key, redact
+from .redis_push import PUSH, SWITCH, covered_entries, encode_push, journal_since, read_snapshot
 from .rows import best_row, push_rows_of
 
 if TYPE_CHECKING:
@@ -432,7 +432,9 @@ class RedisStore:
                 return PushReceipt(view, table.version, None, 0)
             encoded = [(encode_key(k, table.key_types), row) for k, row in pairs]
             args, low, high = encode_push(encoded, table)
-            pointer = str(table.version) if table.base_version is None else f"{table.version}:{table.base_version}"
+            pointer = (
+                str(table.version) if table.base_version is None else f"{table.version}:{table.base_version}"
+            )
             try:
                 ok, value = ks.script(
                     PUSH, keys,
@@ -459,6 +461,39 @@ class RedisStore:
         if pointer is None:
             return None
         return _pointer_version(pointer), int(seq or 0)
+
+    def snapshot(self, view: str) -> Snapshot:
+        """Every row of the version served now, and the push counter read before them: pushes
+        that land during the scan come again from ``pushes_since`` (rows carry their push's
+        number and position, so a replica counts each once)."""
+        import redis as redis_lib
+
+        try:
+            for _ in range(10):
+                state = self.push_state(view)
+                if state is None:
+                    raise self._missing(view)
+                table = self._meta(view, state[0])
+                rows = read_snapshot(self.ks, view, table)
+                after = self.push_state(view)
+                if after is not None and after[0] == table.version:
+                    return Snapshot(table, rows, state[1])
+        except redis_lib.RedisError as exc:
+            raise self.ks.failed(f"reading '{view}'", exc) from exc
+        raise OnlineStoreError(f"online store {self.url}: '{view}' kept switching while being read; retry")
+
+    def pushes_since(self, view: str, table: OnlineTable, seq: int) -> list[tuple[int, dict[str, list[Any]]]]:
+        """The pushes of ``view`` journaled after ``seq`` (in ``table``'s layout), rows by encoded key."""
+        import redis as redis_lib
+
+        try:
+            return journal_since(self.ks, view, table, seq)
+        except redis_lib.RedisError as exc:
+            raise self.ks.failed(f"reading the pushes of '{view}'", exc) from exc
+
+    def events_channel(self, view: str) -> str:
+        """The channel on which pushes and switches of ``view`` are published."""
+        return self.ks.key(view, "events")
 
     def remember(self, table: OnlineTable) -> None:
         """Cache ``table`` as the version of its view that readers see now."""

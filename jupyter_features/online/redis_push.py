@@ -77,9 +77,7 @@ return 1
 """
 
 
-def encode_push(
-    pairs: Sequence[tuple[str, Sequence[Any]]], table: OnlineTable
-) -> tuple[list[str], int, int]:
+def encode_push(pairs: Sequence[tuple[str, Sequence[Any]]], table: OnlineTable) -> tuple[list[str], int, int]:
     """(field, rows text) arguments of the push script for (encoded key, stored row) pairs, each
     row followed by the push's sequence number (``SEQ_MARK``) and its position; the time range."""
     import json
@@ -110,4 +108,35 @@ def covered_entries(
         seq, low, high, _ = (raw.decode() if isinstance(raw, bytes) else raw).split(":", 3)
         if is_covered(int(seq), int(low), int(high), covered, since_us, table.end_us):
             out.append(seq)
+    return out
+
+
+def _rows_of(raw: bytes) -> list[Any]:
+    import json
+
+    return list(json.loads(b"[" + raw + b"]"))
+
+
+def read_snapshot(ks: Keyspace, view: str, table: OnlineTable) -> dict[str, list[Any]]:
+    """Every field of the version ``table`` (and of its base, for a layered one) as rows."""
+    raw: dict[bytes, bytes] = {}
+    for field, value in ks.client.hscan_iter(ks.key(view, f"v{table.version}"), count=2000):
+        raw[field] = value
+    if table.base_version is not None:
+        for field, value in ks.client.hscan_iter(ks.key(view, f"v{table.base_version}"), count=2000):
+            raw.setdefault(field, value)
+    return {field.decode(): _rows_of(value) for field, value in raw.items()}
+
+
+def journal_since(
+    ks: Keyspace, view: str, table: OnlineTable, seq: int
+) -> list[tuple[int, dict[str, list[Any]]]]:
+    """Journal entries of ``view`` after ``seq`` in ``table``'s layout: (seq, rows by field)."""
+    out = []
+    for member in ks.client.zrangebyscore(ks.key(view, "journal"), seq + 1, "+inf"):
+        entry, _, _, layout = member.decode().split(":", 3)
+        if layout != table.layout:
+            continue
+        fields = ks.client.hgetall(ks.key(view, f"j:{entry}"))
+        out.append((int(entry), {f.decode(): _rows_of(v) for f, v in fields.items()}))
     return out

@@ -31,7 +31,7 @@ from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStore
 from ..sqlite_files import use_wal
 from ..sqltext import EVENT_TS, quote
 from .canonical import canonical_rows
-from .layout import Lease, OnlineTable, PushReceipt, WriterHandle
+from .layout import Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle, encode_key
 from .rows import best_row, push_rows_of
 from .sqlite_push import (
     JOURNAL,
@@ -39,8 +39,10 @@ from .sqlite_push import (
     ensure_push_schema,
     insert_pushed,
     journal,
+    journal_since,
     point_pushed_view,
     pushed_name,
+    read_snapshot,
     replay_journal,
     rows_name,
     store_identity,
@@ -504,6 +506,35 @@ class SQLiteStore:
             raise self._failed(f"reading the state of '{view}'", exc) from exc
         return int(row[0]), int(last[0] or 0)
 
+    def snapshot(self, view: str) -> Snapshot:
+        """Every row of the version served now (materialized and pushed) with the last push
+        journaled, read in one transaction: what a replica loads."""
+        con = self._connect()
+        try:
+            con.execute("BEGIN")
+            table = self._meta(con, view)
+            if table is None:
+                raise self._not_materialized(view)
+            rows = read_snapshot(con, table)
+            try:
+                last = con.execute(f"SELECT max(seq) FROM {JOURNAL} WHERE view = ?", (view,)).fetchone()[0]
+            except sqlite3.OperationalError:
+                last = None
+            con.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._failed(f"reading '{view}'", exc) from exc
+        finally:
+            con.close()
+        return Snapshot(table, {encode_key(k, table.key_types): v for k, v in rows.items()}, int(last or 0))
+
+    def pushes_since(self, view: str, table: OnlineTable, seq: int) -> list[tuple[int, dict[str, list[Any]]]]:
+        """The pushes of ``view`` journaled after ``seq`` (in ``table``'s layout), rows by encoded key."""
+        try:
+            entries = journal_since(self._con(), table, seq)
+        except sqlite3.Error as exc:
+            raise self._failed(f"reading the pushes of '{view}'", exc) from exc
+        return [(s, {encode_key(k, table.key_types): v for k, v in rows.items()}) for s, rows in entries]
+
     def write_error(self, view: str, exc: sqlite3.Error, what: str = "materializing") -> OnlineStoreError:
         hint = " (free disk space, then run again)" if "full" in str(exc) else ""
         return OnlineStoreError(
@@ -573,7 +604,12 @@ class SQLiteWriter:
             f"{verb} INTO {quote(target)} ({', '.join(quote(c) for c in columns)}) "
             f"VALUES ({', '.join('?' * len(columns))})"
         )
-        self._types = [*table.key_types, "int64", *(["int64"] if table.created else []), *(f.type for f in table.features)]
+        self._types = [
+            *table.key_types,
+            "int64",
+            *(["int64"] if table.created else []),
+            *(f.type for f in table.features),
+        ]
 
     def _connection(self) -> sqlite3.Connection:
         if self._con is None:

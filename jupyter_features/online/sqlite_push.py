@@ -36,6 +36,8 @@ __all__ = [
     "journal",
     "replay_journal",
     "point_pushed_view",
+    "read_snapshot",
+    "journal_since",
 ]
 
 JOURNAL = "__jf_online_pushes"
@@ -114,14 +116,22 @@ def insert_pushed(
         data = [(*key, *row, seq, i) for i, (key, row) in enumerate(rows)]
     else:
         data = [
-            (*key, *[v if c is None or v is None else c(v) for c, v in zip(convert, row, strict=True)], seq, i)
+            (
+                *key,
+                *[v if c is None or v is None else c(v) for c, v in zip(convert, row, strict=True)],
+                seq,
+                i,
+            )
             for i, (key, row) in enumerate(rows)
         ]
     con.executemany(sql, data)
 
 
 def journal(
-    con: sqlite3.Connection, view: str, table: OnlineTable, rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]]
+    con: sqlite3.Connection,
+    view: str,
+    table: OnlineTable,
+    rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]],
 ) -> int:
     """Append a push of ``rows`` to the journal; its sequence number."""
     times = [row[0] for _, row in rows]
@@ -168,3 +178,54 @@ def point_pushed_view(con: sqlite3.Connection, table: OnlineTable, target: str) 
         f"CREATE VIEW {quote(view)} AS SELECT {table.version} AS __jf_v, {keys}, {cols}, {PUSH_SEQ}, {PUSH_ORD} "
         f"FROM {quote(target)}"
     )
+
+
+def _json_form(table: OnlineTable) -> list[Any]:
+    """Per stored column after the keys: how a SQLite value becomes its JSON (journal) form."""
+    from .sqlite_rows import DECODERS
+
+    out: list[Any] = [None] * (1 + table.created)
+    for f in table.features:
+        out.append(
+            DECODERS["list<float>"] if f.type == "list<float>" else (bool if f.type == "bool" else None)
+        )
+    return out
+
+
+def read_snapshot(con: sqlite3.Connection, table: OnlineTable) -> dict[tuple[Any, ...], list[list[Any]]]:
+    """Every row of the served version (materialized and pushed), by entity key, in the journal's
+    JSON form; run inside a read transaction, with ``table`` read in it."""
+    nkeys = len(table.entity)
+    keys = ", ".join(quote(k) for k in table.entity)
+    cols = ", ".join(quote(c) for c in table.row_columns)
+    convert = _json_form(table)
+    out: dict[tuple[Any, ...], list[list[Any]]] = {}
+    queries = (
+        f"SELECT {keys}, {cols} FROM {quote(table.view)}",
+        f"SELECT {keys}, {cols}, {PUSH_SEQ}, {PUSH_ORD} FROM {quote(pushed_name(table.view))}",
+    )
+    for query in queries:
+        for r in con.execute(query):
+            row = [v if c is None or v is None else c(v) for c, v in zip(convert, r[nkeys:], strict=False)]
+            row += r[nkeys + len(convert) :]
+            out.setdefault(tuple(r[:nkeys]), []).append(row)
+    return out
+
+
+def journal_since(
+    con: sqlite3.Connection, table: OnlineTable, seq: int
+) -> list[tuple[int, dict[tuple[Any, ...], list[list[Any]]]]]:
+    """Journal entries of ``table.view`` after ``seq`` in ``table``'s layout: (seq, rows by key),
+    each row followed by its seq and position (as the rows table holds them)."""
+    nkeys = len(table.entity)
+    out = []
+    for entry, layout, payload in con.execute(
+        f"SELECT seq, layout, rows FROM {JOURNAL} WHERE view = ? AND seq > ? ORDER BY seq", (table.view, seq)
+    ):
+        if layout != table.layout:
+            continue
+        rows: dict[tuple[Any, ...], list[list[Any]]] = {}
+        for i, r in enumerate(json.loads(payload)):
+            rows.setdefault(tuple(r[:nkeys]), []).append([*r[nkeys:], entry, i])
+        out.append((int(entry), rows))
+    return out

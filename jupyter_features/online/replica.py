@@ -1,0 +1,294 @@
+"""An in-process, RAM-backed replica of the versions an online store serves.
+
+The replica loads each view's served version into a dict (encoded entity key → the
+entity's rows, values decoded once), then follows the store: a thread polls the store's
+pointer and push counter every ``poll`` seconds (and, on Redis, wakes on the ``events``
+channel's messages), reloading a view when its version switches and applying pushes as
+they are journaled. Every change builds a new state and swaps one reference, so a read
+never sees a mix of two versions, nor half a push.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import FeatureReferenceError, OnlineStoreError
+from ..refs import group_refs
+from .layout import OnlineTable, encode_key
+from .result import OnlineResult
+from .rows import JSON_DECODERS, best_row
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["OnlineReplica"]
+
+
+@dataclass(frozen=True)
+class _State:
+    """One view as the replica serves it: the version, its rows, the last push applied."""
+
+    table: OnlineTable
+    base: dict[str, list[Any]]  # as loaded
+    overlay: dict[str, list[Any]]  # entities changed by pushes since, with all their rows
+    seq: int
+    loaded_at: float  # time.monotonic() when this state was built
+    positions: dict[Any, list[int]] = field(default_factory=dict)  # requested features → row positions
+
+    def positions_of(self, names: tuple[str, ...] | None) -> list[int]:
+        found = self.positions.get(names)
+        if found is None:
+            first = 1 + self.table.created
+            found = self.positions[names] = [first + i for i in self.table.feature_index(names)]
+        return found
+
+
+class OnlineReplica:
+    """A RAM copy of ``views`` from the online store at ``url``, kept up to date by a thread.
+
+    ``get(refs, entity_rows, at=None)`` answers like ``ws.online_features`` (an OnlineResult);
+    ``close()`` stops following (also as a context manager).
+    """
+
+    def __init__(self, url: str, views: Sequence[str], *, poll: float = 0.002) -> None:
+        from .stores import open_store
+
+        if not views:
+            raise FeatureReferenceError("online_replica: name at least one feature view, e.g. ['user_spend']")
+        self.url = url
+        self.poll = poll
+        self.views = list(dict.fromkeys(views))
+        self._store = open_store(url)
+        self._states: dict[str, _State] = {}
+        self._plans: dict[Any, Any] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.error: Exception | None = None  # the last error of the following thread
+        #: (view, version or push seq, seconds from noticing to serving) of recent changes
+        self.applied: list[tuple[str, str, int, float]] = []
+        for view in self.views:
+            self._load(view)
+        self._pubsub: Any = None
+        self._listener: Any = None
+        channel = getattr(self._store, "events_channel", None)
+        if channel is not None:
+            self._subscribe([channel(v) for v in self.views])
+        self._thread = threading.Thread(target=self._follow, name="jf-online-replica", daemon=True)
+        self._thread.start()
+
+    # -- reads -------------------------------------------------------------------------
+    def get(
+        self,
+        refs: Sequence[str] | str,
+        entity_rows: Sequence[Mapping[str, Any]],
+        at: Any = None,
+    ) -> OnlineResult:
+        """Feature values of ``entity_rows`` as of ``at`` (default now), from memory."""
+        key = refs if isinstance(refs, str) else tuple(refs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(key)
+        if at is None:
+            at_us = time.time_ns() // 1000
+        else:
+            from .reads import at_micros
+
+            at_us = at_micros(at)
+        states = self._states
+        columns: dict[str, list[Any]] = {}
+        parts = []
+        for view, pinned, names in plan:
+            state = states[view]
+            table = state.table
+            if pinned is not None and table.view_version != pinned:
+                raise OnlineStoreError(
+                    f"feature view '{view}' version {pinned} is not what the replica of {self.url} serves "
+                    f"(it serves version {table.view_version}); materialize '{view}@{pinned}' or drop the pin"
+                )
+            feats = state.positions_of(names)
+            out: list[list[Any]] = [[] for _ in feats]
+            base, overlay, ttl, width, types = (
+                state.base,
+                state.overlay,
+                table.ttl_us,
+                len(table.row_columns),
+                table.key_types,
+            )
+            single = len(table.entity) == 1
+            for row in entity_rows:
+                try:
+                    if single:
+                        value = row[table.entity[0]]
+                        k = value if type(value) is str else encode_key((value,), types)
+                    else:
+                        k = encode_key([row[e] for e in table.entity], types)
+                except (KeyError, TypeError):
+                    table.keys_of([row])  # raises the clear error
+                    raise
+                except ValueError:
+                    k = "\x00unmatchable"
+                rows = overlay.get(k) if overlay else None
+                if rows is None:
+                    rows = base.get(k)
+                best = best_row(rows, at_us, ttl, width) if rows else None
+                if best is None:
+                    for column in out:
+                        column.append(None)
+                else:
+                    for column, p in zip(out, feats, strict=True):
+                        column.append(best[p])
+            feature_names = names if names is not None else table.feature_names
+            for name, column in zip(feature_names, out, strict=True):
+                columns[f"{view}__{name}"] = column
+            parts.append((table, feature_names))
+        return OnlineResult(columns, entity_rows, parts)
+
+    def _plan(self, refs: tuple[str, ...] | str) -> list[tuple[str, int | None, tuple[str, ...] | None]]:
+        groups = group_refs([refs] if isinstance(refs, str) else list(refs))
+        plan = []
+        for (view, version), wanted in groups.items():
+            if view not in self._states:
+                raise FeatureReferenceError(
+                    f"feature view '{view}' is not in this replica (it holds {', '.join(self.views)}); "
+                    f"open one with ws.online_replica([..., '{view}'])"
+                )
+            names = None if "*" in wanted else tuple(wanted)
+            self._states[view].positions_of(names)  # unknown features fail here
+            plan.append((view, version, names))
+        if len(self._plans) > 1024:
+            self._plans.clear()
+        self._plans[refs] = plan
+        return plan
+
+    # -- following the store -------------------------------------------------------------
+    def _decode(self, table: OnlineTable, rows: list[Any]) -> list[Any]:
+        first = 1 + table.created
+        decoders: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, f in enumerate(table.features):
+            decode = JSON_DECODERS.get(f.type)
+            if decode is not None:
+                decoders.append((first + i, decode))
+        if not decoders:
+            return [tuple(r) for r in rows]
+        out = []
+        for r in rows:
+            r = list(r)
+            for p, d in decoders:
+                if r[p] is not None:
+                    r[p] = d(r[p])
+            out.append(tuple(r))
+        return out
+
+    def _load(self, view: str) -> None:
+        started = time.monotonic()
+        snap = self._store.snapshot(view)
+        table = snap.table
+        base = {k: self._decode(table, rows) for k, rows in snap.rows.items()}
+        state = _State(table, base, {}, snap.seq, started)
+        state = self._with_pushes(state, self._store.pushes_since(view, table, snap.seq))
+        self._states = {**self._states, view: state}
+        self.applied.append((view, "version", table.version, time.monotonic() - started))
+        del self.applied[:-100]
+
+    def _with_pushes(self, state: _State, entries: list[tuple[int, dict[str, list[Any]]]]) -> _State:
+        if not entries:
+            return state
+        table = state.table
+        width = len(table.row_columns)
+        overlay = dict(state.overlay)
+        seq = state.seq
+        for entry, by_key in entries:
+            for k, rows in by_key.items():
+                current = overlay.get(k)
+                if current is None:
+                    current = list(state.base.get(k, ()))
+                else:
+                    current = list(current)
+                seen = {tuple(r[width:]) for r in current if len(r) > width}
+                for r in self._decode(table, rows):
+                    if tuple(r[width:]) not in seen:  # a scan may have caught it already
+                        current.append(r)
+                overlay[k] = current
+            seq = max(seq, entry)
+        return _State(table, state.base, overlay, seq, state.loaded_at)
+
+    def _refresh(self, view: str) -> None:
+        state = self._states[view]
+        current = self._store.push_state(view)
+        if current is None:
+            return  # no longer served here: keep serving what was loaded
+        version, seq = current
+        if version != state.table.version:
+            self._load(view)
+        elif seq > state.seq:
+            started = time.monotonic()
+            entries = self._store.pushes_since(view, state.table, state.seq)
+            new = self._with_pushes(state, entries)
+            if len(new.overlay) > max(1024, len(new.base) // 4):  # fold pushes into the base now and then
+                merged = {**new.base, **new.overlay}
+                new = _State(new.table, merged, {}, new.seq, new.loaded_at)
+            self._states = {**self._states, view: new}
+            self.applied.append((view, "push", new.seq, time.monotonic() - started))
+            del self.applied[:-100]
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                for view in self.views:
+                    self._refresh(view)
+                self.error = None
+            except Exception as exc:  # noqa: BLE001 - keep serving what is loaded; retry next poll
+                self.error = exc
+                time.sleep(min(1.0, self.poll * 50))
+
+    def _subscribe(self, channels: list[str]) -> None:
+        import redis as redis_lib
+
+        try:
+            client = self._store.client  # type: ignore[attr-defined]
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(**{c: lambda _message: self._wake.set() for c in channels})
+            self._listener = pubsub.run_in_thread(sleep_time=0.05, daemon=True)
+            self._pubsub = pubsub
+        except redis_lib.RedisError:
+            self._pubsub = None  # polling alone follows the store
+
+    def close(self) -> None:
+        """Stop following the store and free the copy."""
+        self._stop.set()
+        self._wake.set()
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener.join(timeout=5)
+            self._listener = None
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:  # noqa: BLE001 - closing a connection that may be gone
+                pass
+            self._pubsub = None
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+        self._store.close()
+        self._states = {}
+
+    def __enter__(self) -> OnlineReplica:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        versions = ", ".join(f"{v}@v{s.table.version}" for v, s in self._states.items())
+        return f"OnlineReplica({self.url!r}, {versions})"

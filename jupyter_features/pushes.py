@@ -1,0 +1,285 @@
+"""Nearline pushes: rows validated against a view, sent to an online store and logged offline.
+
+The push log of a workspace is a folder of parquet files, ``.jupyter_features/pushes/<view>/``,
+one per push, holding the view's output columns (keys, timestamp, created timestamp,
+features) as the view types them, plus the store the push went to (``PUSH_STORE``: its
+identity, null for an offline-only push) and its journal sequence number there
+(``PUSH_SEQ``). Training frames and materialization read it together with the view's rows
+(``union_sql``), so training sees what serving saw. It is registered with the engines as
+an internal file source, so feature SQL's sandbox may read that folder and nothing else.
+
+A run reads the push log as it stands when it starts: it lists the files of its store's
+pushes (their sequence numbers are the entries its offline read covers), reads only those
+of them (plus every other store's and the offline-only ones), and its switch replays every
+journal entry it did not cover — so a push racing the run is neither lost nor counted twice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import FeaturesError, UnknownColumnError, did_you_mean
+from .sqltext import CREATED_TS, EVENT_TS, PUSH_SEQ, PUSH_STORE, RESERVED_PREFIX, quote, string_literal
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .featureview import FeatureView, ViewJoin
+    from .online import OnlineStore
+    from .sources import Source
+
+__all__ = ["PushError", "PushLog", "PushResult", "push_rows", "validate_rows", "TARGETS"]
+
+#: Where a push goes: the online store and the push log, or one of them.
+TARGETS = ("both", "online", "offline")
+
+
+class PushError(FeaturesError):
+    """Rows that cannot be pushed into a view; nothing was written."""
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What one ``ws.push`` did."""
+
+    view: str
+    rows: int
+    to: str
+    store: str | None  # the online store's URL, when the push went online
+    version: int | None  # the online version it went into
+    seq: int | None  # its number in that store's push journal
+    log_file: str | None  # the push-log file, when it was logged offline
+
+
+class PushLog:
+    """The workspace's push log: one folder per view under ``folder``.
+
+    ``register`` makes a push folder readable by the engines (called once per view, when its
+    first file exists); ``columns`` gives a view's output columns and DuckDB types.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        register: Callable[[Source], None],
+        columns: Callable[[FeatureView], Sequence[tuple[str, str]]],
+    ) -> None:
+        self.folder = folder
+        self._register = register
+        self._columns = columns
+        self._registered: set[str] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def source_name(view: str) -> str:
+        return f"{RESERVED_PREFIX}pushes_{view}"
+
+    def view_folder(self, view: str) -> Path:
+        return self.folder / view
+
+    def files(self, view: str) -> list[Path]:
+        folder = self.view_folder(view)
+        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+    def append(self, view: FeatureView, rows: pa.Table, store: str | None, seq: int | None) -> Path:
+        """Write ``rows`` (the view's output columns) as one file, atomically (no reader sees half)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        folder = self.view_folder(view.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        n = rows.num_rows
+        table = rows.append_column(PUSH_STORE, pa.array([store] * n, pa.string())).append_column(
+            PUSH_SEQ, pa.array([seq] * n, pa.int64())
+        )
+        name = f"{time.time_ns()}-{store or 'offline'}-{seq or 0}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = folder / f".{name}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, folder / name)
+        self.ensure_registered(view.name)
+        return folder / name
+
+    def ensure_registered(self, view: str) -> bool:
+        """Register ``view``'s push folder with the engines if it has files; whether it has."""
+        with self._lock:
+            if view in self._registered:
+                return True
+            if not self.files(view):
+                return False
+            from .sources import Source
+
+            location = str(self.view_folder(view).resolve() / "*.parquet")
+            self._register(
+                Source(name=self.source_name(view), kind="file", location=location, format="parquet")
+            )
+            self._registered.add(view)
+            return True
+
+    def covered(self, view: str, store: str) -> frozenset[int]:
+        """Journal sequence numbers of ``store`` whose pushes of ``view`` have a file here now."""
+        out = set()
+        for path in self.files(view):
+            parts = path.name.split("-")
+            if len(parts) == 4 and parts[1] == store and parts[2].isdigit():
+                out.add(int(parts[2]))
+        return frozenset(out)
+
+    def join(
+        self,
+        view: FeatureView,
+        join: ViewJoin,
+        *,
+        store: str | None = None,
+        covered: Collection[int] = (),
+        typed: bool = True,
+    ) -> ViewJoin:
+        """``join`` reading the view's rows together with its push log (unchanged when the log is
+        empty). With ``store``: only that store's pushes in ``covered`` (a run's snapshot), and
+        every other push. ``typed``: cast the log's columns to the view's types (DuckDB SQL)."""
+        if not self.ensure_registered(view.name):
+            return join
+        columns = self._columns(view)
+        names = ", ".join(quote(c) for c, _ in columns)
+        logged = ", ".join(
+            f"CAST({quote(c)} AS {t}) AS {quote(c)}" if typed else quote(c) for c, t in columns
+        )
+        where = ""
+        if store is not None:
+            where = f" WHERE {PUSH_STORE} IS NULL OR {PUSH_STORE} <> {string_literal(store)} OR " + _seq_in(
+                covered
+            )
+        sql = (
+            f"SELECT {names} FROM ({join.sql}\n) AS __jf_rows UNION ALL "
+            f"SELECT {logged} FROM {quote(self.source_name(view.name))}{where}"
+        )
+        return replace(join, sql=sql)
+
+
+def _seq_in(seqs: Collection[int]) -> str:
+    """SQL: ``PUSH_SEQ`` is one of ``seqs`` (as ranges of consecutive numbers)."""
+    ordered = sorted(seqs)
+    if not ordered:
+        return "FALSE"
+    ranges: list[tuple[int, int]] = []
+    for s in ordered:
+        if ranges and s == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], s)
+        else:
+            ranges.append((s, s))
+    return "(" + " OR ".join(f"{PUSH_SEQ} BETWEEN {a} AND {b}" for a, b in ranges) + ")"
+
+
+def validate_rows(view: FeatureView, rows: Any, columns: Sequence[tuple[str, str]]) -> pa.Table:
+    """``rows`` (a DataFrame, a list of dicts or a dict of lists) as an Arrow table of the view's
+    output ``columns``, cast to their types; PushError for anything missing, unknown or wrong."""
+    import duckdb
+    import pandas as pd
+    import pyarrow as pa
+
+    who = f"push to feature view '{view.name}'"
+    if isinstance(rows, pa.Table):
+        frame = rows
+    elif isinstance(rows, pd.DataFrame):
+        frame = rows
+    elif isinstance(rows, Mapping):
+        frame = pd.DataFrame(dict(rows))
+    elif isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)):
+        if not all(isinstance(r, Mapping) for r in rows):
+            raise PushError(
+                f"{who}: rows must be a DataFrame or a list of dicts, e.g. [{{'{view.entity[0]}': 1, ...}}]"
+            )
+        frame = pd.DataFrame(list(rows))
+    else:
+        raise PushError(f"{who}: rows must be a DataFrame or a list of dicts, not {type(rows).__name__}")
+    given = [str(c) for c in frame.columns]
+    wanted = [c for c, _ in columns]
+    missing = [c for c in wanted if c not in given]
+    if missing:
+        raise UnknownColumnError(
+            f"{who}: the rows lack column(s) {', '.join(missing)}{did_you_mean(missing[0], given)}; "
+            f"a push carries the view's keys, timestamp and features: {', '.join(wanted)}"
+        )
+    extra = [c for c in given if c not in wanted]
+    if extra:
+        raise UnknownColumnError(
+            f"{who}: column(s) {', '.join(extra)} are not in the view{did_you_mean(extra[0], wanted)}; "
+            f"push only its columns: {', '.join(wanted)}"
+        )
+    required = [*view.entity, view.timestamp, *([view.created_timestamp] if view.created_timestamp else [])]
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("__jf_push", frame)
+        nulls = con.execute(
+            "SELECT "
+            + ", ".join(f"count(*) FILTER (WHERE {quote(c)} IS NULL)" for c in required)
+            + " FROM __jf_push"
+        ).fetchall()[0]
+        bad = [c for c, n in zip(required, nulls or (), strict=True) if n]
+        if bad:
+            raise PushError(
+                f"{who}: column(s) {', '.join(bad)} hold nulls; every pushed row needs its keys and times"
+            )
+        casts = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in columns)
+        try:
+            return con.sql(f"SELECT {casts} FROM __jf_push").fetch_arrow_table()
+        except duckdb.Error as exc:
+            detail = str(exc).splitlines()[0]
+            types = ", ".join(f"{c} {t}" for c, t in columns)
+            raise PushError(
+                f"{who}: the rows do not fit the view's types ({detail}); expected: {types}"
+            ) from exc
+    except duckdb.Error as exc:
+        raise PushError(f"{who}: cannot read the rows: {str(exc).splitlines()[0]}") from exc
+    finally:
+        con.close()
+
+
+def push_rows(
+    view: FeatureView,
+    rows: Any,
+    *,
+    to: str,
+    columns: Sequence[tuple[str, str]],
+    store: OnlineStore | None,
+    log: PushLog,
+) -> PushResult:
+    """Validate ``rows``, then push them to ``store`` (one atomic write) and/or the push log."""
+    if to not in TARGETS:
+        raise PushError(f"push to feature view '{view.name}': to={to!r} is not one of {', '.join(TARGETS)}")
+    table = validate_rows(view, rows, columns)
+    version = seq = None
+    if store is not None:
+        served = store.current(view.name)
+        if served is None:
+            from .errors import NotMaterializedError
+
+            raise NotMaterializedError(
+                f"push to feature view '{view.name}': it is not materialized in {store.url}; "
+                f"run ws.materialize(['{view.name}']) first, or push with to='offline'"
+            )
+        if served.definition_hash != view.definition_hash:
+            raise PushError(
+                f"push to feature view '{view.name}': {store.url} serves another definition of it "
+                f"(version {served.view_version}); materialize this definition first"
+            )
+        renamed = {view.timestamp: EVENT_TS}
+        if view.created_timestamp:
+            renamed[view.created_timestamp] = CREATED_TS
+        online = table.rename_columns([renamed.get(c, c) for c in table.column_names])
+        receipt = store.push(view.name, online)
+        version, seq = receipt.version, receipt.seq
+    path = None
+    if to in ("both", "offline") and table.num_rows:
+        path = log.append(view, table, store.identity() if store is not None else None, seq)
+    return PushResult(
+        view=view.name, rows=table.num_rows, to=to, store=store.url if store is not None else None,
+        version=version, seq=seq, log_file=str(path) if path is not None else None,
+    )  # fmt: skip
