@@ -95,6 +95,7 @@ def materialize_view(
             previous, since_us = plan_run(store, view, end_us, incremental)
             join = ViewJoin.of(view)
             covered: frozenset[int] = frozenset()
+            identity = ""
             if pushes is not None:
                 identity = store.identity()
                 covered = pushes.covered(view.name, identity)  # listed before the rows are read
@@ -112,6 +113,10 @@ def materialize_view(
             )
             try:
                 total = _write(view.name, rows, writer, bar, on_progress)
+                if pushes is not None:
+                    later = pushes.later_rows(view, end_us, store=identity, covered=covered)
+                    if later is not None and later.num_rows:
+                        writer.write_pushed(later)
                 written = writer.switch()
             except BaseException:
                 writer.abort()

@@ -161,6 +161,42 @@ class PushLog:
         )
         return replace(join, sql=sql)
 
+    def later_rows(
+        self, view: FeatureView, end_us: int, *, store: str, covered: Collection[int]
+    ) -> pa.Table | None:
+        """The logged pushes a run as of ``end_us`` must add to its version as pushed rows: those
+        dated after ``end`` (its offline read stops there; reads at later times need them), as
+        the run read the log (``store``'s pushes in ``covered`` and all others); keys, EVENT_TS,
+        [CREATED_TS,] features."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        files = self.files(view.name)
+        if not files:
+            return None
+        logged = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+        ts = pc.cast(logged.column(view.timestamp), pa.timestamp("us"))
+        mine = pc.and_(
+            pc.equal(logged.column(PUSH_STORE), store),
+            pc.invert(pc.is_in(logged.column(PUSH_SEQ), pa.array(sorted(covered), pa.int64()))),
+        )
+        keep = pc.and_(
+            pc.greater(ts, pa.scalar(end_us, pa.timestamp("us"))), pc.invert(pc.fill_null(mine, False))
+        )
+        rows = logged.filter(keep)
+        names = {
+            view.timestamp: EVENT_TS,
+            **({view.created_timestamp: CREATED_TS} if view.created_timestamp else {}),
+        }
+        columns = [
+            *view.entity,
+            view.timestamp,
+            *([view.created_timestamp] if view.created_timestamp else []),
+            *view.feature_names,
+        ]
+        return rows.select(columns).rename_columns([names.get(c, c) for c in columns])
+
 
 def _seq_in(seqs: Collection[int]) -> str:
     """SQL: ``PUSH_SEQ`` is one of ``seqs`` (as ranges of consecutive numbers)."""

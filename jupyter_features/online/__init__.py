@@ -49,6 +49,11 @@ class VersionWriter(Protocol):
         """Write ``rows``; return how many were written (``progress`` hears of each chunk)."""
         ...
 
+    def write_pushed(self, rows: pa.Table) -> int:
+        """Add ``rows`` (keys, ``EVENT_TS``, [``CREATED_TS``,] features) to the version as pushed
+        rows — logged pushes dated after the run's end, which reads at later times need."""
+        ...
+
     def renew(self) -> None:
         """Extend the run's lease; raise MaterializationError if another run took it over."""
         ...

@@ -35,7 +35,7 @@ from ..sqltext import quote
 from ..times import micros_to_datetime
 from .canonical import canonical_rows
 from .layout import KEY_SEP, Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle, encode_key, redact
-from .redis_push import PUSH, SWITCH, covered_entries, encode_push, journal_since, read_snapshot
+from .redis_push import APPEND, PUSH, SWITCH, covered_entries, encode_push, journal_since, read_snapshot
 from .rows import best_row, push_rows_of
 
 if TYPE_CHECKING:
@@ -526,6 +526,24 @@ class RedisWriter:
         except redis_lib.RedisError as exc:
             raise self.store.write_error(self.table.view, exc) from exc
         return canonical.num_rows
+
+    def write_pushed(self, rows: pa.Table) -> int:
+        """Append ``rows`` to their entities' fields of the version (see ``VersionWriter``)."""
+        import redis as redis_lib
+
+        table, ks = self.table, self.store.ks
+        pairs = push_rows_of(canonical_rows(rows, table), table)
+        if not pairs:
+            return 0
+        args, _, _ = encode_push([(encode_key(k, table.key_types), row) for k, row in pairs], table)
+        base = "" if table.base_version is None else ks.key(table.view, f"v{table.base_version}")
+        try:
+            for i in range(0, len(args), 2 * 1000):
+                ks.script(APPEND, (self.target,), (base, *args[i : i + 2000]))
+            ks.renew(self.lease)
+        except redis_lib.RedisError as exc:
+            raise self.store.write_error(table.view, exc) from exc
+        return len(pairs)
 
     def renew(self) -> None:
         import redis as redis_lib

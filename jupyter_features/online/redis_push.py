@@ -27,7 +27,9 @@ from .layout import OnlineTable, is_covered
 if TYPE_CHECKING:
     from .redis import Keyspace
 
-__all__ = ["PUSH", "SWITCH", "encode_push", "covered_entries", "SEQ_MARK"]
+__all__ = [
+    "APPEND", "PUSH", "SWITCH", "SEQ_MARK", "encode_push", "covered_entries", "read_snapshot", "journal_since",
+]  # fmt: skip
 
 #: Stands for the push's sequence number in rows sent to the push script (never in JSON text).
 SEQ_MARK = "\x01"
@@ -50,6 +52,18 @@ end
 redis.call('ZADD', KEYS[3], seq, seq .. ARGV[4])
 redis.call('PUBLISH', ARGV[5], 'push:' .. seq)
 return {1, seq}
+"""
+
+#: Rows appended to a version being written (KEYS[1]; ARGV[1]: the base hash of a layered one).
+APPEND = """
+for i = 2, #ARGV, 2 do
+  local f = ARGV[i]
+  local rows = string.gsub(ARGV[i + 1], '\1', '0')
+  local old = redis.call('HGET', KEYS[1], f)
+  if not old and ARGV[1] ~= '' then old = redis.call('HGET', ARGV[1], f) end
+  if old then redis.call('HSET', KEYS[1], f, old .. ',' .. rows) else redis.call('HSET', KEYS[1], f, rows) end
+end
+return 1
 """
 
 SWITCH = """

@@ -636,6 +636,18 @@ class SQLiteWriter:
             raise self.store.write_error(self.table.view, exc) from exc
         return canonical.num_rows
 
+    def write_pushed(self, rows: pa.Table) -> int:
+        """Insert ``rows`` into the version's table of pushed rows (see ``VersionWriter``)."""
+        con = self._connection()
+        pairs = push_rows_of(canonical_rows(rows, self.table), self.table)
+        try:
+            with _transaction(con):
+                _renew(con, self.lease, self.store.url)
+                insert_pushed(con, self.target + "__rows", self.table, pairs, 0)
+        except sqlite3.Error as exc:
+            raise self.store.write_error(self.table.view, exc) from exc
+        return len(pairs)
+
     def renew(self) -> None:
         try:
             with _transaction(self._connection()):
