@@ -101,7 +101,10 @@ class PushLog:
         )
         name = f"{time.time_ns()}-{store or 'offline'}-{seq or 0}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = folder / f".{name}.tmp"
-        pq.write_table(table, tmp, compression="zstd")
+        buffer = pa.BufferOutputStream()  # encoded in memory, then one write: fastest for small pushes
+        pq.write_table(table, buffer, compression="zstd" if n > 1000 else "none")
+        with open(tmp, "wb") as out:
+            out.write(buffer.getvalue().to_pybytes())
         os.replace(tmp, folder / name)
         self.ensure_registered(view.name)
         return folder / name
@@ -212,29 +215,58 @@ def _seq_in(seqs: Collection[int]) -> str:
     return "(" + " OR ".join(f"{PUSH_SEQ} BETWEEN {a} AND {b}" for a, b in ranges) + ")"
 
 
-def validate_rows(view: FeatureView, rows: Any, columns: Sequence[tuple[str, str]]) -> pa.Table:
-    """``rows`` (a DataFrame, a list of dicts or a dict of lists) as an Arrow table of the view's
-    output ``columns``, cast to their types; PushError for anything missing, unknown or wrong."""
-    import duckdb
+_ARROW_TYPES = {
+    "BIGINT": "int64", "INTEGER": "int32", "SMALLINT": "int16", "TINYINT": "int8",
+    "UBIGINT": "uint64", "UINTEGER": "uint32", "USMALLINT": "uint16", "UTINYINT": "uint8",
+    "DOUBLE": "float64", "FLOAT": "float32", "VARCHAR": "string", "BOOLEAN": "bool",
+    "TIMESTAMP": "timestamp[us]", "DATE": "date32", "DOUBLE[]": "list<float64>", "FLOAT[]": "list<float32>",
+}  # fmt: skip
+
+
+def _arrow_type(duckdb_type: str) -> pa.DataType | None:
+    """The Arrow type of a DuckDB column type, where a push can cast to it without DuckDB."""
+    import pyarrow as pa
+
+    name = _ARROW_TYPES.get(duckdb_type.upper())
+    if duckdb_type.upper().startswith("ENUM("):
+        name = "string"
+    if name is None:
+        return None
+    if name.startswith("list<"):
+        return pa.list_(pa.float64() if name == "list<float64>" else pa.float32())
+    if name == "timestamp[us]":
+        return pa.timestamp("us")
+    return pa.type_for_alias(name)
+
+
+def _arrow_rows(rows: Any, who: str, example: str) -> pa.Table:
     import pandas as pd
     import pyarrow as pa
 
+    try:
+        if isinstance(rows, pa.Table):
+            return rows
+        if isinstance(rows, pd.DataFrame):
+            return pa.Table.from_pandas(rows, preserve_index=False)
+        if isinstance(rows, Mapping):
+            return pa.Table.from_pydict({str(k): list(v) for k, v in rows.items()})
+        if isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)):
+            if all(isinstance(r, Mapping) for r in rows):
+                return pa.Table.from_pylist([dict(r) for r in rows])
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise PushError(f"{who}: cannot read the rows ({exc}); give each column values of one type") from exc
+    raise PushError(f"{who}: rows must be a DataFrame or a list of dicts, e.g. [{{{example}: 1, ...}}]")
+
+
+def validate_rows(view: FeatureView, rows: Any, columns: Sequence[tuple[str, str]]) -> pa.Table:
+    """``rows`` (a DataFrame, a list of dicts or a dict of lists) as an Arrow table of the view's
+    output ``columns``, cast to their types; PushError for anything missing, unknown or wrong."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     who = f"push to feature view '{view.name}'"
-    if isinstance(rows, pa.Table):
-        frame = rows
-    elif isinstance(rows, pd.DataFrame):
-        frame = rows
-    elif isinstance(rows, Mapping):
-        frame = pd.DataFrame(dict(rows))
-    elif isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)):
-        if not all(isinstance(r, Mapping) for r in rows):
-            raise PushError(
-                f"{who}: rows must be a DataFrame or a list of dicts, e.g. [{{'{view.entity[0]}': 1, ...}}]"
-            )
-        frame = pd.DataFrame(list(rows))
-    else:
-        raise PushError(f"{who}: rows must be a DataFrame or a list of dicts, not {type(rows).__name__}")
-    given = [str(c) for c in frame.columns]
+    table = _arrow_rows(rows, who, repr(view.entity[0]))
+    given = list(table.column_names)
     wanted = [c for c, _ in columns]
     missing = [c for c in wanted if c not in given]
     if missing:
@@ -249,31 +281,54 @@ def validate_rows(view: FeatureView, rows: Any, columns: Sequence[tuple[str, str
             f"push only its columns: {', '.join(wanted)}"
         )
     required = [*view.entity, view.timestamp, *([view.created_timestamp] if view.created_timestamp else [])]
+    bad = [c for c in required if table.column(c).null_count]
+    if bad:
+        raise PushError(
+            f"{who}: column(s) {', '.join(bad)} hold nulls; every pushed row needs its keys and times"
+        )
+    out = []
+    for name, duckdb_type in columns:
+        column = table.column(name)
+        target = _arrow_type(duckdb_type)
+        if target is None:
+            return _duckdb_cast(table, columns, who)
+        times = pa.types.is_timestamp(target) or pa.types.is_date(target)
+        if times and not (
+            pa.types.is_timestamp(column.type)
+            or pa.types.is_date(column.type)
+            or pa.types.is_string(column.type)
+            or pa.types.is_null(column.type)
+        ):
+            raise PushError(
+                f"{who}: column '{name}' holds {column.type}, not times; expected {duckdb_type} "
+                "(datetimes or ISO 8601 text)"
+            )
+        try:
+            if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+                column = pc.cast(column, pa.timestamp(column.type.unit))  # the same instants, naive UTC
+            out.append(pc.cast(column, target, safe=True))
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise PushError(
+                f"{who}: column '{name}' does not fit the view's type {duckdb_type} ({exc}); "
+                f"the view's columns: {', '.join(f'{c} {t}' for c, t in columns)}"
+            ) from exc
+    return pa.Table.from_arrays(out, names=wanted)
+
+
+def _duckdb_cast(table: pa.Table, columns: Sequence[tuple[str, str]], who: str) -> pa.Table:
+    """Cast through DuckDB, for column types Arrow has no twin for (decimals, structs...)."""
+    import duckdb
+
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        con.register("__jf_push", frame)
-        nulls = con.execute(
-            "SELECT "
-            + ", ".join(f"count(*) FILTER (WHERE {quote(c)} IS NULL)" for c in required)
-            + " FROM __jf_push"
-        ).fetchall()[0]
-        bad = [c for c, n in zip(required, nulls or (), strict=True) if n]
-        if bad:
-            raise PushError(
-                f"{who}: column(s) {', '.join(bad)} hold nulls; every pushed row needs its keys and times"
-            )
+        con.register("__jf_push", table)
         casts = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in columns)
-        try:
-            return con.sql(f"SELECT {casts} FROM __jf_push").fetch_arrow_table()
-        except duckdb.Error as exc:
-            detail = str(exc).splitlines()[0]
-            types = ", ".join(f"{c} {t}" for c, t in columns)
-            raise PushError(
-                f"{who}: the rows do not fit the view's types ({detail}); expected: {types}"
-            ) from exc
+        return con.sql(f"SELECT {casts} FROM __jf_push").fetch_arrow_table()
     except duckdb.Error as exc:
-        raise PushError(f"{who}: cannot read the rows: {str(exc).splitlines()[0]}") from exc
+        detail = str(exc).splitlines()[0]
+        types = ", ".join(f"{c} {t}" for c, t in columns)
+        raise PushError(f"{who}: the rows do not fit the view's types ({detail}); expected: {types}") from exc
     finally:
         con.close()
 

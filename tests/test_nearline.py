@@ -227,10 +227,15 @@ def test_bad_pushes_are_refused_and_write_nothing(tmp_path: Path, store_url: str
     cases: list[tuple[Any, type[Exception], str]] = [
         ([{"user_id": 1, "amount": 1.0}], UnknownColumnError, "lack column"),
         ([{"user_id": 1, "ts": END, "amount": 1.0, "amout": 2.0}], UnknownColumnError, "not in the view"),
-        ([{"user_id": 1, "ts": END, "amount": "lots"}], FeaturesError, "do not fit the view's types"),
-        ([{"user_id": 1, "ts": 17, "amount": 1.0}], FeaturesError, "do not fit"),
+        ([{"user_id": 1, "ts": END, "amount": "lots"}], FeaturesError, "does not fit the view's type"),
+        ([{"user_id": 1, "ts": 17, "amount": 1.0}], FeaturesError, "not times"),
         ([{"user_id": None, "ts": END, "amount": 1.0}], FeaturesError, "hold nulls"),
         ("user_id=1", FeaturesError, "DataFrame or a list of dicts"),
+        (
+            [{"user_id": 1, "ts": END, "amount": 1.0}, {"user_id": "x", "ts": END, "amount": 1.0}],
+            FeaturesError,
+            "user_id",
+        ),
     ]
     for rows, error, message in cases:
         with pytest.raises(error, match=message):

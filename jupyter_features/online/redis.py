@@ -173,6 +173,7 @@ class RedisStore:
         self.ks = Keyspace(self.client, self.prefix, self.url)
         self._tables: dict[str, OnlineTable] = {}
         self._plans: dict[Any, tuple[OnlineTable, list[int], list[Any], bool]] = {}
+        self._identity: str | None = None
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r})"
@@ -403,6 +404,8 @@ class RedisStore:
     # -- pushes ----------------------------------------------------------------------------
     def identity(self) -> str:
         """This store's identity (kept under the prefix), which push logs record."""
+        if self._identity is not None:
+            return self._identity
         import uuid
 
         import redis as redis_lib
@@ -413,7 +416,8 @@ class RedisStore:
             raw = self.client.get(key)
         except redis_lib.RedisError as exc:
             raise self.ks.failed("reading the store's identity", exc) from exc
-        return raw.decode() if isinstance(raw, bytes) else str(raw)
+        self._identity = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return self._identity
 
     def push(self, view: str, rows: pa.Table) -> PushReceipt:
         """Append ``rows`` (keys, event time, [created,] features, as a view computes them) to
@@ -422,12 +426,12 @@ class RedisStore:
         import redis as redis_lib
 
         ks = self.ks
-        table = self.current(view)
+        table = self._tables.get(view) or self.current(view)
         if table is None:
             raise self._missing(view)
         keys = (ks.key(view, "current"), ks.key(view, "pseq"), ks.key(view, "journal"))
-        for _ in range(5):
-            pairs = push_rows_of(canonical_rows(rows, table), table)
+        for _ in range(50):
+            pairs = push_rows_of(rows, table)
             if not pairs:
                 return PushReceipt(view, table.version, None, 0)
             encoded = [(encode_key(k, table.key_types), row) for k, row in pairs]
@@ -532,7 +536,7 @@ class RedisWriter:
         import redis as redis_lib
 
         table, ks = self.table, self.store.ks
-        pairs = push_rows_of(canonical_rows(rows, table), table)
+        pairs = push_rows_of(rows, table)
         if not pairs:
             return 0
         args, _, _ = encode_push([(encode_key(k, table.key_types), row) for k, row in pairs], table)

@@ -81,9 +81,49 @@ def row_json(row: Sequence[Any]) -> str:
     return json.dumps(list(row), separators=(",", ":"), allow_nan=False)
 
 
-def push_rows_of(canonical: pa.Table, table: OnlineTable) -> list[tuple[tuple[Any, ...], list[Any]]]:
-    """(entity key, stored row) of each canonical row, in order."""
-    columns = python_values(canonical)
+def _micros(column: Any) -> list[Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_date(column.type):
+        column = pc.cast(column, pa.timestamp("us"))
+    elif pa.types.is_timestamp(column.type) and column.type.tz is not None:
+        column = pc.cast(column, pa.timestamp(column.type.unit))  # the same instants, naive UTC
+    return pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64()).to_pylist()
+
+
+def _stored(column: Any, kind: str) -> list[Any]:
+    """A typed Arrow column as the stored (JSON) values of a feature of type ``kind``."""
+    import pyarrow as pa
+
+    if kind == "timestamp":
+        return _micros(column)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    values = column.to_pylist()
+    if kind == "float64":
+        return [None if v is None or v != v else v for v in values]
+    if kind == "list<float>":
+        return [None if v is None else [None if x is None or x != x else x for x in v] for v in values]
+    return values
+
+
+def push_rows_of(rows: pa.Table, table: OnlineTable) -> list[tuple[tuple[Any, ...], list[Any]]]:
+    """(entity key, stored row) of each row of ``rows`` — keys, EVENT_TS, [CREATED_TS,] features,
+    typed as the view types them — in order, without a database (pushes are often one row)."""
+    from ..sqltext import CREATED_TS, EVENT_TS
+
+    columns = []
+    for k, kind in zip(table.entity, table.key_types, strict=True):
+        values = rows.column(k).to_pylist()
+        columns.append(
+            [int(v) for v in values] if kind == "int64" else [v if type(v) is str else str(v) for v in values]
+        )
+    columns.append(_micros(rows.column(EVENT_TS)))
+    if table.created:
+        columns.append(_micros(rows.column(CREATED_TS)))
+    for f in table.features:
+        columns.append(_stored(rows.column(f.name), f.type))
     nkeys = len(table.entity)
     keys = list(zip(*columns[:nkeys], strict=True))
     values = list(zip(*columns[nkeys:], strict=True)) if len(columns) > nkeys else [()] * len(keys)

@@ -129,6 +129,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._tables: dict[str, OnlineTable] = {}
         self._plans: dict[Any, _Plan] = {}
+        self._push_schema = False  # the journal's tables exist
+        self._identity: str | None = None
         self._keepalive = self._connect() if self.memory else None
 
     def __repr__(self) -> str:
@@ -455,11 +457,14 @@ class SQLiteStore:
     # -- pushes ----------------------------------------------------------------------------
     def identity(self) -> str:
         """This store's identity (kept in the file), which push logs record."""
+        if self._identity is not None:
+            return self._identity
         con = self._con()
         try:
             with _transaction(con):
                 ensure_push_schema(con)
-                return store_identity(con)
+                self._identity = store_identity(con)
+                return self._identity
         except sqlite3.Error as exc:
             raise self._failed("reading the store's identity", exc) from exc
 
@@ -468,28 +473,27 @@ class SQLiteStore:
         version readers see now, and to the push journal, in one transaction: the next read
         sees all of them or, if it fails, none."""
         con = self._con()
-        table = self._table(view, refresh=True)
-        for _ in range(5):
-            pairs = push_rows_of(canonical_rows(rows, table), table)
-            if not pairs:
-                return PushReceipt(view, table.version, None, 0)
-            try:
-                with _transaction(con):
+        table = self._table(view)
+        pairs = push_rows_of(rows, table)
+        if not pairs:
+            return PushReceipt(view, table.version, None, 0)
+        try:
+            with _transaction(con):  # holds the write lock: no switch until it commits
+                if not self._push_schema:
                     ensure_push_schema(con)
-                    current = self._meta(con, view)
-                    if current is None:
-                        raise self._not_materialized(view)
-                    if current.version != table.version:
-                        table = current  # switched since: encode for the version now served
-                        raise _Stale
-                    seq = journal(con, view, table, pairs)
-                    insert_pushed(con, rows_name(view, table.version), table, pairs, seq)
-            except _Stale:
-                continue
-            except sqlite3.Error as exc:
-                raise self.write_error(view, exc, what="pushing to") from exc
-            return PushReceipt(view, table.version, seq, len(pairs))
-        raise OnlineStoreError(f"online store {self.url}: '{view}' kept switching during a push; retry")
+                current = self._meta(con, view)
+                if current is None:
+                    raise self._not_materialized(view)
+                if current.version != table.version:  # switched since: encode for the version served
+                    if current.layout != table.layout:
+                        pairs = push_rows_of(rows, current)
+                    table = self._tables[view] = current
+                seq = journal(con, view, table, pairs)
+                insert_pushed(con, rows_name(view, table.version), table, pairs, seq)
+        except sqlite3.Error as exc:
+            raise self.write_error(view, exc, what="pushing to") from exc
+        self._push_schema = True
+        return PushReceipt(view, table.version, seq, len(pairs))
 
     def push_state(self, view: str) -> tuple[int, int] | None:
         """(version served, last push journaled) for ``view``, or None if it is not served: a
@@ -639,7 +643,7 @@ class SQLiteWriter:
     def write_pushed(self, rows: pa.Table) -> int:
         """Insert ``rows`` into the version's table of pushed rows (see ``VersionWriter``)."""
         con = self._connection()
-        pairs = push_rows_of(canonical_rows(rows, self.table), self.table)
+        pairs = push_rows_of(rows, self.table)
         try:
             with _transaction(con):
                 _renew(con, self.lease, self.store.url)
