@@ -234,7 +234,7 @@ def test_bad_pushes_are_refused_and_write_nothing(tmp_path: Path, store_url: str
         (
             [{"user_id": 1, "ts": END, "amount": 1.0}, {"user_id": "x", "ts": END, "amount": 1.0}],
             FeaturesError,
-            "user_id",
+            "values of one type",
         ),
     ]
     for rows, error, message in cases:
