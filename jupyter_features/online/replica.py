@@ -37,13 +37,17 @@ class _State:
     overlay: dict[str, list[Any]]  # entities changed by pushes since, with all their rows
     seq: int
     loaded_at: float  # time.monotonic() when this state was built
-    positions: dict[Any, list[int]] = field(default_factory=dict)  # requested features → row positions
+    #: requested features → (their positions in a row, their names, the tie-break's width)
+    positions: dict[Any, tuple[list[int], list[str], int]] = field(default_factory=dict)
 
-    def positions_of(self, names: tuple[str, ...] | None) -> list[int]:
+    def positions_of(self, names: tuple[str, ...] | None) -> tuple[list[int], list[str], int]:
         found = self.positions.get(names)
         if found is None:
             first = 1 + self.table.created
-            found = self.positions[names] = [first + i for i in self.table.feature_index(names)]
+            idx = self.table.feature_index(names)
+            width = len(self.table.row_columns)
+            found = [first + i for i in idx], [self.table.features[i].name for i in idx], width
+            self.positions[names] = found
         return found
 
 
@@ -110,43 +114,48 @@ class OnlineReplica:
                     f"feature view '{view}' version {pinned} is not what the replica of {self.url} serves "
                     f"(it serves version {table.view_version}); materialize '{view}@{pinned}' or drop the pin"
                 )
-            feats = state.positions_of(names)
-            out: list[list[Any]] = [[] for _ in feats]
-            base, overlay, ttl, width, types = (
-                state.base,
-                state.overlay,
-                table.ttl_us,
-                len(table.row_columns),
-                table.key_types,
-            )
-            single = len(table.entity) == 1
-            for row in entity_rows:
-                try:
-                    if single:
-                        value = row[table.entity[0]]
-                        k = value if type(value) is str else encode_key((value,), types)
-                    else:
-                        k = encode_key([row[e] for e in table.entity], types)
-                except (KeyError, TypeError):
-                    table.keys_of([row])  # raises the clear error
-                    raise
-                except ValueError:
-                    k = "\x00unmatchable"
-                rows = overlay.get(k) if overlay else None
+            feats, feature_names, width = state.positions_of(names)
+            base, overlay, ttl = state.base, state.overlay, table.ttl_us
+            keys = self._keys(table, entity_rows)
+            if len(keys) == 1:  # the common case, without building lists per entity
+                rows = overlay.get(keys[0]) if overlay else None
                 if rows is None:
-                    rows = base.get(k)
+                    rows = base.get(keys[0])
                 best = best_row(rows, at_us, ttl, width) if rows else None
-                if best is None:
-                    for column in out:
-                        column.append(None)
-                else:
+                for name, p in zip(feature_names, feats, strict=True):
+                    columns[f"{view}__{name}"] = [None if best is None else best[p]]
+            else:
+                out: list[list[Any]] = [[] for _ in feats]
+                for k in keys:
+                    rows = overlay.get(k) if overlay else None
+                    if rows is None:
+                        rows = base.get(k)
+                    best = best_row(rows, at_us, ttl, width) if rows else None
                     for column, p in zip(out, feats, strict=True):
-                        column.append(best[p])
-            feature_names = names if names is not None else table.feature_names
-            for name, column in zip(feature_names, out, strict=True):
-                columns[f"{view}__{name}"] = column
+                        column.append(None if best is None else best[p])
+                for name, column in zip(feature_names, out, strict=True):
+                    columns[f"{view}__{name}"] = column
             parts.append((table, feature_names))
         return OnlineResult(columns, entity_rows, parts)
+
+    @staticmethod
+    def _keys(table: OnlineTable, entity_rows: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The encoded key of each entity row (one that cannot be of the key's type matches nothing)."""
+        entity, types = table.entity, table.key_types
+        out = []
+        for row in entity_rows:
+            try:
+                if len(entity) == 1:
+                    value = row[entity[0]]
+                    out.append(value if type(value) is str else encode_key((value,), types))
+                else:
+                    out.append(encode_key([row[e] for e in entity], types))
+            except (KeyError, TypeError):
+                table.keys_of([row])  # raises the clear error
+                raise
+            except ValueError:
+                out.append("\x00unmatchable")
+        return out
 
     def _plan(self, refs: tuple[str, ...] | str) -> list[tuple[str, int | None, tuple[str, ...] | None]]:
         groups = group_refs([refs] if isinstance(refs, str) else list(refs))
@@ -166,29 +175,40 @@ class OnlineReplica:
         return plan
 
     # -- following the store -------------------------------------------------------------
-    def _decode(self, table: OnlineTable, rows: list[Any]) -> list[Any]:
+    @staticmethod
+    def _decoders(table: OnlineTable) -> list[tuple[int, Callable[[Any], Any]]]:
         first = 1 + table.created
-        decoders: list[tuple[int, Callable[[Any], Any]]] = []
+        out: list[tuple[int, Callable[[Any], Any]]] = []
         for i, f in enumerate(table.features):
             decode = JSON_DECODERS.get(f.type)
             if decode is not None:
-                decoders.append((first + i, decode))
+                out.append((first + i, decode))
+        return out
+
+    def _decode(self, table: OnlineTable, rows: list[Any], decoders: list[Any] | None = None) -> list[Any]:
+        """Rows with their values as reads return them (timestamps as datetimes)."""
+        decoders = self._decoders(table) if decoders is None else decoders
         if not decoders:
-            return [tuple(r) for r in rows]
+            return rows
         out = []
         for r in rows:
             r = list(r)
             for p, d in decoders:
                 if r[p] is not None:
                     r[p] = d(r[p])
-            out.append(tuple(r))
+            out.append(r)
         return out
 
     def _load(self, view: str) -> None:
         started = time.monotonic()
         snap = self._store.snapshot(view)
         table = snap.table
-        base = {k: self._decode(table, rows) for k, rows in snap.rows.items()}
+        decoders = self._decoders(table)
+        base = (
+            {k: self._decode(table, rows, decoders) for k, rows in snap.rows.items()}
+            if decoders
+            else snap.rows
+        )
         state = _State(table, base, {}, snap.seq, started)
         state = self._with_pushes(state, self._store.pushes_since(view, table, snap.seq))
         self._states = {**self._states, view: state}

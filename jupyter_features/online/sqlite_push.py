@@ -199,16 +199,22 @@ def read_snapshot(con: sqlite3.Connection, table: OnlineTable) -> dict[tuple[Any
     keys = ", ".join(quote(k) for k in table.entity)
     cols = ", ".join(quote(c) for c in table.row_columns)
     convert = _json_form(table)
-    out: dict[tuple[Any, ...], list[list[Any]]] = {}
+    plain = all(c is None for c in convert)
+    out: dict[tuple[Any, ...], list[Any]] = {}
     queries = (
         f"SELECT {keys}, {cols} FROM {quote(table.view)}",
         f"SELECT {keys}, {cols}, {PUSH_SEQ}, {PUSH_ORD} FROM {quote(pushed_name(table.view))}",
     )
     for query in queries:
-        for r in con.execute(query):
+        cursor = con.execute(query)
+        if plain:
+            for r in cursor:
+                out.setdefault(r[:nkeys], []).append(r[nkeys:])
+            continue
+        for r in cursor:
             row = [v if c is None or v is None else c(v) for c, v in zip(convert, r[nkeys:], strict=False)]
             row += r[nkeys + len(convert) :]
-            out.setdefault(tuple(r[:nkeys]), []).append(row)
+            out.setdefault(r[:nkeys], []).append(row)
     return out
 
 
