@@ -23,7 +23,6 @@ O(1) commands and lets a batch read be a single ``HMGET``; see benchmarks/online
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -262,8 +261,10 @@ class RedisStore:
             plan = (table, idx, decoders, all(d is None for d in decoders))
             self._plans[(view, features)] = plan
         _, idx, decoders, plain = plan
+        import orjson
+
         ttl, width = table.ttl_us, len(table.row_columns)
-        loads = json.loads
+        loads = orjson.loads
         rows: list[list[Any] | None] = []
         for raw in raws:
             if raw is None:
@@ -467,24 +468,17 @@ class RedisStore:
         return _pointer_version(pointer), int(seq or 0)
 
     def snapshot(self, view: str) -> Snapshot:
-        """Every row of the version served now, and the push counter read before them: pushes
-        that land during the scan come again from ``pushes_since`` (rows carry their push's
-        number and position, so a replica counts each once)."""
+        """Every row of the version served now and the last push in it, copied at one instant."""
         import redis as redis_lib
 
         try:
-            for _ in range(10):
-                state = self.push_state(view)
-                if state is None:
-                    raise self._missing(view)
-                table = self._meta(view, state[0])
-                rows = read_snapshot(self.ks, view, table)
-                after = self.push_state(view)
-                if after is not None and after[0] == table.version:
-                    return Snapshot(table, rows, state[1])
+            found = read_snapshot(self.ks, view)
+            if found is None:
+                raise self._missing(view)
+            pointer, seq, rows = found
+            return Snapshot(self._meta(view, _pointer_version(pointer)), rows, seq)
         except redis_lib.RedisError as exc:
             raise self.ks.failed(f"reading '{view}'", exc) from exc
-        raise OnlineStoreError(f"online store {self.url}: '{view}' kept switching while being read; retry")
 
     def pushes_since(self, view: str, table: OnlineTable, seq: int) -> list[tuple[int, dict[str, list[Any]]]]:
         """The pushes of ``view`` journaled after ``seq`` (in ``table``'s layout), rows by encoded key."""

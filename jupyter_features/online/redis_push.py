@@ -3,18 +3,20 @@
 With ``P = <prefix>{<view>}`` (see ``redis.py``):
 
 - A field of ``P:v<N>`` holds the entity's rows as JSON arrays joined by ',' (readers parse
-  ``'[' + value + ']'``): the materialized row, then each pushed row with its push's
-  sequence number and its position in the push appended. A push concatenates strings in
-  Lua (never decoding JSON there: cjson loses int64 precision), copying the base version's
-  value first when the pointer is layered (``N:B``) and N lacks the field.
-- ``P:pseq``: the push sequence counter (never reset). ``P:j:<seq>``: the push's rows per
-  field; ``P:journal``: sorted set of ``seq:min_ts:max_ts:layout``, scored by seq.
+  ``'[' + value + ']'``): the materialized row, then each pushed row. A push concatenates
+  strings in Lua (never decoding JSON there: cjson loses int64 precision), copying the base
+  version's value first when the pointer is layered (``N:B``) and N lacks the field.
+- ``P:pseq``: the push sequence counter (never reset). ``P:j:<seq>``: the push, a list of
+  field, rows, field, rows...; ``P:journal``: sorted set of ``seq:min_ts:max_ts:layout``,
+  scored by seq.
 - ``P:events``: channel on which pushes (``push:<seq>``) and switches (``switch:<pointer>``)
   are published, for replicas.
 
 A push is one script call (atomic). A run's switch is one script too: it checks the lock,
 replays every journal entry the run's offline read did not cover into the new version,
-trims the covered ones and flips the pointer, so no push is lost across the switch.
+trims the covered ones and flips the pointer, so no push is lost across the switch. A
+replica's snapshot copies the served hashes in one script (``COPY``, atomic) and reads the
+copies, so it sees each push exactly once: before the snapshot, or in the journal after.
 """
 
 from __future__ import annotations
@@ -28,86 +30,115 @@ if TYPE_CHECKING:
     from .redis import Keyspace
 
 __all__ = [
-    "APPEND", "PUSH", "SWITCH", "SEQ_MARK", "encode_push", "covered_entries", "read_snapshot", "journal_since",
+    "APPEND", "PUSH", "SWITCH", "SNAPSHOT", "encode_push", "row_texts", "covered_entries", "read_snapshot", "journal_since",
 ]  # fmt: skip
 
-#: Stands for the push's sequence number in rows sent to the push script (never in JSON text).
-SEQ_MARK = "\x01"
+#: Lua: append rows to fields of hash ``h`` from the flat list ``kv`` (field, rows, field, rows...,
+#: from position ``from``; fields distinct): the old value and ',' first, or the base version's
+#: value (``base``, a hash name or '') when ``h`` lacks the field. Batched: one HMGET and one
+#: HSET per 1,000 fields.
+_APPEND_FN = """
+local function append(h, base, kv, from)
+  for s = from, #kv, 2000 do
+    local e = math.min(s + 1999, #kv)
+    local fields = {}
+    for i = s, e, 2 do fields[#fields + 1] = kv[i] end
+    local olds = redis.call('HMGET', h, unpack(fields))
+    if base ~= '' then
+      local gaps, missing = {}, {}
+      for i = 1, #fields do
+        if not olds[i] then gaps[#gaps + 1] = i; missing[#missing + 1] = fields[i] end
+      end
+      if #missing > 0 then
+        local more = redis.call('HMGET', base, unpack(missing))
+        for j = 1, #gaps do olds[gaps[j]] = more[j] end
+      end
+    end
+    local out = {}
+    for i = 1, #fields do
+      local rows = kv[s + 2 * i - 1]
+      out[#out + 1] = fields[i]
+      if olds[i] then out[#out + 1] = olds[i] .. ',' .. rows else out[#out + 1] = rows end
+    end
+    redis.call('HSET', h, unpack(out))
+  end
+end
+"""
 
-PUSH = """
+PUSH = (
+    _APPEND_FN
+    + """
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then return {0, cur or ''} end
 local v, b = string.match(cur, '^(%d+):?(%d*)$')
 local seq = redis.call('INCR', KEYS[2])
-local h = ARGV[2] .. v
+append(ARGV[2] .. v, b ~= '' and (ARGV[2] .. b) or '', ARGV, 6)
 local j = ARGV[3] .. seq
-for i = 6, #ARGV, 2 do
-  local f = ARGV[i]
-  local rows = string.gsub(ARGV[i + 1], '\\1', seq)
-  local old = redis.call('HGET', h, f)
-  if not old and b ~= '' then old = redis.call('HGET', ARGV[2] .. b, f) end
-  if old then redis.call('HSET', h, f, old .. ',' .. rows) else redis.call('HSET', h, f, rows) end
-  redis.call('HSET', j, f, rows)
-end
+for i = 6, #ARGV, 1000 do redis.call('RPUSH', j, unpack(ARGV, i, math.min(i + 999, #ARGV))) end
 redis.call('ZADD', KEYS[3], seq, seq .. ARGV[4])
 redis.call('PUBLISH', ARGV[5], 'push:' .. seq)
 return {1, seq}
 """
+)
 
 #: Rows appended to a version being written (KEYS[1]; ARGV[1]: the base hash of a layered one).
-APPEND = """
-for i = 2, #ARGV, 2 do
-  local f = ARGV[i]
-  local rows = string.gsub(ARGV[i + 1], '\1', '0')
-  local old = redis.call('HGET', KEYS[1], f)
-  if not old and ARGV[1] ~= '' then old = redis.call('HGET', ARGV[1], f) end
-  if old then redis.call('HSET', KEYS[1], f, old .. ',' .. rows) else redis.call('HSET', KEYS[1], f, rows) end
-end
+APPEND = (
+    _APPEND_FN
+    + """
+append(KEYS[1], ARGV[1], ARGV, 2)
 return 1
 """
+)
 
-SWITCH = """
+SWITCH = (
+    _APPEND_FN
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local covered = {}
 for i = 9, #ARGV do covered[ARGV[i]] = true end
 local h = ARGV[3] .. ARGV[5]
+local base = ARGV[6] ~= '' and (ARGV[3] .. ARGV[6]) or ''
 for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   local seq, layout = string.match(m, '^(%d+):%-?%d+:%-?%d+:(.*)$')
   if covered[seq] or layout ~= ARGV[7] then
     redis.call('DEL', ARGV[4] .. seq)
     redis.call('ZREM', KEYS[3], m)
   else
-    local kv = redis.call('HGETALL', ARGV[4] .. seq)
-    for i = 1, #kv, 2 do
-      local old = redis.call('HGET', h, kv[i])
-      if not old and ARGV[6] ~= '' then old = redis.call('HGET', ARGV[3] .. ARGV[6], kv[i]) end
-      if old then redis.call('HSET', h, kv[i], old .. ',' .. kv[i + 1]) else redis.call('HSET', h, kv[i], kv[i + 1]) end
-    end
+    append(h, base, redis.call('LRANGE', ARGV[4] .. seq, 0, -1), 1)
   end
 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[8], 'switch:' .. ARGV[2])
 return 1
 """
+)
 
 
-def encode_push(pairs: Sequence[tuple[str, Sequence[Any]]], table: OnlineTable) -> tuple[list[str], int, int]:
-    """(field, rows text) arguments of the push script for (encoded key, stored row) pairs, each
-    row followed by the push's sequence number (``SEQ_MARK``) and its position; the time range."""
-    import json
-
-    dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-    by_field: dict[str, list[str]] = {}
-    low = high = pairs[0][1][0]
-    for i, (field, row) in enumerate(pairs):
-        ts = row[0]
-        low, high = min(low, ts), max(high, ts)
-        text = dumps(list(row))
-        by_field.setdefault(field, []).append(f"{text[:-1]},{SEQ_MARK},{i}]")
-    args: list[str] = []
+def encode_push(pairs: Sequence[tuple[str, Sequence[Any]]], table: OnlineTable) -> tuple[list[Any], int, int]:
+    """(field, rows text) arguments of the push script for (encoded key, stored row) pairs, and
+    the rows' event-time range."""
+    texts = row_texts([row for _, row in pairs], table)
+    by_field: dict[str, list[bytes]] = {}
+    for (field, _), text in zip(pairs, texts, strict=True):
+        by_field.setdefault(field, []).append(text)
+    args: list[Any] = []
     for field, rows in by_field.items():
-        args += [field, ",".join(rows)]
-    return args, low, high
+        args += [field, b",".join(rows)]
+    times = [row[0] for _, row in pairs]
+    return args, min(times), max(times)
+
+
+def row_texts(rows: Sequence[Sequence[Any]], table: OnlineTable) -> list[bytes]:
+    """Each stored row as a compact JSON array (orjson: exact int64, shortest float text)."""
+    import orjson
+
+    if not rows:
+        return []
+    flat = all(f.type in ("int64", "float64", "bool", "timestamp") for f in table.features)
+    if not flat:  # text or lists could hold "],[": one call per row
+        return [orjson.dumps(list(r)) for r in rows]
+    inner = orjson.dumps([list(r) for r in rows])[2:-2].split(b"],[")
+    return [b"[" + text + b"]" for text in inner]
 
 
 def covered_entries(
@@ -125,21 +156,43 @@ def covered_entries(
     return out
 
 
+#: Copies of the served hashes (KEYS[2], KEYS[3]: where), the pointer and the push counter, at once.
+SNAPSHOT = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+local v, b = string.match(cur, '^(%d+):?(%d*)$')
+redis.call('COPY', ARGV[1] .. v, KEYS[2], 'REPLACE')
+if b ~= '' then redis.call('COPY', ARGV[1] .. b, KEYS[3], 'REPLACE') end
+return {cur, redis.call('GET', KEYS[4]) or '0'}
+"""
+
+
+def read_snapshot(ks: Keyspace, view: str) -> tuple[bytes, int, dict[str, list[Any]]] | None:
+    """(pointer, push counter, rows by field) of the version served now, read at one instant;
+    None when ``view`` is not served."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:12]
+    copies = (ks.key(view, f"snap:{tag}"), ks.key(view, f"snap:{tag}:base"))
+    try:
+        reply = ks.script(
+            SNAPSHOT, (ks.key(view, "current"), *copies, ks.key(view, "pseq")), (ks.key(view, "v"),)
+        )
+        if not reply:
+            return None
+        raw: dict[bytes, bytes] = {}
+        for copy in copies:
+            for field, value in ks.client.hscan_iter(copy, count=5000):
+                raw.setdefault(field, value)
+    finally:
+        ks.client.unlink(*copies)
+    return reply[0], int(reply[1]), {field.decode(): _rows_of(value) for field, value in raw.items()}
+
+
 def _rows_of(raw: bytes) -> list[Any]:
-    import json
+    import orjson
 
-    return list(json.loads(b"[" + raw + b"]"))
-
-
-def read_snapshot(ks: Keyspace, view: str, table: OnlineTable) -> dict[str, list[Any]]:
-    """Every field of the version ``table`` (and of its base, for a layered one) as rows."""
-    raw: dict[bytes, bytes] = {}
-    for field, value in ks.client.hscan_iter(ks.key(view, f"v{table.version}"), count=2000):
-        raw[field] = value
-    if table.base_version is not None:
-        for field, value in ks.client.hscan_iter(ks.key(view, f"v{table.base_version}"), count=2000):
-            raw.setdefault(field, value)
-    return {field.decode(): _rows_of(value) for field, value in raw.items()}
+    return list(orjson.loads(b"[" + raw + b"]"))
 
 
 def journal_since(
@@ -151,6 +204,9 @@ def journal_since(
         entry, _, _, layout = member.decode().split(":", 3)
         if layout != table.layout:
             continue
-        fields = ks.client.hgetall(ks.key(view, f"j:{entry}"))
-        out.append((int(entry), {f.decode(): _rows_of(v) for f, v in fields.items()}))
+        items = ks.client.lrange(ks.key(view, f"j:{entry}"), 0, -1)
+        rows: dict[str, list[Any]] = {}
+        for field, value in zip(items[::2], items[1::2], strict=True):
+            rows.setdefault(field.decode(), []).extend(_rows_of(value))
+        out.append((int(entry), rows))
     return out

@@ -219,7 +219,6 @@ class OnlineReplica:
         if not entries:
             return state
         table = state.table
-        width = len(table.row_columns)
         overlay = dict(state.overlay)
         seq = state.seq
         for entry, by_key in entries:
@@ -229,10 +228,7 @@ class OnlineReplica:
                     current = list(state.base.get(k, ()))
                 else:
                     current = list(current)
-                seen = {tuple(r[width:]) for r in current if len(r) > width}
-                for r in self._decode(table, rows):
-                    if tuple(r[width:]) not in seen:  # a scan may have caught it already
-                        current.append(r)
+                current += self._decode(table, rows)
                 overlay[k] = current
             seq = max(seq, entry)
         return _State(table, state.base, overlay, seq, state.loaded_at)

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
 import uuid
@@ -134,8 +133,10 @@ def journal(
     rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]],
 ) -> int:
     """Append a push of ``rows`` to the journal; its sequence number."""
+    import orjson
+
     times = [row[0] for _, row in rows]
-    payload = json.dumps([[*key, *row] for key, row in rows], separators=(",", ":"), allow_nan=False)
+    payload = orjson.dumps([[*key, *row] for key, row in rows]).decode()
     cur = con.execute(
         f"INSERT INTO {JOURNAL} (view, layout, min_ts, max_ts, rows) VALUES (?, ?, ?, ?, ?)",
         (view, table.layout, min(times), max(times), payload),
@@ -156,13 +157,15 @@ def replay_journal(
     entries = con.execute(
         f"SELECT seq, layout, min_ts, max_ts, rows FROM {JOURNAL} WHERE view = ? ORDER BY seq", (table.view,)
     ).fetchall()
+    import orjson
+
     nkeys = len(table.entity)
     drop = []
     for seq, layout, min_ts, max_ts, payload in entries:
         if layout != table.layout or is_covered(seq, min_ts, max_ts, covered, since_us, table.end_us):
             drop.append((seq,))
             continue
-        rows = [(tuple(r[:nkeys]), r[nkeys:]) for r in json.loads(payload)]
+        rows = [(tuple(r[:nkeys]), r[nkeys:]) for r in orjson.loads(payload)]
         insert_pushed(con, target, table, rows, seq)
     if drop:
         con.executemany(f"DELETE FROM {JOURNAL} WHERE seq = ?", drop)
@@ -223,6 +226,8 @@ def journal_since(
 ) -> list[tuple[int, dict[tuple[Any, ...], list[list[Any]]]]]:
     """Journal entries of ``table.view`` after ``seq`` in ``table``'s layout: (seq, rows by key),
     each row followed by its seq and position (as the rows table holds them)."""
+    import orjson
+
     nkeys = len(table.entity)
     out = []
     for entry, layout, payload in con.execute(
@@ -231,7 +236,7 @@ def journal_since(
         if layout != table.layout:
             continue
         rows: dict[tuple[Any, ...], list[list[Any]]] = {}
-        for i, r in enumerate(json.loads(payload)):
+        for i, r in enumerate(orjson.loads(payload)):
             rows.setdefault(tuple(r[:nkeys]), []).append([*r[nkeys:], entry, i])
         out.append((int(entry), rows))
     return out
