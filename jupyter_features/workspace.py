@@ -30,6 +30,7 @@ from .sources import Source, check_name, classify_source
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .drift_detection import DriftReport
     from .materialize import MaterializationResult
     from .online import OnlineResult
 
@@ -360,6 +361,14 @@ class Workspace:
             )
             return None
         return {c.name: c.summary() for c in prof.columns}
+
+    def drift(self, model: str, current: pd.DataFrame, *, threshold: float = 0.2) -> DriftReport:
+        """Has ``current`` drifted from what ``model``'s features looked like when exported?
+        The reference is the statistics the registry recorded with each version the model
+        uses (``registry.record_usage``); see ``jupyter_features.drift_detection.drift_for_model``."""
+        from .drift_detection import drift_for_model
+
+        return drift_for_model(self.registry, model, current, threshold=threshold)
 
     def history(self, name: str) -> list[FeatureView]:
         """Every definition of ``name`` in this session, oldest first."""
