@@ -209,9 +209,11 @@ def drift(
     bin as a share of 0.0001. A feature drifted when PSI > ``threshold``, or when it has
     values on one side only.
 
-    ``features=None`` compares every column the frames share, except datetime columns and
-    columns entirely null in both (``report.skipped`` says what was left out and why); a
-    column named in ``features`` must be in both frames. A progress bar shows for large
+    ``features=None`` compares every column the frames share except datetime columns, columns
+    of lists and columns of different kinds in the two frames; ``report.skipped`` says what
+    was left out and why. A column named in ``features`` must be in both frames and
+    comparable, or DriftError says why not. Columns entirely null in both are never compared.
+    Label, time and id columns are the caller's to leave out. A progress bar shows for large
     frames (``progress`` forces it on or off).
     """
     threshold = _check_options(threshold, bins, max_categories)
