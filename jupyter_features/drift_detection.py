@@ -362,7 +362,8 @@ def drift_from_stats(
         )
     notes = dict(skipped or {})
     rows, comparisons = [], {}
-    for feature, recorded in stats.items():
+    for name, recorded in stats.items():
+        feature = str(name)
         wanted = (columns or {}).get(feature, feature)
         candidates = [wanted] if isinstance(wanted, str) else list(wanted)
         column = next((c for c in candidates if c in current.columns), None)

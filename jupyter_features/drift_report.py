@@ -113,7 +113,7 @@ class DriftReport:
         if charts:
             from .charts import grid, show
 
-            show(grid(charts, columns=3))
+            show(grid(charts, columns=3).resolve_scale(color="independent"))
 
     def __repr__(self) -> str:
         drifted = self.drifted
@@ -153,10 +153,13 @@ def _html_row(row: Any, threshold: float) -> list[str]:
     )
     if row.null_rate_reference != row.null_rate_reference:
         nulls = f"– → {render.fmt_rate(float(row.null_rate_current))}"
+    shown_psi = _fmt_stat(psi)
+    if psi != psi and row.n_reference != row.n_current:  # one side has no values
+        shown_psi = "no current values" if row.n_current == 0 else "no reference values"
     return [
         f"<b class='bad'>{name}</b>" if row.drifted else name,
         render.esc(row.kind),
-        f"{bar} {_fmt_stat(psi)}",
+        f"{bar} {shown_psi}",
         test,
         p,
         nulls,

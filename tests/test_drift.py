@@ -292,6 +292,7 @@ def test_nulls_are_reported_apart_and_statistics_use_values() -> None:
     assert table.loc["gone", "null_rate_current"] == 1.0 and table.loc["gone", "n_current"] == 0
     assert table.loc["i", "kind"] == "numeric" and table.loc["i", "null_rate_current"] == 200 / n
     assert report.drifted == ["gone"]
+    assert "no current values" in report._repr_html_()
 
 
 def test_constant_columns_and_infinities() -> None:
