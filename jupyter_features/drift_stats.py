@@ -34,6 +34,7 @@ EPSILON = 1e-4
 OTHER = "(other)"
 
 _NAN = float("nan")
+_EXACT_KS_P_UP_TO = 10_000  # effective sample size up to which the KS p-value uses kstwo
 
 
 @dataclass(frozen=True)
@@ -108,14 +109,19 @@ def ks_statistic(reference: Sequence[float] | np.ndarray, current: Sequence[floa
 
 
 def ks_p_value(statistic: float, n: int, m: int) -> float:
-    """Two-sided p-value of a KS statistic of samples of ``n`` and ``m`` values (scipy's
-    asymptotic method: the one-sample distribution at n·m / (n + m))."""
+    """Two-sided p-value of a KS statistic of samples of ``n`` and ``m`` values: scipy's
+    asymptotic method (the one-sample distribution at n·m / (n + m)) up to 10,000, its limit,
+    the Kolmogorov distribution, beyond (within 1% there, and a thousand times faster)."""
     if not n or not m or math.isnan(statistic):
         return _NAN
-    from scipy.stats import kstwo
+    from scipy.stats import kstwo, kstwobign
 
     effective = max(1.0, round(n * m / (n + m)))
-    return float(np.clip(kstwo.sf(statistic, effective), 0.0, 1.0))
+    if effective <= _EXACT_KS_P_UP_TO:
+        p = kstwo.sf(statistic, effective)
+    else:
+        p = kstwobign.sf(statistic * math.sqrt(effective))
+    return float(np.clip(p, 0.0, 1.0))
 
 
 def chi_square(

@@ -159,6 +159,17 @@ def test_frames_with_nulls_match_the_oracles(data: list[tuple[Any, Any]]) -> Non
             assert c_row["chi2_p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
 
 
+def test_ks_p_value_of_large_samples_is_the_limit_distribution() -> None:
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(11)
+    reference, current = rng.normal(size=30_000), rng.normal(0.02, 1, size=25_000)
+    comp = compare_numeric(reference, current)
+    expected = ks_2samp(reference, current, method="asymp")
+    assert comp.ks == pytest.approx(expected.statistic, abs=1e-12)
+    assert comp.ks_p_value == pytest.approx(expected.pvalue, rel=0.01)
+
+
 def test_psi_and_chi_square_by_hand() -> None:
     assert psi([50, 50], [50, 50]) == 0.0
     assert psi([90, 10], [10, 90]) == pytest.approx(2 * 0.8 * math.log(9))
