@@ -111,7 +111,7 @@ def ks_statistic(reference: Sequence[float] | np.ndarray, current: Sequence[floa
 def ks_p_value(statistic: float, n: int, m: int) -> float:
     """Two-sided p-value of a KS statistic of samples of ``n`` and ``m`` values: scipy's
     asymptotic method (the one-sample distribution at n·m / (n + m)) up to 10,000, its limit,
-    the Kolmogorov distribution, beyond (within 1% there, and a thousand times faster)."""
+    the Kolmogorov distribution, beyond (within 1% there, and fast at any size)."""
     if not n or not m or math.isnan(statistic):
         return _NAN
     from scipy.stats import kstwo, kstwobign
