@@ -18,10 +18,13 @@ from .version import __version__
 from .workspace import Workspace, set_workspace, workspace
 
 if typing.TYPE_CHECKING:
+    from .drift_detection import drift
+    from .drift_report import DriftReport
     from .evaluation import EvaluationReport, ablate, evaluate
     from .online import OnlineResult
 
 __all__ = [
+    "DriftReport",
     "EvaluationReport",
     "Feature",
     "FeatureView",
@@ -30,6 +33,7 @@ __all__ = [
     "Workspace",
     "__version__",
     "ablate",
+    "drift",
     "errors",
     "evaluate",
     "format_ttl",
@@ -43,6 +47,8 @@ _LAZY = {
     "ablate": "jupyter_features.evaluation",
     "EvaluationReport": "jupyter_features.evaluation",
     "OnlineResult": "jupyter_features.online",
+    "drift": "jupyter_features.drift_detection",
+    "DriftReport": "jupyter_features.drift_report",
 }
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "MaterializationError",
     "MaterializationBusyError",
     "EvaluationError",
+    "DriftError",
     "EngineError",
     "TranspileError",
     "did_you_mean",
@@ -154,6 +155,10 @@ class MaterializationBusyError(MaterializationError):
 
 class EvaluationError(FeaturesError):
     """A frame cannot be evaluated as asked."""
+
+
+class DriftError(FeaturesError):
+    """Two distributions cannot be compared as asked (empty frames, missing features, bad options)."""
 
 
 class EngineError(FeaturesError):

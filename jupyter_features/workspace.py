@@ -32,6 +32,7 @@ from .sqltext import RESERVED_PREFIX, quote
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .drift_detection import DriftReport
     from .materialize import MaterializationResult, Progress
     from .online import OnlineResult, OnlineStore
     from .online.replica import OnlineReplica
@@ -451,6 +452,14 @@ class Workspace:
             )
             return None
         return {c.name: c.summary() for c in prof.columns}
+
+    def drift(self, model: str, current: pd.DataFrame, *, threshold: float = 0.2) -> DriftReport:
+        """Has ``current`` drifted from what ``model``'s features looked like when exported?
+        The reference is the statistics the registry recorded with each version the model
+        uses (``registry.record_usage``); see ``jupyter_features.drift_detection.drift_for_model``."""
+        from .drift_detection import drift_for_model
+
+        return drift_for_model(self.registry, model, current, threshold=threshold)
 
     def history(self, name: str) -> list[FeatureView]:
         """Every definition of ``name`` in this session, oldest first."""

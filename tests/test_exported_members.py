@@ -50,9 +50,11 @@ def test_import_is_light() -> None:
 
 def test_lazy_functions_are_not_shadowed_by_submodules() -> None:
     import jupyter_features as jf
-    import jupyter_features.evaluation  # the module behind the lazy names
 
-    for name in ("evaluate", "ablate"):
+    for module in ("jupyter_features.evaluation", "jupyter_features.drift_detection"):
+        importlib.import_module(module)  # the modules behind the lazy names
+
+    for name in ("evaluate", "ablate", "drift"):
         assert callable(getattr(jf, name)) and not isinstance(getattr(jf, name), type(sys)), name
     for name in jf.__all__:
         assert not isinstance(getattr(jf, name), type(sys)) or name == "errors", name
