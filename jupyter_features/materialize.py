@@ -96,7 +96,7 @@ def materialize_view(
             join = ViewJoin.of(view)
             covered: frozenset[int] = frozenset()
             identity = ""
-            if pushes is not None:
+            if pushes is not None and pushes.files(view.name):
                 identity = store.identity()
                 covered = pushes.covered(view.name, identity)  # listed before the rows are read
                 join = pushes.join(view, join, store=identity, covered=covered, typed=engine.name == "duckdb")
@@ -113,7 +113,7 @@ def materialize_view(
             )
             try:
                 total = _write(view.name, rows, writer, bar, on_progress)
-                if pushes is not None:
+                if pushes is not None and identity:
                     later = pushes.later_rows(view, end_us, store=identity, covered=covered)
                     if later is not None and later.num_rows:
                         writer.write_pushed(later)
