@@ -32,6 +32,7 @@ __all__ = [
     "NotMaterializedError",
     "MaterializationError",
     "MaterializationBusyError",
+    "PushError",
     "EvaluationError",
     "DriftError",
     "EngineError",
@@ -139,6 +140,10 @@ class NotMaterializedError(OnlineStoreError):
     """A feature view was read online before it was materialized to that store."""
 
     status_code = 404
+
+
+class PushError(FeaturesError):
+    """Rows that cannot be pushed into a feature view; nothing was written."""
 
 
 class MaterializationError(FeaturesError):

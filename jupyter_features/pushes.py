@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import FeaturesError, UnknownColumnError, did_you_mean
+from .errors import NotMaterializedError, PushError, UnknownColumnError, did_you_mean
 from .sqltext import CREATED_TS, EVENT_TS, PUSH_SEQ, PUSH_STORE, RESERVED_PREFIX, quote, string_literal
 
 if TYPE_CHECKING:
@@ -35,14 +35,10 @@ if TYPE_CHECKING:
     from .online import OnlineStore
     from .sources import Source
 
-__all__ = ["PushError", "PushLog", "PushResult", "push_rows", "validate_rows", "TARGETS"]
+__all__ = ["PushLog", "PushResult", "push_rows", "validate_rows", "TARGETS"]
 
 #: Where a push goes: the online store and the push log, or one of them.
 TARGETS = ("both", "online", "offline")
-
-
-class PushError(FeaturesError):
-    """Rows that cannot be pushed into a view; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -348,24 +344,17 @@ def push_rows(
     table = validate_rows(view, rows, columns)
     version = seq = None
     if store is not None:
-        served = store.current(view.name)
-        if served is None:
-            from .errors import NotMaterializedError
-
-            raise NotMaterializedError(
-                f"push to feature view '{view.name}': it is not materialized in {store.url}; "
-                f"run ws.materialize(['{view.name}']) first, or push with to='offline'"
-            )
-        if served.definition_hash != view.definition_hash:
-            raise PushError(
-                f"push to feature view '{view.name}': {store.url} serves another definition of it "
-                f"(version {served.view_version}); materialize this definition first"
-            )
         renamed = {view.timestamp: EVENT_TS}
         if view.created_timestamp:
             renamed[view.created_timestamp] = CREATED_TS
         online = table.rename_columns([renamed.get(c, c) for c in table.column_names])
-        receipt = store.push(view.name, online)
+        try:
+            receipt = store.push(view.name, online, definition=view.definition_hash)
+        except NotMaterializedError as exc:
+            raise NotMaterializedError(
+                f"push to feature view '{view.name}': it is not materialized in {store.url}; "
+                f"run ws.materialize(['{view.name}']) first, or push with to='offline'"
+            ) from exc
         version, seq = receipt.version, receipt.seq
     path = None
     if to in ("both", "offline") and table.num_rows:

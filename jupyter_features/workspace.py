@@ -543,7 +543,8 @@ class Workspace:
         workspace's push log, which training frames and materialization read with the view's
         rows. Everything is validated first: a refused push writes nothing.
         """
-        from .pushes import PushError, push_rows
+        from .errors import PushError
+        from .pushes import push_rows
 
         if to not in ("both", "online", "offline"):
             raise PushError(f"push to feature view '{view}': to={to!r} is not one of both, online, offline")

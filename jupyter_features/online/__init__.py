@@ -118,9 +118,10 @@ class OnlineStore(Protocol):
         """The store's identity, kept in the store (push logs record where a push went)."""
         ...
 
-    def push(self, view: str, rows: pa.Table) -> PushReceipt:
+    def push(self, view: str, rows: pa.Table, *, definition: str | None = None) -> PushReceipt:
         """Add ``rows`` (keys, ``EVENT_TS``, [``CREATED_TS``,] features) to the served version and
-        the push journal, atomically: the next read sees all of them."""
+        the push journal, atomically: the next read sees all of them. ``definition``: the view's
+        definition hash the served version must have (else a PushError, nothing written)."""
         ...
 
     def push_state(self, view: str) -> tuple[int, int] | None:

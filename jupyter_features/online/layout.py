@@ -224,6 +224,16 @@ class OnlineTable:
             created=bool(d.get("created", False)),
         )
 
+    def check_definition(self, definition: str | None, url: str) -> None:
+        """Refuse a push of rows of another definition of the view than the one served here."""
+        if definition is not None and definition != self.definition_hash:
+            from ..errors import PushError
+
+            raise PushError(
+                f"push to feature view '{self.view}': {url} serves another definition of it "
+                f"(version {self.view_version}); materialize this definition first"
+            )
+
     def feature_index(self, features: Sequence[str] | None) -> list[int]:
         """Positions of ``features`` among the table's features; raises for unknown names."""
         names = self.feature_names

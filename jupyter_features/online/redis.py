@@ -420,7 +420,7 @@ class RedisStore:
         self._identity = raw.decode() if isinstance(raw, bytes) else str(raw)
         return self._identity
 
-    def push(self, view: str, rows: pa.Table) -> PushReceipt:
+    def push(self, view: str, rows: pa.Table, *, definition: str | None = None) -> PushReceipt:
         """Append ``rows`` (keys, event time, [created,] features, as a view computes them) to
         the entities of the version readers see now, and journal them, in one script call:
         the next read sees all of them or none."""
@@ -432,6 +432,7 @@ class RedisStore:
             raise self._missing(view)
         keys = (ks.key(view, "current"), ks.key(view, "pseq"), ks.key(view, "journal"))
         for _ in range(50):
+            table.check_definition(definition, self.url)
             pairs = push_rows_of(rows, table)
             if not pairs:
                 return PushReceipt(view, table.version, None, 0)

@@ -82,6 +82,8 @@ class OnlineReplica:
         channel = getattr(self._store, "events_channel", None)
         if channel is not None:
             self._subscribe([channel(v) for v in self.views])
+            if self._pubsub is not None:  # woken by messages: polling is only the fallback
+                self.poll = max(poll, 0.05)
         self._thread = threading.Thread(target=self._follow, name="jf-online-replica", daemon=True)
         self._thread.start()
 

@@ -468,7 +468,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise self._failed("reading the store's identity", exc) from exc
 
-    def push(self, view: str, rows: pa.Table) -> PushReceipt:
+    def push(self, view: str, rows: pa.Table, *, definition: str | None = None) -> PushReceipt:
         """Add ``rows`` (keys, event time, [created,] features, as a view computes them) to the
         version readers see now, and to the push journal, in one transaction: the next read
         sees all of them or, if it fails, none."""
@@ -484,6 +484,7 @@ class SQLiteStore:
                 current = self._meta(con, view)
                 if current is None:
                     raise self._not_materialized(view)
+                current.check_definition(definition, self.url)
                 if current.version != table.version:  # switched since: encode for the version served
                     if current.layout != table.layout:
                         pairs = push_rows_of(rows, current)
