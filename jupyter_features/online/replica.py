@@ -37,16 +37,18 @@ class _State:
     overlay: dict[str, list[Any]]  # entities changed by pushes since, with all their rows
     seq: int
     loaded_at: float  # time.monotonic() when this state was built
-    #: requested features → (their positions in a row, their names, the tie-break's width)
-    positions: dict[Any, tuple[list[int], list[str], int]] = field(default_factory=dict)
+    #: requested features → (their positions in a row, their names, output columns, tie-break width)
+    positions: dict[Any, tuple[list[int], list[str], list[str], int]] = field(default_factory=dict)
 
-    def positions_of(self, names: tuple[str, ...] | None) -> tuple[list[int], list[str], int]:
+    def positions_of(self, names: tuple[str, ...] | None) -> tuple[list[int], list[str], list[str], int]:
         found = self.positions.get(names)
         if found is None:
-            first = 1 + self.table.created
-            idx = self.table.feature_index(names)
-            width = len(self.table.row_columns)
-            found = [first + i for i in idx], [self.table.features[i].name for i in idx], width
+            table = self.table
+            first = 1 + table.created
+            idx = table.feature_index(names)
+            feature_names = [table.features[i].name for i in idx]
+            outputs = [f"{table.view}__{n}" for n in feature_names]
+            found = [first + i for i in idx], feature_names, outputs, len(table.row_columns)
             self.positions[names] = found
         return found
 
@@ -95,10 +97,10 @@ class OnlineReplica:
         at: Any = None,
     ) -> OnlineResult:
         """Feature values of ``entity_rows`` as of ``at`` (default now), from memory."""
-        key = refs if isinstance(refs, str) else tuple(refs)
-        plan = self._plans.get(key)
+        refs_key = refs if isinstance(refs, str) else tuple(refs)
+        plan = self._plans.get(refs_key)
         if plan is None:
-            plan = self._plan(key)
+            plan = self._plan(refs_key)
         if at is None:
             at_us = time.time_ns() // 1000
         else:
@@ -116,17 +118,29 @@ class OnlineReplica:
                     f"feature view '{view}' version {pinned} is not what the replica of {self.url} serves "
                     f"(it serves version {table.view_version}); materialize '{view}@{pinned}' or drop the pin"
                 )
-            feats, feature_names, width = state.positions_of(names)
+            feats, feature_names, outputs, width = state.positions_of(names)
             base, overlay, ttl = state.base, state.overlay, table.ttl_us
-            keys = self._keys(table, entity_rows)
-            if len(keys) == 1:  # the common case, without building lists per entity
-                rows = overlay.get(keys[0]) if overlay else None
+            key: str | None = None
+            if len(entity_rows) == 1 and len(table.entity) == 1:  # the common case, inline
+                value = entity_rows[0].get(table.entity[0]) if type(entity_rows[0]) is dict else None
+                kind = table.key_types[0]
+                if type(value) is str and kind == "string":
+                    key = value
+                elif type(value) is int and kind == "int64":
+                    key = str(value)
+            if key is not None:
+                rows = overlay.get(key) if overlay else None
                 if rows is None:
-                    rows = base.get(keys[0])
+                    rows = base.get(key)
                 best = best_row(rows, at_us, ttl, width) if rows else None
-                for name, p in zip(feature_names, feats, strict=True):
-                    columns[f"{view}__{name}"] = [None if best is None else best[p]]
+                if best is None:
+                    for out_name in outputs:
+                        columns[out_name] = [None]
+                else:
+                    for out_name, p in zip(outputs, feats, strict=True):
+                        columns[out_name] = [best[p]]
             else:
+                keys = self._keys(table, entity_rows)
                 out: list[list[Any]] = [[] for _ in feats]
                 for k in keys:
                     rows = overlay.get(k) if overlay else None
@@ -135,8 +149,8 @@ class OnlineReplica:
                     best = best_row(rows, at_us, ttl, width) if rows else None
                     for column, p in zip(out, feats, strict=True):
                         column.append(None if best is None else best[p])
-                for name, column in zip(feature_names, out, strict=True):
-                    columns[f"{view}__{name}"] = column
+                for out_name, column in zip(outputs, out, strict=True):
+                    columns[out_name] = column
             parts.append((table, feature_names))
         return OnlineResult(columns, entity_rows, parts)
 
