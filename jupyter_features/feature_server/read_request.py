@@ -143,8 +143,8 @@ def _shown(value: Any) -> str:
 
 
 def _what(value: Any) -> str:
-    if type(value) is int:
-        return "an integer out of the int64 range"
+    if type(value) is int or (type(value) is float and value.is_integer() and abs(value) >= 2**63):
+        return "an integer out of the int64 range"  # JSON parsers read integers past 64 bits as floats
     return {
         bool: "a boolean",
         float: "a number with a fraction or exponent",
