@@ -178,8 +178,11 @@ def main() -> None:
     parser.add_argument("--contenders", default="thin,ours,ours-2w,feast")
     parser.add_argument("--skip-feast", action="store_true")
     parser.add_argument("--redis", help="use this Redis instead of a private redis-server")
-    parser.add_argument("--server-python", default=sys.executable, help=argparse.SUPPRESS)
+    parser.add_argument("--feast-setup", nargs=2, metavar=("DATA", "REPO"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.feast_setup:
+        feast_setup(args.feast_setup[0], Path(args.feast_setup[1]))
+        return
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: install it (Debian/Ubuntu: apt-get install wrk)")
     run(args)
@@ -225,16 +228,27 @@ def run(args: argparse.Namespace) -> None:
             for name in names:
                 port = free_port()
                 if name == "thin":
-                    cmd = [args.server_python, str(thin_file), urls[store], str(port), str(versions[store]),
+                    cmd = [sys.executable, str(thin_file), urls[store], str(port), str(versions[store]),
                            ",".join(FEATURES)]  # fmt: skip
                 elif name.startswith("ours"):
                     workers = name.partition("-")[2].rstrip("w") or "1"
-                    cmd = [args.server_python, "-m", "jupyter_features.cli", "serve", "--store", urls[store],
+                    cmd = [sys.executable, "-m", "jupyter_features.cli", "serve", "--store", urls[store],
                            "--port", str(port)]  # fmt: skip
                     if workers != "1":
                         cmd += ["--workers", workers]
+                elif store == "sqlite":  # feast: its SQLite online store only
+                    feast = feast_command(data, args.entities, workdir, port)
+                    if feast is None:
+                        continue
+                    cmd, cwd = feast
+                    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    procs.append(proc)
+                    contenders.append(
+                        Contender(name, store, f"http://127.0.0.1:{port}/get-online-features", proc)
+                    )
+                    continue
                 else:
-                    continue  # feast: below
+                    continue
                 proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 procs.append(proc)
                 contenders.append(
@@ -269,6 +283,55 @@ def run(args: argparse.Namespace) -> None:
             redis_server.terminate()
             redis_server.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def feast_command(data: Path, entities: int, workdir: Path, port: int) -> tuple[list[str], Path] | None:
+    """``feast serve`` over a Feast repo holding the same data, or None when Feast is not available."""
+    python = FEAST_VENV / "bin" / "python"
+    try:
+        if not python.exists():
+            print("installing Feast into benchmarks/.venv-feast ...", flush=True)
+            subprocess.run([sys.executable, "-m", "venv", str(FEAST_VENV)], check=True)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "feast[duckdb]"], check=True)
+        repo = workdir / "feast"
+        if not (repo / "online.db").exists():
+            print("materializing the data into Feast's SQLite online store ...", flush=True)
+            subprocess.run(
+                [str(python), str(Path(__file__).resolve()), "--feast-setup", str(data), str(repo)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        print(f"skipping Feast: it could not be installed or set up ({exc}){detail[-2000:]}", flush=True)
+        return None
+    return [str(FEAST_VENV / "bin" / "feast"), "serve", "-p", str(port), "--no-access-log"], repo
+
+
+def feast_setup(data: str, repo: Path) -> None:
+    """Apply a Feast repo with the benchmark's view and materialize it (runs in Feast's venv)."""
+    from datetime import timedelta
+
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+    from feast.types import Float64
+
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "feature_store.yaml").write_text(
+        "project: bench\n"
+        f"registry: {repo / 'registry.db'}\n"
+        "provider: local\n"
+        "offline_store:\n  type: duckdb\n"
+        f"online_store:\n  type: sqlite\n  path: {repo / 'online.db'}\n"
+        "entity_key_serialization_version: 3\n"
+    )
+    entity = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+    view = FeatureView(
+        name="v", entities=[entity], ttl=timedelta(days=3650),
+        schema=[Field(name=f, dtype=Float64) for f in FEATURES],
+        source=FileSource(path=data, timestamp_field="ts"), online=True,
+    )  # fmt: skip
+    fs = FeatureStore(repo_path=str(repo))
+    fs.apply([entity, view])
+    fs.materialize(start_date=datetime(2023, 12, 1), end_date=END)
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:

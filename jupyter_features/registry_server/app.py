@@ -22,6 +22,7 @@ from registry_client.sql import SQLRegistry
 from ..errors import ConfigError
 from ..http_errors import BodyLimit, install_error_handlers
 from .models import Health
+from .record_cache import RecordCache
 
 __all__ = ["create_app", "API_PREFIX"]
 
@@ -58,6 +59,7 @@ def create_app(store_url: str, tokens: Mapping[str, str] | None = None) -> FastA
         lifespan=lifespan,
     )
     app.state.registry = registry
+    app.state.record_cache = RecordCache(registry)
     app.state.tokens = dict(tokens or {})
     app.state.store_url = registry.url
     app.add_middleware(BodyLimit, limit=LIMITS["body_bytes"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -62,7 +62,7 @@ def scope_of(tokens: Mapping[str, str], presented: str) -> str | None:
     return found
 
 
-def require_scope(scope: str) -> Callable[..., str | None]:
+def require_scope(scope: str) -> Callable[..., Awaitable[str | None]]:
     """A FastAPI dependency: the request's token must grant at least ``scope``.
 
     Returns the caller's scope (None when the server runs without tokens).
@@ -71,7 +71,7 @@ def require_scope(scope: str) -> Callable[..., str | None]:
         raise ValueError(f"unknown scope {scope!r}; use one of {SCOPES}")
     needed = SCOPES.index(scope)
 
-    def check(
+    async def check(  # async: FastAPI calls it inline, not through its thread pool (it does no I/O)
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> str | None:
         tokens: Mapping[str, str] | None = request.app.state.tokens
