@@ -341,7 +341,7 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float:
 def report(
     contenders: list[Contender], stores: list[str], batches: list[int], connections: list[int]
 ) -> None:
-    print("\nrequests/s (2xx) | p50 ms | p99 ms | non-2xx share; median over rounds\n")
+    print("\nrequests/s (2xx) / p50 ms / p99 ms (non-2xx share); medians over the rounds\n")
     names = list(dict.fromkeys(c.name for c in contenders))
     header = "| store | entities/request | connections | " + " | ".join(names) + " |"
     print(header)
@@ -358,8 +358,8 @@ def report(
                     runs = c.results[(batch, conns)]
                     shed = median_of(runs, "non2xx_share")
                     cells.append(
-                        f"{median_of(runs, 'rps'):,.0f} | {median_of(runs, 'p50_us') / 1000:.2f} | "
-                        f"{median_of(runs, 'p99_us') / 1000:.1f}" + (f" | {shed:.0%} non-2xx" if shed else "")
+                        f"{median_of(runs, 'rps'):,.0f} / {median_of(runs, 'p50_us') / 1000:.2f} / "
+                        f"{median_of(runs, 'p99_us') / 1000:.1f}" + (f" ({shed:.0%} non-2xx)" if shed else "")
                     )
                 print(f"| {store} | {batch} | {conns} | " + " | ".join(cells) + " |")
     print()

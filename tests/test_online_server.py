@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from online_stores import start_redis_server
 
 import jupyter_features as jf
 
@@ -400,3 +401,31 @@ def test_access_log_is_one_json_line_per_request(store_url: str, workspace: jf.W
         assert ok["status"] == 200 and ok["path"] == READ and ok["views"] == ["spend"] and ok["entities"] == 3
         assert failed["status"] == 404 and failed["error"] == "UnknownFeatureError"
         assert {"time", "method", "ms", "client", "worker"} <= set(ok)
+
+
+def test_health_and_reads_say_503_while_the_store_is_down(tmp_path: Path) -> None:
+    port = _free_port()
+    redis_server = start_redis_server(tmp_path, port)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        _materialize(jf.Workspace(tmp_path / "ws", online_store=url), [1.5, 2.5])
+        body = {"features": ["spend:amount"], "entities": [{"user_id": 2}]}
+        with run_server(url) as server:
+            assert server.read(body).json() == {"results": {"spend__amount": [2.5]}}
+            redis_server.terminate()
+            redis_server.wait()
+            health = httpx.get(f"{server.base}/health")
+            assert health.status_code == 503 and health.json()["status"] == "unavailable"
+            assert health.json()["type"] == "OnlineStoreError" and "unreachable" in health.json()["error"]
+            r = server.read(body)
+            assert (
+                r.status_code == 503
+                and r.json()["type"] == "OnlineStoreError"
+                and r.headers["retry-after"] == "1"
+            )
+            redis_server = start_redis_server(tmp_path, port)  # back, from its append-only file
+            assert server.read(body).json() == {"results": {"spend__amount": [2.5]}}
+            assert httpx.get(f"{server.base}/health").json()["views"]["spend"]["version"] == 1
+    finally:
+        redis_server.terminate()
+        redis_server.wait()
