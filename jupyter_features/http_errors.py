@@ -47,6 +47,13 @@ def clean(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")[:2000]
 
 
+def _shown(value: Any) -> str | None:
+    """A short repr of a refused string value, to name it in the error (other values are not shown)."""
+    if not isinstance(value, str):
+        return None
+    return clean(repr(value[:60]) + ("…" if len(value) > 60 else ""))
+
+
 def too_large(limit: int) -> RequestTooLargeError:
     return RequestTooLargeError(f"request body over {limit:,} bytes; send fewer entities per request")
 
@@ -89,10 +96,14 @@ def install_error_handlers(app: FastAPI) -> None:
                 "loc": [clean(str(p)) for p in e.get("loc", ())],
                 "msg": clean(str(e.get("msg", ""))),
                 "type": e.get("type"),
+                "got": _shown(e.get("input")),
             }
             for e in exc.errors()[:20]
         ]
-        summary = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems[:5])
+        summary = "; ".join(
+            f"{'.'.join(p['loc'])}: {p['msg']}" + (f" (got {p['got']})" if p["got"] else "")
+            for p in problems[:5]
+        )
         return JSONResponse(
             {"error": f"invalid request: {summary}", "type": "InvalidSpecError", "detail": problems}, 422
         )

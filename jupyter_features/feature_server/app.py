@@ -27,6 +27,7 @@ from ..errors import AuthError, InvalidRequestError, PermissionDeniedError, Serv
 from ..http_errors import problem, too_large
 from ..online import open_store, read_features
 from ..online.layout import redact
+from ..tokens import Identity, identity_of
 from .metrics import Metrics
 from .read_request import KeyPlan, check_keys, key_plan, parse_read
 
@@ -39,7 +40,6 @@ DEFAULT_PORT = 6566
 API_PREFIX = "/api/v1"
 MAX_BODY = 1 << 20  # bytes of a request body
 MAX_IN_FLIGHT = 256  # read requests one process answers at once; more are shed with 503
-SCOPES = ("read", "write", "admin")  # as in the token files of the registry server
 
 access_log = logging.getLogger("jupyter_features.feature_server.access")
 
@@ -55,7 +55,7 @@ class Reply(NamedTuple):
     entities: int = 0
 
 
-Handler = Callable[[bytes, "str | None"], Reply]
+Handler = Callable[[bytes, "Identity | None"], Reply]
 
 
 class Route(NamedTuple):
@@ -84,7 +84,7 @@ class FeatureServer:
         self,
         store: OnlineStore,
         *,
-        tokens: Mapping[str, str] | None = None,
+        tokens: Mapping[str, Identity] | None = None,
         max_body: int = MAX_BODY,
         max_in_flight: int = MAX_IN_FLIGHT,
         log_requests: bool = False,
@@ -112,7 +112,7 @@ class FeatureServer:
         }
 
     # -- the routes ------------------------------------------------------------------------
-    def online_features(self, body: bytes, _granted: str | None) -> Reply:
+    def online_features(self, body: bytes, _caller: Identity | None) -> Reply:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -135,7 +135,7 @@ class FeatureServer:
         self._plans[features] = plan
         return plan
 
-    def health(self, _body: bytes, granted: str | None) -> Reply:
+    def health(self, _body: bytes, caller: Identity | None) -> Reply:
         from .. import __version__
 
         try:
@@ -149,7 +149,7 @@ class FeatureServer:
             "store": self.store_shown,
             "worker": os.getpid(),
         }
-        if not self.tokens or granted is not None:  # view names only to those who may read them
+        if not self.tokens or caller is not None:  # view names only to those who may read them
             out["views"] = {
                 name: {
                     "version": t.version,
@@ -162,17 +162,17 @@ class FeatureServer:
             }
         return Reply(200, orjson.dumps(out))
 
-    def metrics_page(self, _body: bytes, _granted: str | None) -> Reply:
+    def metrics_page(self, _body: bytes, _caller: Identity | None) -> Reply:
         text, content_type = self.metrics.exposition()
         return Reply(200, text, content_type.encode())
 
-    def openapi(self, _body: bytes, _granted: str | None) -> Reply:
+    def openapi(self, _body: bytes, _caller: Identity | None) -> Reply:
         from .. import __version__
         from .openapi import document
 
         return Reply(200, orjson.dumps(document(__version__, API_PREFIX)))
 
-    def docs(self, _body: bytes, _granted: str | None) -> Reply:
+    def docs(self, _body: bytes, _caller: Identity | None) -> Reply:
         from fastapi.openapi.docs import get_swagger_ui_html
 
         page = get_swagger_ui_html(openapi_url="/openapi.json", title="jupyter-features feature server")
@@ -212,9 +212,9 @@ class FeatureServer:
                             f"the feature server is answering {self.max_in_flight} reads at once, its limit; "
                             "retry after 1 s or add workers"
                         )
-                granted = self._grant(scope, route.scope)
+                caller = self._grant(scope, route.scope)
                 body = await self._body(scope, receive) if method == "POST" else b""
-                reply = handler(body, granted)
+                reply = handler(body, caller)
             except _Disconnected:
                 return
             except Exception as exc:  # noqa: BLE001 - every error is answered in the one shape
@@ -249,28 +249,26 @@ class FeatureServer:
         if self.log_requests:
             self._log(scope, reply, elapsed, error_type)
 
-    def _grant(self, scope: dict[str, Any], needed: str | None) -> str | None:
-        """The scope the request's token grants; raise if the route needs more. None: no tokens."""
+    def _grant(self, scope: dict[str, Any], needed: str | None) -> Identity | None:
+        """Who the request's token stands for; raise if the route needs more. None: no tokens."""
         if not self.tokens:
             return None
-        from ..registry_server.auth import scope_of
-
         presented = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 kind, _, token = value.decode("latin-1").partition(" ")
                 if kind.lower() == "bearer" and token.strip():
                     presented = token.strip()
-        granted = scope_of(self.tokens, presented) if presented else None
+        identity = identity_of(self.tokens, presented) if presented else None
         if needed is None:
-            return granted
+            return identity
         if presented is None:
             raise AuthError("this feature server needs a bearer token: send 'Authorization: Bearer TOKEN'")
-        if granted is None:
+        if identity is None:
             raise AuthError("the bearer token is not valid for this feature server")
-        if SCOPES.index(granted) < SCOPES.index(needed):
-            raise PermissionDeniedError(f"this needs a '{needed}' token; yours grants '{granted}'")
-        return granted
+        if not identity.allows(needed):
+            raise PermissionDeniedError(f"this needs a '{needed}' token; yours grants '{identity.scope}'")
+        return identity
 
     async def _body(self, scope: dict[str, Any], receive: Any) -> bytes:
         limit = self.max_body
@@ -340,7 +338,7 @@ def read_only(store_url: str) -> str:
 
 def create_app(
     store_url: str,
-    tokens: Mapping[str, str] | None = None,
+    tokens: Mapping[str, Identity] | None = None,
     *,
     max_body: int = MAX_BODY,
     max_in_flight: int = MAX_IN_FLIGHT,
@@ -348,8 +346,8 @@ def create_app(
 ) -> FeatureServer:
     """The feature server reading from the online store at ``store_url`` (opened read-only).
 
-    ``tokens`` maps bearer token → scope (read, write, admin), as the registry server's
-    token files do; None or empty means no auth. ``log_requests`` writes one JSON line per
+    ``tokens`` maps bearer token → Identity (:func:`jupyter_features.tokens.load_tokens`:
+    the registry server's token files); reads need 'read'; None or empty means no auth. ``log_requests`` writes one JSON line per
     request to the ``jupyter_features.feature_server.access`` logger (stdout by default).
     """
     if log_requests and not access_log.handlers:

@@ -48,7 +48,7 @@ def serve(
 
     from ..online import open_store
     from ..online.layout import redact
-    from ..registry_server.auth import load_tokens
+    from ..tokens import load_tokens
     from .app import DEFAULT_PORT, MAX_BODY, MAX_IN_FLIGHT, create_app, read_only
 
     if workers < 1:

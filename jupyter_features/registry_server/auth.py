@@ -1,7 +1,6 @@
 """Bearer tokens with scopes: read < write < admin.
 
-A token file has one ``TOKEN SCOPE [NAME]`` per line (``#`` starts a comment); the
-feature server reads the same files through :func:`load_tokens`. With no
+A token file has one ``TOKEN SCOPE`` per line (``#`` starts a comment). With no
 tokens configured the server runs open and binds loopback only (see cli.py).
 Routes declare what they need with ``Depends(require_scope("write"))``.
 """
@@ -28,7 +27,7 @@ _bearer = HTTPBearer(auto_error=False, description="A token from the server's --
 
 
 def load_tokens(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read a token file: lines 'TOKEN read|write|admin [NAME]' → {token: scope}."""
+    """Read a token file: lines 'TOKEN read|write|admin'."""
     file = Path(path)
     try:
         lines = file.read_text(encoding="utf-8").splitlines()
@@ -40,9 +39,9 @@ def load_tokens(path: str | os.PathLike[str]) -> dict[str, str]:
         if not text:
             continue
         parts = text.split()
-        if len(parts) not in (2, 3) or parts[1] not in SCOPES:
+        if len(parts) != 2 or parts[1] not in SCOPES:
             raise ConfigError(
-                f"token file {file}, line {number}: expected 'TOKEN SCOPE [NAME]' with SCOPE one of "
+                f"token file {file}, line {number}: expected 'TOKEN SCOPE' with SCOPE one of "
                 f"{', '.join(SCOPES)}, e.g. 's3cret-token write'"
             )
         if len(parts[0]) < 8:
