@@ -121,6 +121,9 @@ def test_malformed_requests_get_4xx_with_a_message(api: httpx.Client, name: str)
         response = api.request(method, path, **kwargs)
         assert response.status_code == status, (method, path, response.text[:300])
         assert response.json()["error"], (method, path)
+        assert str(response.json()["type"]).endswith("Error"), (method, path)
+    assert api.get("/nowhere").json()["type"] == "NotFoundError"
+    assert api.delete("/views").json()["type"] == "MethodNotAllowedError"
     # Nothing refused was stored: the view keeps its one version and its SQL.
     versions = api.get(f"/views/{name}/versions").json()
     assert [v["version"] for v in versions] == [1]
