@@ -206,7 +206,9 @@ class RedisStore:
                 for key in self.client.scan_iter(match=pattern, count=1000)
             )
         except redis_lib.RedisError as exc:
-            raise self._failed("listing the views", exc) from exc
+            raise OnlineStoreError(
+                f"online store {self.url}: Redis is unreachable while listing the views ({exc})"
+            ) from exc
         out = {}
         for view in names:
             table = self.current(view)
