@@ -211,6 +211,28 @@ class RedisStore:
             return None
         return self._meta(view, _pointer_version(raw))
 
+    def views(self) -> dict[str, OnlineTable]:
+        """Every view this store serves (under its prefix), with the version readers see now."""
+        import redis as redis_lib
+
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "{*}:current"
+        start = len(self.prefix) + 1
+        try:
+            names = sorted(
+                key.decode()[start : -len("}:current")]
+                for key in self.client.scan_iter(match=pattern, count=1000)
+            )
+        except redis_lib.RedisError as exc:
+            raise OnlineStoreError(
+                f"online store {self.url}: Redis is unreachable while listing the views ({exc})"
+            ) from exc
+        out = {}
+        for view in names:
+            table = self.current(view)
+            if table is not None:
+                out[view] = table
+        return out
+
     # -- reads (the hot path) ------------------------------------------------------------
     def read(
         self, view: str, features: Sequence[str] | None, entity_rows: Sequence[Mapping[str, Any]]
