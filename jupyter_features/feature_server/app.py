@@ -136,7 +136,7 @@ class FeatureServer:
         return plan
 
     def health(self, _body: bytes, caller: Identity | None) -> Reply:
-        from .. import __version__
+        from ..version import __version__
 
         try:
             tables = self.store.views()
@@ -167,7 +167,7 @@ class FeatureServer:
         return Reply(200, text, content_type.encode())
 
     def openapi(self, _body: bytes, _caller: Identity | None) -> Reply:
-        from .. import __version__
+        from ..version import __version__
         from .openapi import document
 
         return Reply(200, orjson.dumps(document(__version__, API_PREFIX)))
