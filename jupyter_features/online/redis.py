@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStoreError
+from ..hosts import url_is_loopback
 from ..sqltext import EVENT_TS, quote
 from ..times import micros_to_datetime
 from .canonical import canonical_rows
@@ -425,7 +426,10 @@ class RedisWriter:
             raise self.store.write_error(self.table.view, exc) from exc
 
     def handle(self, *, other_host: bool = False) -> WriterHandle | None:
-        """For writing from other processes (they connect to the same Redis)."""
+        """For writing from other processes (they connect to the same Redis); None when they run
+        on another machine and this URL names a loopback address or a Unix socket (theirs)."""
+        if other_host and url_is_loopback(self.store.connect_url):
+            return None
         return WriterHandle(
             url=self.store.connect_url, table=self.table, lease=self.lease, target=self.target
         )

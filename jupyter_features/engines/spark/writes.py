@@ -4,11 +4,12 @@ The run (``materialize``) begins a new version in the store, then asks for the r
 be written into it: every partition opens the store's writer for that version from the
 writer's handle (``VersionWriter.handle`` → ``WriterHandle.resume``) and writes its rows
 in chunks, each renewing the run's lease — pipelined ``HSET``s for Redis, batched
-``INSERT`` transactions for a SQLite file the executors can reach (local mode). The run
-switches readers to the version only when every partition has succeeded; a failed job
-aborts it, leaving the previous version served. A writer without a handle (SQLite in
-memory, or a SQLite file on the driver when the executors run on other machines) gets
-the rows collected to the driver instead.
+``INSERT`` transactions for a SQLite file the executors can reach. The run switches
+readers to the version only when every partition has succeeded; a failed job aborts it,
+leaving the previous version served. Executors count as on another machine unless the
+master says otherwise (``executors.on_this_host``); then a SQLite file on the driver, or
+a Redis URL on a loopback address (the executors' own machine, not this one), has no
+handle, and so does SQLite in memory: those rows are collected to the driver instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import MaterializationError
 from ...times import naive_utc_table
+from .executors import on_this_host
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -52,8 +54,7 @@ class SparkLatestRows:
         )
 
     def write_to(self, writer: VersionWriter, progress: Callable[[int], None] | None = None) -> int:
-        local = str(self.engine.session.sparkContext.master).startswith("local")
-        handle = writer.handle(other_host=not local)
+        handle = writer.handle(other_host=not on_this_host(self.engine.master))
         if handle is None:  # the executors cannot reach the store's writer: collect to the driver
             return writer.write_batch(naive_utc_table(self.frame.toArrow()), progress)
         with _keep_lease(writer, self.view):

@@ -1,0 +1,86 @@
+"""What Spark's executors get from the driver, and where they run.
+
+Executors are processes of their own — on a cluster, on other machines — sharing no
+memory, files or environment with the driver. They run Python for the materialization
+writes (``writes.py``), which unpickle a ``WriterHandle`` and so import jupyter_features:
+``ship_package`` adds the driver's own copy of the package to the executors' Python
+path, so they run exactly the code the driver runs, whatever is installed there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...errors import EngineError
+from ...hosts import is_loopback
+
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+__all__ = ["on_this_host", "package_zip", "ship_package", "spark_context"]
+
+#: The package directory (this file is jupyter_features/engines/spark/executors.py).
+_PACKAGE = Path(__file__).resolve().parents[2]
+
+
+def on_this_host(master: str) -> bool:
+    """Whether every executor of ``master`` runs on this machine: the local modes, and a
+    standalone master bound to a loopback address (only workers on this machine reach it).
+    Anything else (YARN, Kubernetes, a standalone master with a real address) may not."""
+    master = master.strip()
+    if master.startswith("local"):  # local, local[N], local[*], local-cluster[...]
+        return True
+    if master.startswith("spark://"):
+        hosts = [h.rsplit(":", 1)[0] for h in master[len("spark://") :].split(",")]  # HA: h1:p,h2:p
+        return all(is_loopback(h) for h in hosts)
+    return False
+
+
+@cache
+def package_zip() -> Path:
+    """The package's Python files in a zip named by their content (built once per process)."""
+    files = sorted(
+        p for p in _PACKAGE.rglob("*") if p.is_file() and (p.suffix == ".py" or p.name == "py.typed")
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
+    target = Path(tempfile.gettempdir()) / f"{_PACKAGE.name}-{digest.hexdigest()[:16]}.zip"
+    if not target.exists():  # content-addressed: an existing file is this very code
+        fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".zip.partial")
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in files:
+                archive.write(path, (Path(_PACKAGE.name) / path.relative_to(_PACKAGE)).as_posix())
+        os.replace(partial, target)
+    return target
+
+
+def spark_context(session: SparkSession) -> SparkContext:
+    """The session's SparkContext; a Spark Connect session (Databricks Connect, ``sc://``) has none."""
+    from pyspark.errors import PySparkException
+
+    try:
+        return session.sparkContext
+    except PySparkException as exc:
+        raise EngineError(
+            "Spark engine: this is a Spark Connect session (Databricks Connect, sc://...), which has no "
+            "SparkContext; the engine needs one to ship its code to the executors and to know where they "
+            "run. Use a classic SparkSession: a notebook attached to the cluster, or a master URL "
+            "([engine] master in features.toml)"
+        ) from exc
+
+
+def ship_package(session: SparkSession) -> None:
+    """Put the driver's jupyter_features first on the executors' Python path (once per context)."""
+    context = spark_context(session)
+    archive = package_zip()
+    if any(Path(f).name == archive.name for f in context.listFiles):
+        return
+    context.addPyFile(str(archive))
