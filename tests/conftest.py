@@ -5,8 +5,10 @@ When CI runs (CI=true) a missing service fails the test loudly; locally it skips
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +132,7 @@ master = "{spark_cluster.master_url}"
 [engine.spark_conf]
 "spark.driver.host" = "127.0.0.1"           # the executors connect back to the driver here
 "spark.driver.bindAddress" = "127.0.0.1"
+"spark.pyspark.python" = {json.dumps(sys.executable)}   # the executors' Python: this venv's
 "spark.executor.memory" = "512m"
 "spark.cores.max" = 2
 "spark.sql.shuffle.partitions" = 4

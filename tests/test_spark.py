@@ -268,6 +268,24 @@ def test_failed_spark_run_keeps_the_served_version(executors: Any, tmp_path: Pat
     assert again["v"].version > first.version  # the lock was released; the failed version is gone
 
 
+def test_an_error_of_ours_on_an_executor_is_the_reason_given(spark: Any) -> None:
+    from pyspark.errors import PySparkException
+
+    from jupyter_features.engines.spark.writes import failure_reason
+
+    def fail(batches: Any) -> Any:
+        from jupyter_features.errors import OnlineStoreError
+
+        raise OnlineStoreError("online store redis://127.0.0.1:6379/2: no lock of the run writing 'v'")
+        yield from batches
+
+    with pytest.raises(PySparkException) as info:
+        spark.range(1).mapInArrow(fail, "id long").collect()
+    assert failure_reason(str(info.value)) == (
+        "OnlineStoreError: online store redis://127.0.0.1:6379/2: no lock of the run writing 'v'"
+    )
+
+
 def test_cli_materializes_on_spark(spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from test_materialize_cli import _project
 

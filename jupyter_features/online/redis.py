@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStoreError
-from ..hosts import url_is_loopback
 from ..sqltext import EVENT_TS, quote
 from ..times import micros_to_datetime
 from .canonical import canonical_rows
@@ -366,7 +365,24 @@ class RedisStore:
         )
 
     def resume(self, handle: WriterHandle) -> RedisWriter:
-        """A writer of more rows into the version ``handle`` names, in another process."""
+        """A writer of more rows into the version ``handle`` names, in another process — which
+        must reach the run's own server: it finds the run's lock there before writing anything."""
+        import socket
+
+        import redis as redis_lib
+
+        view = handle.table.view
+        try:
+            held = self.ks.script(_RENEW, (self.ks.key(view, "lock"),), (handle.lease.token, LEASE_MS))
+        except redis_lib.RedisError as exc:
+            raise self.write_error(view, exc) from exc
+        if not held:
+            raise OnlineStoreError(
+                f"online store {self.url}: {socket.gethostname()} finds no lock of the run writing '{view}' "
+                "there: either its lease expired and another run took over, or this process reaches another "
+                "Redis server than the run does (127.0.0.1, localhost or a Unix socket is each machine's own); "
+                "give the online store an address every Spark executor reaches. Nothing was written here"
+            )
         return RedisWriter(self, handle.table, handle.lease, handle.target, owner=False)
 
     def write_error(self, view: str, exc: Exception) -> OnlineStoreError:
@@ -426,10 +442,7 @@ class RedisWriter:
             raise self.store.write_error(self.table.view, exc) from exc
 
     def handle(self, *, other_host: bool = False) -> WriterHandle | None:
-        """For writing from other processes (they connect to the same Redis); None when they run
-        on another machine and this URL names a loopback address or a Unix socket (theirs)."""
-        if other_host and url_is_loopback(self.store.connect_url):
-            return None
+        """For writing from other processes (they connect to the same Redis)."""
         return WriterHandle(
             url=self.store.connect_url, table=self.table, lease=self.lease, target=self.target
         )

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import EngineError
-from ...hosts import is_loopback
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
@@ -31,16 +30,11 @@ _PACKAGE = Path(__file__).resolve().parents[2]
 
 
 def on_this_host(master: str) -> bool:
-    """Whether every executor of ``master`` runs on this machine: the local modes, and a
-    standalone master bound to a loopback address (only workers on this machine reach it).
-    Anything else (YARN, Kubernetes, a standalone master with a real address) may not."""
-    master = master.strip()
-    if master.startswith("local"):  # local, local[N], local[*], local-cluster[...]
-        return True
-    if master.startswith("spark://"):
-        hosts = [h.rsplit(":", 1)[0] for h in master[len("spark://") :].split(",")]  # HA: h1:p,h2:p
-        return all(is_loopback(h) for h in hosts)
-    return False
+    """Whether the executors of ``master`` are processes of this machine, sharing its files and
+    its loopback address: only the local modes (``local[N]``, ``local-cluster[...]``). Any other
+    master may place them elsewhere — even ``spark://127.0.0.1``, whose master may also listen on
+    other addresses and serve workers on other machines — so the rule stays conservative."""
+    return master.strip().startswith("local")
 
 
 @cache

@@ -6,10 +6,11 @@ writer's handle (``VersionWriter.handle`` → ``WriterHandle.resume``) and write
 in chunks, each renewing the run's lease — pipelined ``HSET``s for Redis, batched
 ``INSERT`` transactions for a SQLite file the executors can reach. The run switches
 readers to the version only when every partition has succeeded; a failed job aborts it,
-leaving the previous version served. Executors count as on another machine unless the
-master says otherwise (``executors.on_this_host``); then a SQLite file on the driver, or
-a Redis URL on a loopback address (the executors' own machine, not this one), has no
-handle, and so does SQLite in memory: those rows are collected to the driver instead.
+leaving the previous version served. A writer without a handle gets the rows collected to
+the driver instead: SQLite in memory, and a SQLite file unless the executors share this
+machine (``executors.on_this_host``: local masters only). A Redis writer resumed on an
+executor first finds the run's lock on its server, so an executor that reaches another
+Redis (``127.0.0.1`` on another machine) fails the run before writing anything.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from ...online import VersionWriter, WriterHandle
     from . import SparkEngine
 
-__all__ = ["SparkLatestRows", "PARTITION_CHUNK_ROWS"]
+__all__ = ["SparkLatestRows", "PARTITION_CHUNK_ROWS", "failure_reason"]
 
 #: Rows a partition converts and writes at a time (bounds an executor's memory).
 PARTITION_CHUNK_ROWS = 50_000
@@ -109,15 +110,24 @@ def _run_partitions(frame: DataFrame, handle: WriterHandle, view: str) -> int:
     try:
         total = frame.mapInArrow(task, "n long").agg(F.sum("n")).collect()[0][0]
     except (PySparkException, Py4JError) as exc:  # a failed task surfaces as a JVM error
-        text = str(exc).strip().splitlines()
-        reason = next(
-            (ln for ln in text if "Error" in ln and "jupyter_features" not in ln), text[0] if text else ""
-        )
+        reason = failure_reason(str(exc))
         raise MaterializationError(
-            f"feature view '{view}': the Spark job writing the online store failed ({reason[:500]}); "
+            f"feature view '{view}': the Spark job writing the online store failed ({reason}); "
             "readers still see the previous version"
         ) from exc
     return int(total or 0)
+
+
+def failure_reason(text: str) -> str:
+    """The line of a failed Spark job's error that says why: our own error raised on an executor
+    if there is one, else the first error line that is not a traceback's."""
+    lines = text.strip().splitlines()
+    ours = [ln.split("jupyter_features.errors.", 1)[1] for ln in lines if "jupyter_features.errors." in ln]
+    if ours:
+        return ours[-1].strip()[:1000]
+    return next(
+        (ln for ln in lines if "Error" in ln and "jupyter_features" not in ln), lines[0] if lines else ""
+    )[:500]
 
 
 def _chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
