@@ -57,9 +57,11 @@ class SparkLatestRows:
     def write_to(self, writer: VersionWriter, progress: Callable[[int], None] | None = None) -> int:
         handle = writer.handle(other_host=not on_this_host(self.engine.master))
         if handle is None:  # the executors cannot reach the store's writer: collect to the driver
-            return writer.write_batch(naive_utc_table(self.frame.toArrow()), progress)
-        with _keep_lease(writer, self.view):
-            written = _run_partitions(self.frame, handle, self.view)
+            with _keep_lease(writer, self.view), _job_failure(self.view):
+                rows = naive_utc_table(self.frame.toArrow())
+            return writer.write_batch(rows, progress)
+        with _keep_lease(writer, self.view), _job_failure(self.view):
+            written = _run_partitions(self.frame, handle)
         if progress is not None:
             progress(written)
         return written
@@ -89,10 +91,23 @@ def _keep_lease(writer: VersionWriter, view: str) -> Iterator[None]:
         raise MaterializationError(f"feature view '{view}': {failed[0]}") from failed[0]
 
 
-def _run_partitions(frame: DataFrame, handle: WriterHandle, view: str) -> int:
-    """Every partition writes its rows through ``handle`` on the executors; the rows written in all."""
+@contextmanager
+def _job_failure(view: str) -> Iterator[None]:
+    """A failed Spark job (it surfaces as a JVM error) as a MaterializationError saying why."""
     from py4j.protocol import Py4JError
     from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except (PySparkException, Py4JError) as exc:
+        raise MaterializationError(
+            f"feature view '{view}': the Spark job computing the rows for the online store failed "
+            f"({failure_reason(str(exc))}); readers still see the previous version"
+        ) from exc
+
+
+def _run_partitions(frame: DataFrame, handle: WriterHandle) -> int:
+    """Every partition writes its rows through ``handle`` on the executors; the rows written in all."""
     from pyspark.sql import functions as F
 
     def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -107,14 +122,7 @@ def _run_partitions(frame: DataFrame, handle: WriterHandle, view: str) -> int:
             writer.close()
         yield pa.RecordBatch.from_pydict({"n": [written]}, schema=pa.schema([("n", pa.int64())]))
 
-    try:
-        total = frame.mapInArrow(task, "n long").agg(F.sum("n")).collect()[0][0]
-    except (PySparkException, Py4JError) as exc:  # a failed task surfaces as a JVM error
-        reason = failure_reason(str(exc))
-        raise MaterializationError(
-            f"feature view '{view}': the Spark job writing the online store failed ({reason}); "
-            "readers still see the previous version"
-        ) from exc
+    total = frame.mapInArrow(task, "n long").agg(F.sum("n")).collect()[0][0]
     return int(total or 0)
 
 
