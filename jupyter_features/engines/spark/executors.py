@@ -9,8 +9,9 @@ path, so they run exactly the code the driver runs, whatever is installed there.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
-import os
+import shutil
 import tempfile
 import zipfile
 from functools import cache
@@ -39,20 +40,20 @@ def on_this_host(master: str) -> bool:
 
 @cache
 def package_zip() -> Path:
-    """The package's Python files in a zip named by their content (built once per process)."""
+    """The package's Python files in a zip named by their content, built once per process in a
+    private temporary folder (a shared one would let another user plant the file)."""
     files = sorted(
         p for p in _PACKAGE.rglob("*") if p.is_file() and (p.suffix == ".py" or p.name == "py.typed")
     )
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
-    target = Path(tempfile.gettempdir()) / f"{_PACKAGE.name}-{digest.hexdigest()[:16]}.zip"
-    if not target.exists():  # content-addressed: an existing file is this very code
-        fd, partial = tempfile.mkstemp(dir=target.parent, suffix=".zip.partial")
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in files:
-                archive.write(path, (Path(_PACKAGE.name) / path.relative_to(_PACKAGE)).as_posix())
-        os.replace(partial, target)
+    folder = Path(tempfile.mkdtemp(prefix="jupyter-features-spark-"))  # mode 0700
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    target = folder / f"{_PACKAGE.name}-{digest.hexdigest()[:16]}.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
+            archive.write(path, (Path(_PACKAGE.name) / path.relative_to(_PACKAGE)).as_posix())
     return target
 
 
