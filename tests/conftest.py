@@ -101,12 +101,12 @@ def spark_cluster() -> Iterator[Any]:
 
     cluster = StandaloneCluster(workers=2, cores=1, memory="1g")
     try:
-        cluster.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
+        try:
+            cluster.start()
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
         yield cluster
-    finally:
+    finally:  # also when starting fails or is interrupted
         cluster.stop()
 
 
