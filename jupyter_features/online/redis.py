@@ -387,7 +387,24 @@ class RedisStore:
         )
 
     def resume(self, handle: WriterHandle) -> RedisWriter:
-        """A writer of more rows into the version ``handle`` names, in another process."""
+        """A writer of more rows into the version ``handle`` names, in another process — which
+        must reach the run's own server: it finds the run's lock there before writing anything."""
+        import socket
+
+        import redis as redis_lib
+
+        view = handle.table.view
+        try:
+            held = self.ks.script(_RENEW, (self.ks.key(view, "lock"),), (handle.lease.token, LEASE_MS))
+        except redis_lib.RedisError as exc:
+            raise self.write_error(view, exc) from exc
+        if not held:
+            raise OnlineStoreError(
+                f"online store {self.url}: {socket.gethostname()} finds no lock of the run writing '{view}' "
+                "there: either its lease expired and another run took over, or this process reaches another "
+                "Redis server than the run does (127.0.0.1, localhost or a Unix socket is each machine's own); "
+                "give the online store an address every Spark executor reaches. Nothing was written here"
+            )
         return RedisWriter(self, handle.table, handle.lease, handle.target, owner=False)
 
     def write_error(self, view: str, exc: Exception) -> OnlineStoreError:
