@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
@@ -21,6 +21,7 @@ _ENV_REGISTRY = "JUPYTER_FEATURES_REGISTRY"
 _ENV_ONLINE = "JUPYTER_FEATURES_ONLINE_STORE"
 _ENV_TOKEN = "JUPYTER_FEATURES_TOKEN"
 _ENV_ENGINE = "JUPYTER_FEATURES_ENGINE"
+_ENV_SPARK_MASTER = "JUPYTER_FEATURES_SPARK_MASTER"
 _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)\s*$", re.IGNORECASE)
 
 
@@ -35,6 +36,11 @@ class Settings:
     memory_limit: str | None = None
     threads: int | None = None
     temp_directory: str | None = None
+    #: The Spark engine's master URL (``spark://host:7077``, ``yarn``, ``k8s://...``); None: the
+    #: active SparkSession, else ``local[*]``.
+    spark_master: str | None = None
+    #: Spark settings for a session the Spark engine starts (``spark.executor.memory`` ...).
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -59,6 +65,29 @@ def _section_url(data: Mapping[str, object], section: str, path: Path) -> str | 
         raise ConfigError(f"{path}: [{section}] must be a table with a string 'url'")
     url = value.get("url")
     return str(url) if url else None
+
+
+def _spark_settings(section: Mapping[str, object], path: Path) -> tuple[str | None, dict[str, str]]:
+    """``[engine] master`` and ``spark_conf`` (a table of spark.* keys to strings, numbers or booleans)."""
+    master = section.get("master")
+    if master is not None and not (isinstance(master, str) and master.strip()):
+        raise ConfigError(f'{path}: [engine] master must be a Spark master URL, e.g. "spark://host:7077"')
+    raw = section.get("spark_conf", {})
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f'{path}: [engine] spark_conf must be a table, e.g. {{ "spark.executor.memory" = "4g" }}'
+        )
+    conf: dict[str, str] = {}
+    for key, value in raw.items():
+        if not str(key).startswith("spark."):
+            raise ConfigError(f"{path}: [engine] spark_conf key {key!r} is not a Spark setting (spark.*)")
+        if isinstance(value, bool):
+            conf[key] = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            conf[key] = str(value)
+        else:
+            raise ConfigError(f"{path}: [engine] spark_conf {key!r} must be a string, number or boolean")
+    return (master.strip() if isinstance(master, str) else None), conf
 
 
 def _sqlite_url(root: Path, name: str) -> str:
@@ -125,6 +154,7 @@ def load_settings(
             )
         folder = Path(temp_directory).expanduser()
         temp_directory = str(folder if folder.is_absolute() else root_path / folder)
+    spark_master, spark_conf = _spark_settings(engine_section, toml_path)
     return Settings(
         root=root_path,
         registry_url=_absolute_sqlite(registry_url, root_path),
@@ -134,4 +164,6 @@ def load_settings(
         memory_limit=memory_limit.replace(" ", "") if memory_limit else None,
         threads=threads,
         temp_directory=temp_directory,
+        spark_master=env.get(_ENV_SPARK_MASTER) or spark_master,
+        spark_conf=spark_conf,
     )

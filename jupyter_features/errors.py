@@ -37,6 +37,9 @@ __all__ = [
     "DriftError",
     "EngineError",
     "TranspileError",
+    "InvalidRequestError",
+    "RequestTooLargeError",
+    "ServerBusyError",
     "did_you_mean",
 ]
 
@@ -172,3 +175,19 @@ class EngineError(FeaturesError):
 
 class TranspileError(FeaturesError):
     """Feature SQL uses a construct that cannot be carried faithfully to another SQL dialect."""
+
+
+class InvalidRequestError(FeaturesError):
+    """An HTTP request is not what the endpoint takes: not JSON, the wrong shape or types."""
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """An HTTP request's body is over the server's limit."""
+
+    status_code = 413
+
+
+class ServerBusyError(FeaturesError):
+    """A server is at its limit of requests in flight; the client should retry later."""
+
+    status_code = 503

@@ -87,6 +87,10 @@ class Workspace:
             self.engine: OfflineEngine = open_engine(engine)
         elif self.settings.engine == "duckdb":
             self.engine = self.duckdb
+        elif self.settings.engine == "spark":
+            self.engine = open_engine(
+                "spark", master=self.settings.spark_master, config=self.settings.spark_conf
+            )
         else:
             self.engine = open_engine(self.settings.engine)
         self._sources: dict[str, Source] = {}

@@ -201,6 +201,41 @@ class SQLRegistry:
         used_by: str | None = None,
         limit: int | None = None,
     ) -> builtins.list[VersionRecord]:
+        query = self._search(_latest_query(), text, entity, type, owner, tag, used_by, limit)
+        with self._read() as conn:
+            return [_record(r) for r in conn.execute(query)]
+
+    def search_marks(
+        self,
+        text: str | None = None,
+        *,
+        entity: str | None = None,
+        type: str | None = None,
+        owner: str | None = None,
+        tag: str | None = None,
+        used_by: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[tuple[str, int, str]]:
+        """(name, latest version, updated_at) of what :meth:`search` returns, without reading specs.
+
+        A view's ``updated_at`` changes in the same transaction as anything in its latest
+        record, so a server can keep serialized records keyed by these marks.
+        """
+        columns = select(t.views.c.name, t.views.c.latest_version, t.views.c.updated_at)
+        query = self._search(columns, text, entity, type, owner, tag, used_by, limit)
+        with self._read() as conn:
+            return [(r[0], int(r[1]), r[2]) for r in conn.execute(query)]
+
+    def mark(self, name: str) -> tuple[int, str] | None:
+        """(latest version, updated_at) of ``name``, or None when it is not in the registry."""
+        check_view_name(name)
+        query = select(t.views.c.latest_version, t.views.c.updated_at).where(t.views.c.name == name)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (int(row[0]), row[1])
+
+    def _search(self, query: Any, text: str | None, entity: str | None, type: str | None, owner: str | None,
+                tag: str | None, used_by: str | None, limit: int | None) -> Any:  # fmt: skip
         filters = {
             "text": text,
             "entity": entity,
@@ -212,7 +247,6 @@ class SQLRegistry:
         for what, value in filters.items():
             if value is not None:
                 _short(value, f"search {what}", limit=1000)
-        query = _latest_query()
         for word in (text or "").lower().split()[:32]:
             query = query.where(t.views.c.search_text.contains(word, autoescape=True))
         for prefix, value in (("e", entity), ("t", type), ("g", tag), ("o", owner)):
@@ -224,8 +258,7 @@ class SQLRegistry:
         query = query.order_by(t.views.c.name)
         if limit is not None:
             query = query.limit(max(0, int(limit)))
-        with self._read() as conn:
-            return [_record(r) for r in conn.execute(query)]
+        return query
 
     def lineage(self, name: str) -> dict[str, Any]:
         record = self.get(name)

@@ -5,8 +5,10 @@ When CI runs (CI=true) a missing service fails the test loudly; locally it skips
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,18 +55,26 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture(scope="session")
-def spark_session() -> Iterator[Any]:
-    """One local SparkSession for the whole test session: small, quiet and in UTC.
-
-    Without pyspark the Spark tests skip locally and fail in CI.
-    """
+def require_pyspark() -> None:
+    """Without pyspark the Spark tests skip locally and fail in CI."""
     try:
         import pyspark  # noqa: F401
     except ImportError as exc:
         if IN_CI:
             pytest.fail(f"pyspark is not installed ({exc}); CI runs the Spark tests", pytrace=False)
         pytest.skip("pyspark is not installed")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Spark allows one SparkContext per process: the tests on the standalone cluster run after
+    every other test, so the local session stops once, when the cluster session starts."""
+    items.sort(key=lambda item: item.get_closest_marker("spark_cluster") is not None)
+
+
+@pytest.fixture(scope="session")
+def spark_session() -> Iterator[Any]:
+    """One local SparkSession for the whole test session: small, quiet and in UTC."""
+    require_pyspark()
     import warnings
 
     from jupyter_features.engines.spark import default_session
@@ -80,6 +90,60 @@ def spark_session() -> Iterator[Any]:
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
+
+
+@pytest.fixture(scope="session")
+def spark_cluster() -> Iterator[Any]:
+    """A Spark standalone master and two one-core workers, each its own process on this machine,
+    for the whole test session; stopped at its end, whatever happened."""
+    require_pyspark()
+    from spark_cluster import StandaloneCluster
+
+    cluster = StandaloneCluster(workers=2, cores=1, memory="1g")
+    try:
+        try:
+            cluster.start()
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield cluster
+    finally:  # also when starting fails or is interrupted
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster_session(spark_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The SparkSession of a workspace whose features.toml points the Spark engine at the
+    standalone cluster. The local session stops first (one SparkContext per process)."""
+    import warnings
+
+    from pyspark.sql import SparkSession
+
+    import jupyter_features as jf
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    root = tmp_path_factory.mktemp("cluster-workspace")
+    (root / "features.toml").write_text(
+        f"""[engine]
+name = "spark"
+master = "{spark_cluster.master_url}"
+[engine.spark_conf]
+"spark.driver.host" = "127.0.0.1"           # the executors connect back to the driver here
+"spark.driver.bindAddress" = "127.0.0.1"
+"spark.pyspark.python" = {json.dumps(sys.executable)}   # the executors' Python: this venv's
+"spark.executor.memory" = "512m"
+"spark.cores.max" = 2
+"spark.sql.shuffle.partitions" = 4
+"spark.default.parallelism" = 2
+"spark.sql.adaptive.enabled" = false
+"""
+    )
+    session = jf.Workspace(root).engine.session  # type: ignore[attr-defined]
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
 
 
 @pytest.fixture

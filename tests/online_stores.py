@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 #: Redis database the online-store tests use (other suites use other numbers).
 REDIS_DB = 2
@@ -26,3 +34,26 @@ def drop_redis_prefix(url: str) -> None:
             client.delete(*keys[i : i + 500])
     finally:
         client.close()
+
+
+def start_redis_server(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    """A private ``redis-server`` on ``port`` with an append-only file in ``folder`` (it survives a restart)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("redis-server is not installed; CI needs it", pytrace=False)
+        pytest.skip("redis-server is not installed")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+         "--appendfsync", "always", "--dir", str(folder), "--daemonize", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(500):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                return proc
+        except OSError:
+            assert proc.poll() is None, "redis-server exited at start"
+            time.sleep(0.02)
+    proc.kill()
+    pytest.fail("redis-server did not start")

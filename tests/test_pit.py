@@ -42,21 +42,28 @@ def _check(ws: jf.Workspace, labels: pd.DataFrame, cases: list[ViewCase]) -> Non
         assert normalize(result[col]) == normalize(values), col
 
 
-#: Every offline engine; Spark runs in local mode, marked `spark` (CI runs it).
-ENGINES = ["duckdb", pytest.param("spark", marks=pytest.mark.spark)]
+#: Every offline engine; Spark in local mode and on a standalone cluster of separate processes,
+#: both marked `spark` (CI runs them).
+ENGINES = [
+    "duckdb",
+    pytest.param("spark", marks=pytest.mark.spark),
+    pytest.param("spark-cluster", marks=[pytest.mark.spark, pytest.mark.spark_cluster]),
+]
+SESSIONS = {"spark": "spark_session", "spark-cluster": "spark_cluster_session"}
 
 
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> Any:
-    """The engine argument of jf.Workspace: a name, or the test session's SparkSession."""
-    if request.param == "spark":
-        return request.getfixturevalue("spark_session")
+    """The engine argument of jf.Workspace: a name, or one of the test session's SparkSessions."""
+    if request.param in SESSIONS:
+        return request.getfixturevalue(SESSIONS[request.param])
     return request.param
 
 
 def _examples(engine: Any) -> settings:
+    on_cluster = engine != "duckdb" and not str(engine.sparkContext.master).startswith("local")
     return settings(
-        max_examples=60 if engine == "duckdb" else 20,  # Spark is slow on two cores
+        max_examples=60 if engine == "duckdb" else 5 if on_cluster else 20,  # Spark is slow on two cores
         deadline=None,
         phases=[Phase.explicit, Phase.reuse, Phase.generate],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

@@ -210,6 +210,9 @@ def test_malformed_requests_get_4xx_with_a_message(api: httpx.Client, name: str)
         response = api.request(method, path, **kwargs)
         assert response.status_code == status, (method, path, response.text[:300])
         assert response.json()["error"], (method, path)
+        assert str(response.json()["type"]).endswith("Error"), (method, path)
+    assert api.get("/nowhere").json()["type"] == "NotFoundError"
+    assert api.delete("/views").json()["type"] == "MethodNotAllowedError"
     # Nothing refused was stored: the view keeps its one version and its SQL.
     versions = api.get(f"/views/{name}/versions").json()
     assert [v["version"] for v in versions] == [1]
@@ -346,3 +349,31 @@ def test_optional_routers_mount_under_the_api(tmp_path: Path, monkeypatch: pytes
         app.state.registry.close()
     assert ok.json() == ["job"]
     assert denied.status_code == 403 and json.loads(denied.text)["type"] == "PermissionDeniedError"
+
+
+def test_reads_follow_writes_from_any_writer(tmp_path: Path, token_file: Path, name: str) -> None:  # noqa: F811
+    """The server reuses serialized records; a write by another client of the same database shows at once."""
+    from jupyter_features.registry_server.process import start_server
+
+    store = f"sqlite:///{tmp_path}/registry.db"
+    direct = registry_client.connect(store)
+    direct.apply(make_spec(name, description="first words"))
+    with (
+        start_server(store, token_file=token_file, log=tmp_path / "server.log") as server,
+        _client(server.url, READER) as client,
+    ):
+        assert client.get(f"/views/{name}").json()["spec"]["description"] == "first words"
+        assert [r["name"] for r in client.get("/views", params={"q": "first"}).json()] == [name]
+        direct.apply(make_spec(name, description="second words"))  # metadata only: same version, in place
+        view = client.get(f"/views/{name}").json()
+        assert view["version"] == 1 and view["spec"]["description"] == "second words"
+        assert client.get("/views", params={"q": "first"}).json() == []
+        assert client.get("/views", params={"q": "second"}).json()[0]["spec"]["description"] == "second words"
+        direct.apply(make_spec(name, expr="amount * 3", description="third words"))  # a new version
+        assert client.get(f"/views/{name}").json()["version"] == 2
+        assert (
+            client.get(f"/views/{name}", params={"version": 1}).json()["spec"]["description"]
+            == "second words"
+        )
+        assert client.get("/views", params={"q": "third"}).json()[0]["version"] == 2
+    direct.close()

@@ -218,30 +218,43 @@ def test_latest_matches_duckdb(spend: jf.Workspace) -> None:
 
 ends = st.integers(0, 24).map(lambda d: BASE + timedelta(days=d))
 
-
-@settings(
-    max_examples=8, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)  # fmt: skip
-@given(data=st.data(), composite=st.booleans(), with_created=st.booleans(), end=ends, later=st.integers(0, 5))
-def test_materialized_from_spark_matches_oracle(
-    spark: Any, tmp_path: Path, store_url: str, data: st.DataObject, composite: bool, with_created: bool,
-    end: datetime, later: int,
-) -> None:  # fmt: skip
-    case = data.draw(view_frames("v", ["a", "b"] if composite else ["a"], with_created))
-    ws = jf.Workspace(tmp_path / "ws", online_store=store_url, engine=spark)
-    define_materialized(ws, case)
-    result = ws.materialize([case.name], end=end, progress=False)[case.name]
-    assert result.mode == "full"
-    check_online(ws, case, end)
-    later_end = end + timedelta(days=later)
-    result = ws.materialize([case.name], end=later_end, incremental=True, progress=False)[case.name]
-    assert result.mode == "incremental"
-    check_online(ws, case, later_end)
+#: Where the executors writing the store run: in local mode, and on a standalone cluster of
+#: separate processes (tests/spark_cluster.py; run after every other test).
+EXECUTORS = ["local", pytest.param("cluster", marks=pytest.mark.spark_cluster)]
 
 
-def test_failed_spark_run_keeps_the_served_version(spark: Any, tmp_path: Path, store_url: str) -> None:
-    ws = jf.Workspace(tmp_path / "ws", online_store=store_url, engine=spark)
+@pytest.fixture(params=EXECUTORS)
+def executors(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue("spark_session" if request.param == "local" else "spark_cluster_session")
+
+
+def test_materialized_from_spark_matches_oracle(executors: Any, tmp_path: Path, store_url: str) -> None:
+    on_cluster = not str(executors.sparkContext.master).startswith("local")
+
+    @settings(
+        max_examples=2 if on_cluster else 8, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )  # fmt: skip
+    @given(
+        data=st.data(), composite=st.booleans(), with_created=st.booleans(), end=ends, later=st.integers(0, 5)
+    )
+    def check(data: st.DataObject, composite: bool, with_created: bool, end: datetime, later: int) -> None:
+        case = data.draw(view_frames("v", ["a", "b"] if composite else ["a"], with_created))
+        ws = jf.Workspace(tmp_path / "ws", online_store=store_url, engine=executors)
+        define_materialized(ws, case)
+        result = ws.materialize([case.name], end=end, progress=False)[case.name]
+        assert result.mode == "full"
+        check_online(ws, case, end)
+        later_end = end + timedelta(days=later)
+        result = ws.materialize([case.name], end=later_end, incremental=True, progress=False)[case.name]
+        assert result.mode == "incremental"
+        check_online(ws, case, later_end)
+
+    check()
+
+
+def test_failed_spark_run_keeps_the_served_version(executors: Any, tmp_path: Path, store_url: str) -> None:
+    ws = jf.Workspace(tmp_path / "ws", online_store=store_url, engine=executors)
     ws.register_source("tx", pd.DataFrame({"a": [1, 2], "ts": [_ts(0), _ts(1)], "x": [1, 0]}), timestamp="ts")
     ws.feature_view("v", "SELECT a, ts, x + 0.5 AS y FROM tx", entity="a", timestamp="ts")
     first = ws.materialize(["v"], end=_ts(5), progress=False)["v"]
@@ -253,6 +266,24 @@ def test_failed_spark_run_keeps_the_served_version(spark: Any, tmp_path: Path, s
     ws.feature_view("v", "SELECT a, ts, x + 0.5 AS y FROM tx", entity="a", timestamp="ts")
     again = ws.materialize(["v"], end=_ts(5), progress=False)
     assert again["v"].version > first.version  # the lock was released; the failed version is gone
+
+
+def test_an_error_of_ours_on_an_executor_is_the_reason_given(spark: Any) -> None:
+    from pyspark.errors import PySparkException
+
+    from jupyter_features.engines.spark.writes import failure_reason
+
+    def fail(batches: Any) -> Any:
+        from jupyter_features.errors import OnlineStoreError
+
+        raise OnlineStoreError("online store redis://127.0.0.1:6379/2: no lock of the run writing 'v'")
+        yield from batches
+
+    with pytest.raises(PySparkException) as info:
+        spark.range(1).mapInArrow(fail, "id long").collect()
+    assert failure_reason(str(info.value)) == (
+        "OnlineStoreError: online store redis://127.0.0.1:6379/2: no lock of the run writing 'v'"
+    )
 
 
 def test_cli_materializes_on_spark(spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -85,6 +85,10 @@ class OnlineStore(Protocol):
         """The version readers see now, or None if ``view`` was never materialized here."""
         ...
 
+    def views(self) -> dict[str, OnlineTable]:
+        """Every view served here, with the version readers see now (a server's health)."""
+        ...
+
     def read(
         self,
         view: str,

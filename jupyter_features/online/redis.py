@@ -208,6 +208,28 @@ class RedisStore:
             return None
         return self._meta(view, _pointer_version(raw))
 
+    def views(self) -> dict[str, OnlineTable]:
+        """Every view this store serves (under its prefix), with the version readers see now."""
+        import redis as redis_lib
+
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "{*}:current"
+        start = len(self.prefix) + 1
+        try:
+            names = sorted(
+                key.decode()[start : -len("}:current")]
+                for key in self.client.scan_iter(match=pattern, count=1000)
+            )
+        except redis_lib.RedisError as exc:
+            raise OnlineStoreError(
+                f"online store {self.url}: Redis is unreachable while listing the views ({exc})"
+            ) from exc
+        out = {}
+        for view in names:
+            table = self.current(view)
+            if table is not None:
+                out[view] = table
+        return out
+
     # -- reads (the hot path) ------------------------------------------------------------
     def read(
         self,
@@ -381,7 +403,24 @@ class RedisStore:
         return writer
 
     def resume(self, handle: WriterHandle) -> RedisWriter:
-        """A writer of more rows into the version ``handle`` names, in another process."""
+        """A writer of more rows into the version ``handle`` names, in another process — which
+        must reach the run's own server: it finds the run's lock there before writing anything."""
+        import socket
+
+        import redis as redis_lib
+
+        view = handle.table.view
+        try:
+            held = self.ks.script(_RENEW, (self.ks.key(view, "lock"),), (handle.lease.token, LEASE_MS))
+        except redis_lib.RedisError as exc:
+            raise self.write_error(view, exc) from exc
+        if not held:
+            raise OnlineStoreError(
+                f"online store {self.url}: {socket.gethostname()} finds no lock of the run writing '{view}' "
+                "there: either its lease expired and another run took over, or this process reaches another "
+                "Redis server than the run does (127.0.0.1, localhost or a Unix socket is each machine's own); "
+                "give the online store an address every Spark executor reaches. Nothing was written here"
+            )
         return RedisWriter(self, handle.table, handle.lease, handle.target, owner=False)
 
     def write_error(self, view: str, exc: Exception) -> OnlineStoreError:

@@ -33,6 +33,11 @@ class OnlineResult:
         return dict(self._columns)
 
     @property
+    def tables(self) -> list[OnlineTable]:
+        """The version of each view this result was read from."""
+        return [table for table, _ in self._parts]
+
+    @property
     def keys(self) -> list[str]:
         """The entity key columns of the views read."""
         out: list[str] = []

@@ -104,7 +104,7 @@ class _Plan:
 
 class SQLiteStore:
     """Online store in one SQLite file: ``sqlite:///path.db`` (``?chunk_rows=N`` rows per
-    write transaction, ``?max_size_mb=N`` a size cap)."""
+    write transaction, ``?max_size_mb=N`` a size cap, ``?mode=ro`` to only read)."""
 
     chunk_rows = 100_000
 
@@ -121,11 +121,14 @@ class SQLiteStore:
         if not path:
             raise OnlineStoreError(f"online store URL {url!r} names no file; use sqlite:///path/online.db")
         self.memory = path == ":memory:"
+        #: ``?mode=ro``: open the file read-only (a server's reads); writes fail cleanly.
+        self.read_only = options.get("mode", [""])[0] == "ro" and not self.memory
         if self.memory:
             self.path = f"file:jf_online_{id(self)}?mode=memory&cache=shared"
         else:
             self.path = str(Path(path).expanduser())
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if not self.read_only:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._tables: dict[str, OnlineTable] = {}
         self._plans: dict[Any, _Plan] = {}
@@ -139,11 +142,19 @@ class SQLiteStore:
     # -- connections -------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         try:
+            if self.read_only:
+                if not Path(self.path).is_file():
+                    raise OnlineStoreError(
+                        f"online store {self.url}: no file {self.path} to read; materialize a view first"
+                    )
+                target = Path(self.path).resolve().as_uri() + "?mode=ro"
+            else:
+                target = self.path
             con = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, cached_statements=512,
-                timeout=30.0, uri=self.memory,
+                target, isolation_level=None, check_same_thread=False, cached_statements=512,
+                timeout=30.0, uri=self.memory or self.read_only,
             )  # fmt: skip
-            if not self.memory:
+            if not self.memory and not self.read_only:
                 use_wal(con)
                 con.execute("PRAGMA synchronous=NORMAL")
             if self.max_size_mb is not None:
@@ -197,6 +208,17 @@ class SQLiteStore:
         else:
             self._tables[view] = table
         return table
+
+    def views(self) -> dict[str, OnlineTable]:
+        """Every view this store serves, with the version readers see now."""
+        try:
+            found = self._con().execute(f"SELECT meta FROM {_META} ORDER BY view").fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return {}
+            raise self._failed("listing the views", exc) from exc
+        tables = [OnlineTable.from_json(meta) for (meta,) in found]
+        return {t.view: t for t in tables}
 
     def _table(self, view: str, refresh: bool = False) -> OnlineTable:
         table = None if refresh else self._tables.get(view)

@@ -1,8 +1,9 @@
 """The registry server: a FastAPI app over a SQL registry, REST under /api/v1.
 
-Errors reach clients from one place, :func:`_install_error_handlers`: a FeaturesError
-becomes its ``status_code`` with ``{"error": message, "type": class name}``, a
-malformed request 422, an oversize body 413. Nothing a client sends can cause a 500.
+Errors reach clients from one place, :func:`jupyter_features.http_errors.install_error_handlers`
+(shared with the feature server): a FeaturesError becomes its ``status_code`` with
+``{"error": message, "type": class name}``, a malformed request 422, an oversize body 413.
+Nothing a client sends can cause a 500.
 """
 
 from __future__ import annotations
@@ -13,22 +14,22 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI
 
 from registry_client.spec import LIMITS
 from registry_client.sql import SQLRegistry
 
-from ..errors import ConfigError, FeaturesError
+from ..errors import ConfigError
+from ..http_errors import BodyLimit, install_error_handlers
 from .auth import Identity, identities
 from .models import Health
+from .record_cache import RecordCache
 
 __all__ = ["create_app", "API_PREFIX"]
 
 API_PREFIX = "/api/v1"
+#: Threads answering requests at once (the route functions that touch the database).
+THREADS = 4
 #: Optional routers other parts add (module with a ``router``), mounted under API_PREFIX.
 PLUGINS = ("jupyter_features.registry_server.materializations",)
 
@@ -52,6 +53,11 @@ def create_app(store_url: str, tokens: Mapping[str, Identity | str] | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        # Routes hold the GIL for most of their work: a few threads answer a burst sooner
+        # than FastAPI's default 40 contending for it (p99 at 50 connections, see README).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
         yield
         registry.close()
 
@@ -62,10 +68,11 @@ def create_app(store_url: str, tokens: Mapping[str, Identity | str] | None = Non
         lifespan=lifespan,
     )
     app.state.registry = registry
+    app.state.record_cache = RecordCache(registry)
     app.state.tokens = identities(tokens)
     app.state.store_url = registry.url
-    app.add_middleware(_BodyLimit, limit=LIMITS["body_bytes"])
-    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=LIMITS["body_bytes"])
+    install_error_handlers(app)
 
     @app.get(f"{API_PREFIX}/health", response_model=Health, tags=["server"], summary="Liveness and store")
     def health() -> dict[str, Any]:
@@ -88,82 +95,3 @@ def create_app(store_url: str, tokens: Mapping[str, Identity | str] | None = Non
             continue
         app.include_router(module.router, prefix=API_PREFIX)
     return app
-
-
-def _clean(text: str) -> str:
-    """Text safe to send as UTF-8 JSON, whatever the request held."""
-    return text.encode("utf-8", "replace").decode("utf-8")[:2000]
-
-
-def _shown(value: Any) -> str | None:
-    """A short repr of a refused string value, to name it in the error (other values are not shown)."""
-    if not isinstance(value, str):
-        return None
-    return _clean(repr(value[:60]) + ("…" if len(value) > 60 else ""))
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(FeaturesError)
-    async def features_error(_request: Request, exc: FeaturesError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        body = {"error": _clean(str(exc)), "type": type(exc).__name__}
-        return JSONResponse(body, status_code=exc.status_code, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "loc": [_clean(str(p)) for p in e.get("loc", ())],
-                "msg": _clean(str(e.get("msg", ""))),
-                "type": e.get("type"),
-                "got": _shown(e.get("input")),
-            }
-            for e in exc.errors()[:20]
-        ]
-        summary = "; ".join(
-            f"{'.'.join(p['loc'])}: {p['msg']}" + (f" (got {p['got']})" if p["got"] else "")
-            for p in problems[:5]
-        )
-        return JSONResponse(
-            {"error": f"invalid request: {summary}", "type": "InvalidSpecError", "detail": problems}, 422
-        )
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            {"error": _clean(str(exc.detail))}, status_code=exc.status_code, headers=exc.headers
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server log"}, 500)
-
-
-class _BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, declared or streamed."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            response = JSONResponse({"error": f"request body over {self.limit:,} bytes"}, status_code=413)
-            await response(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise HTTPException(413, f"request body over {self.limit:,} bytes")
-            return message
-
-        await self.app(scope, limited, send)

@@ -9,7 +9,7 @@ loopback only (see cli.py); provenance is then what clients declare.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -31,7 +31,7 @@ def identities(tokens: Mapping[str, Identity | str] | None) -> dict[str, Identit
     }
 
 
-def require_scope(scope: str) -> Callable[..., Identity | None]:
+def require_scope(scope: str) -> Callable[..., Awaitable[Identity | None]]:
     """A FastAPI dependency: the request's token must grant at least ``scope``.
 
     Gives the route the caller's Identity, or None when the server runs without tokens
@@ -40,7 +40,7 @@ def require_scope(scope: str) -> Callable[..., Identity | None]:
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; use one of {SCOPES}")
 
-    def check(
+    async def check(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Identity | None:
         tokens: Mapping[str, Identity] = request.app.state.tokens

@@ -9,7 +9,10 @@ from registry_client.sql import SQLRegistry
 __all__ = ["get_registry"]
 
 
-def get_registry(request: Request) -> SQLRegistry:
-    """The server's store (``app.state.registry``), a ``registry_client`` SQL registry."""
+async def get_registry(request: Request) -> SQLRegistry:
+    """The server's store (``app.state.registry``), a ``registry_client`` SQL registry.
+
+    ``async`` only so that FastAPI calls it inline rather than through its thread pool.
+    """
     registry: SQLRegistry = request.app.state.registry
     return registry

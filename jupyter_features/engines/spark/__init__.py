@@ -22,6 +22,7 @@ from ...sources import Source, format_of
 from ...sqltext import CREATED_TS, EVENT_TS, LABEL_TS, ROW
 from ...times import duration_micros, naive_utc_column, naive_utc_table
 from ...transpile import transpile
+from .executors import on_this_host, ship_package, spark_context
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,16 +49,21 @@ _DUCKDB_TYPES = {
 }  # fmt: skip
 
 
-def default_session(master: str = "local[*]", config: Mapping[str, str] | None = None) -> SparkSession:
-    """The active SparkSession, or a new local one tuned for a notebook (UTC, no UI)."""
+def default_session(master: str | None = None, config: Mapping[str, str] | None = None) -> SparkSession:
+    """The active SparkSession, or a new one tuned for a notebook (UTC, no UI) on ``master``
+    (default ``local[*]``) with the Spark ``config`` on top.
+
+    Executors run ``config["spark.pyspark.python"]`` if given (pyspark itself reads it only
+    under spark-submit), else the ``PYSPARK_PYTHON`` pyspark reads, else — when they run on
+    this machine — this very interpreter, so they import the same packages as the kernel.
+    """
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
+        _check_master(active, master)
         return active
-    # Python workers run this interpreter, so they import the same packages as the kernel.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.master(master).appName("jupyter-features")
+    builder = SparkSession.builder.master(master or "local[*]").appName("jupyter-features")
     settings = {
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": "false",
@@ -68,7 +74,24 @@ def default_session(master: str = "local[*]", config: Mapping[str, str] | None =
     }
     for key, value in settings.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    _check_master(session, master)  # a context started elsewhere (another thread) is reused as is
+    python = settings.get("spark.pyspark.python") or os.environ.get("PYSPARK_PYTHON")
+    if python is None and on_this_host(str(session.sparkContext.master)):
+        python = sys.executable
+    if python is not None:
+        session.sparkContext.pythonExec = python  # read whenever a Python function is shipped
+    return session
+
+
+def _check_master(session: SparkSession, master: str | None) -> None:
+    running = str(spark_context(session).master)
+    if master is not None and master != running:
+        raise EngineError(
+            f"Spark engine: a SparkSession on {running!r} is already running in this process and Spark "
+            f"allows one per process, so it cannot also run on {master!r}; stop it first (spark.stop()) "
+            "or drop the master setting ([engine] master, JUPYTER_FEATURES_SPARK_MASTER) to use it"
+        )
 
 
 def _col(name: str) -> Column:
@@ -119,7 +142,7 @@ class SparkEngine:
         self,
         session: SparkSession | None = None,
         *,
-        master: str = "local[*]",
+        master: str | None = None,
         config: Mapping[str, str] | None = None,
     ) -> None:
         warnings.filterwarnings("ignore", message=".*PySpark does not yet fully support pandas.*")
@@ -129,12 +152,15 @@ class SparkEngine:
             raise EngineError(
                 "the Spark engine needs pyspark and Java: pip install 'jupyter-features[spark]'"
             ) from exc
+        #: Where the executors run: ``local[*]``, ``spark://host:7077``, ``yarn``, ``k8s://...``
+        self.master = str(spark_context(self.session).master)
         # Feature SQL is DuckDB SQL over naive UTC times: run the session in UTC too.
         self.session.conf.set("spark.sql.session.timeZone", "UTC")
+        ship_package(self.session)  # the executors' Python runs the driver's jupyter_features
         self._schemas: dict[str, dict[str, str]] = {}
 
     def __repr__(self) -> str:
-        return f"SparkEngine(master={self.session.sparkContext.master!r})"
+        return f"SparkEngine(master={self.master!r})"
 
     # -- sources -----------------------------------------------------------------------
     def register_source(self, source: Source) -> Source:

@@ -4,11 +4,13 @@ The run (``materialize``) begins a new version in the store, then asks for the r
 be written into it: every partition opens the store's writer for that version from the
 writer's handle (``VersionWriter.handle`` → ``WriterHandle.resume``) and writes its rows
 in chunks, each renewing the run's lease — pipelined ``HSET``s for Redis, batched
-``INSERT`` transactions for a SQLite file the executors can reach (local mode). The run
-switches readers to the version only when every partition has succeeded; a failed job
-aborts it, leaving the previous version served. A writer without a handle (SQLite in
-memory, or a SQLite file on the driver when the executors run on other machines) gets
-the rows collected to the driver instead.
+``INSERT`` transactions for a SQLite file the executors can reach. The run switches
+readers to the version only when every partition has succeeded; a failed job aborts it,
+leaving the previous version served. A writer without a handle gets the rows collected to
+the driver instead: SQLite in memory, and a SQLite file unless the executors share this
+machine (``executors.on_this_host``: local masters only). A Redis writer resumed on an
+executor first finds the run's lock on its server, so an executor that reaches another
+Redis (``127.0.0.1`` on another machine) fails the run before writing anything.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import MaterializationError
 from ...times import naive_utc_table
+from .executors import on_this_host
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from ...online import VersionWriter, WriterHandle
     from . import SparkEngine
 
-__all__ = ["SparkLatestRows", "PARTITION_CHUNK_ROWS"]
+__all__ = ["SparkLatestRows", "PARTITION_CHUNK_ROWS", "failure_reason"]
 
 #: Rows a partition converts and writes at a time (bounds an executor's memory).
 PARTITION_CHUNK_ROWS = 50_000
@@ -52,12 +55,13 @@ class SparkLatestRows:
         )
 
     def write_to(self, writer: VersionWriter, progress: Callable[[int], None] | None = None) -> int:
-        local = str(self.engine.session.sparkContext.master).startswith("local")
-        handle = writer.handle(other_host=not local)
+        handle = writer.handle(other_host=not on_this_host(self.engine.master))
         if handle is None:  # the executors cannot reach the store's writer: collect to the driver
-            return writer.write_batch(naive_utc_table(self.frame.toArrow()), progress)
-        with _keep_lease(writer, self.view):
-            written = _run_partitions(self.frame, handle, self.view)
+            with _keep_lease(writer, self.view), _job_failure(self.view):
+                rows = naive_utc_table(self.frame.toArrow())
+            return writer.write_batch(rows, progress)
+        with _keep_lease(writer, self.view), _job_failure(self.view):
+            written = _run_partitions(self.frame, handle)
         if progress is not None:
             progress(written)
         return written
@@ -87,10 +91,23 @@ def _keep_lease(writer: VersionWriter, view: str) -> Iterator[None]:
         raise MaterializationError(f"feature view '{view}': {failed[0]}") from failed[0]
 
 
-def _run_partitions(frame: DataFrame, handle: WriterHandle, view: str) -> int:
-    """Every partition writes its rows through ``handle`` on the executors; the rows written in all."""
+@contextmanager
+def _job_failure(view: str) -> Iterator[None]:
+    """A failed Spark job (it surfaces as a JVM error) as a MaterializationError saying why."""
     from py4j.protocol import Py4JError
     from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except (PySparkException, Py4JError) as exc:
+        raise MaterializationError(
+            f"feature view '{view}': the Spark job computing the rows for the online store failed "
+            f"({failure_reason(str(exc))}); readers still see the previous version"
+        ) from exc
+
+
+def _run_partitions(frame: DataFrame, handle: WriterHandle) -> int:
+    """Every partition writes its rows through ``handle`` on the executors; the rows written in all."""
     from pyspark.sql import functions as F
 
     def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -105,18 +122,20 @@ def _run_partitions(frame: DataFrame, handle: WriterHandle, view: str) -> int:
             writer.close()
         yield pa.RecordBatch.from_pydict({"n": [written]}, schema=pa.schema([("n", pa.int64())]))
 
-    try:
-        total = frame.mapInArrow(task, "n long").agg(F.sum("n")).collect()[0][0]
-    except (PySparkException, Py4JError) as exc:  # a failed task surfaces as a JVM error
-        text = str(exc).strip().splitlines()
-        reason = next(
-            (ln for ln in text if "Error" in ln and "jupyter_features" not in ln), text[0] if text else ""
-        )
-        raise MaterializationError(
-            f"feature view '{view}': the Spark job writing the online store failed ({reason[:500]}); "
-            "readers still see the previous version"
-        ) from exc
+    total = frame.mapInArrow(task, "n long").agg(F.sum("n")).collect()[0][0]
     return int(total or 0)
+
+
+def failure_reason(text: str) -> str:
+    """The line of a failed Spark job's error that says why: our own error raised on an executor
+    if there is one, else the first error line that is not a traceback's."""
+    lines = text.strip().splitlines()
+    ours = [ln.split("jupyter_features.errors.", 1)[1] for ln in lines if "jupyter_features.errors." in ln]
+    if ours:
+        return ours[-1].strip()[:1000]
+    return next(
+        (ln for ln in lines if "Error" in ln and "jupyter_features" not in ln), lines[0] if lines else ""
+    )[:500]
 
 
 def _chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:

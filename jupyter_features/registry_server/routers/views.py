@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
 
 from registry_client.sql import SQLRegistry
 
 from ..auth import Identity, require_scope
 from ..deps import get_registry
 from ..models import NAME_PATTERN, ApplyIn, LineageOut, RecordOut
+from ..record_cache import RecordCache
 
 __all__ = ["router"]
 
@@ -25,6 +28,7 @@ _read = [Depends(require_scope("read"))]
 
 @router.get("", response_model=list[RecordOut], dependencies=_read, summary="List or search feature views")
 def search_views(
+    request: Request,
     registry: Registry,
     q: Filter = None,
     entity: Filter = None,
@@ -33,10 +37,12 @@ def search_views(
     tag: Filter = None,
     used_by: Filter = None,
     limit: Annotated[int | None, Query(ge=0, le=100_000)] = None,
-) -> list[dict[str, Any]]:
+) -> Response:
     """The latest version of each view matching every filter given (``q``: all words, any case)."""
-    found = registry.search(q, entity=entity, type=type, owner=owner, tag=tag, used_by=used_by, limit=limit)
-    return [r.to_dict() for r in found]
+    marks = registry.search_marks(
+        q, entity=entity, type=type, owner=owner, tag=tag, used_by=used_by, limit=limit
+    )
+    return Response(_cache(request).json_list(marks), media_type="application/json")
 
 
 @router.post("", response_model=RecordOut, summary="Apply a feature view")
@@ -55,9 +61,22 @@ def apply_view(
 
 @router.get("/{name}", response_model=RecordOut, dependencies=_read, summary="One version (default latest)")
 def get_view(
-    name: ViewName, registry: Registry, version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None
-) -> dict[str, Any]:
-    return registry.get(name, version=version).to_dict()
+    request: Request,
+    name: ViewName,
+    registry: Registry,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    mark = registry.mark(name) if version is None else None
+    if mark is None:  # a pinned version, or not there (the registry says what is)
+        return Response(
+            orjson.dumps(registry.get(name, version=version).to_dict()), media_type="application/json"
+        )
+    return Response(_cache(request).one((name, *mark)), media_type="application/json")
+
+
+def _cache(request: Request) -> RecordCache:
+    cache: RecordCache = request.app.state.record_cache
+    return cache
 
 
 @router.get("/{name}/versions", response_model=list[RecordOut], dependencies=_read, summary="Every version")
