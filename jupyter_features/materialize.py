@@ -158,7 +158,8 @@ def online_table(view: FeatureView, key_types: tuple[str, ...], end_us: int) -> 
     return OnlineTable(
         view=view.name, entity=view.entity, key_types=key_types, features=view.features, end_us=end_us,
         ttl_us=None if view.ttl is None else duration_micros(view.ttl), definition_hash=view.definition_hash,
-        view_version=view.version, created=view.created_timestamp is not None,
+        view_version=view.version, created=view.created_timestamp is not None, timestamp=view.timestamp,
+        created_timestamp=view.created_timestamp,
     )  # fmt: skip
 
 

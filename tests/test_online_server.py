@@ -429,3 +429,56 @@ def test_health_and_reads_say_503_while_the_store_is_down(tmp_path: Path) -> Non
     finally:
         redis_server.terminate()
         redis_server.wait()
+
+
+def test_reads_as_of_a_time_and_pushes(store_url: str, workspace: jf.Workspace, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("reader-token-1 read\nwriter-token-1 write\n")
+    reader, writer = {"Authorization": "Bearer reader-token-1"}, {"Authorization": "Bearer writer-token-1"}
+    row = {
+        "user_id": 1,
+        "ts": "2024-01-11T00:00:00",
+        "amount": 9.0,
+        "country": "FR",
+        "seen": "2024-01-11T00:00:00Z",
+    }
+    push = {"view": "spend", "rows": [row]}
+
+    def amount(server: Server, at: str) -> object:
+        body = {"features": ["spend:amount"], "entities": [{"user_id": 1}], "at": at}
+        r = server.read(body, headers=reader)
+        assert r.status_code == 200, r.text
+        return r.json()["results"]["spend__amount"][0]
+
+    with run_server(store_url, "--token-file", str(tokens)) as server:
+        url = f"{server.base}/api/v1/push"
+        assert httpx.post(url, json=push).status_code == 401
+        r = httpx.post(url, json=push, headers=reader)
+        assert r.status_code == 403 and r.json()["type"] == "PermissionDeniedError"
+        state = workspace.online_store().push_state("spend")
+        refused = [
+            ({"view": "spend", "rows": [{**row, "amount": "lots"}]}, "float64", 400),
+            (
+                {"view": "spend", "rows": [{k: v for k, v in row.items() if k != "country"}]},
+                "lacks country",
+                400,
+            ),
+            ({"view": "spend", "rows": [{**row, "ts": "yesterday"}]}, "not a time", 400),
+            ({"view": "spend", "rows": [{**row, "user_id": "1"}]}, "int64", 400),
+            ({"view": "spend", "rows": [row], "to": "x"}, "unknown field", 400),
+            ({"view": "nope", "rows": [row]}, "not materialized", 404),
+        ]
+        for body, message, status in refused:
+            r = httpx.post(url, json=body, headers=writer)
+            assert r.status_code == status and message in r.json()["error"], (body, r.text)
+        assert workspace.online_store().push_state("spend") == state  # nothing written
+        r = server.read(
+            {"features": ["spend:amount"], "entities": [{"user_id": 1}], "at": "soon"}, headers=reader
+        )
+        assert r.status_code == 400 and '"at"' in r.json()["error"]
+        r = httpx.post(url, json=push, headers=writer)
+        assert r.status_code == 200 and r.json()["rows"] == 1, r.text
+        assert amount(server, "2024-01-10T00:00:00") == 1.5
+        assert amount(server, "2024-01-12T00:00:00Z") == 9.0
+    got = workspace.online_features(["spend:country"], [{"user_id": 1}], at=datetime(2024, 1, 12))
+    assert got.to_dict() == {"spend__country": ["FR"]}

@@ -88,8 +88,10 @@ class FeatureServer:
         max_body: int = MAX_BODY,
         max_in_flight: int = MAX_IN_FLIGHT,
         log_requests: bool = False,
+        push_store: OnlineStore | None = None,
     ) -> None:
         self.store = store
+        self.push_store = push_store  # where pushes go (the store opened for writing); None: ``store``
         self.store_shown = redact(store.url).split("?", 1)[0]
         self.tokens = dict(tokens or {})
         self.max_body = max_body
@@ -104,6 +106,7 @@ class FeatureServer:
             f"{API_PREFIX}/online-features": Route(
                 "online-features", {"POST": self.online_features}, "read", True
             ),
+            f"{API_PREFIX}/push": Route("push", {"POST": self.push}, "write", True),
             "/health": health,
             f"{API_PREFIX}/health": health,
             "/metrics": Route("metrics", {"GET": self.metrics_page}, "read", False),
@@ -120,13 +123,28 @@ class FeatureServer:
         request = parse_read(data)
         plan = self._plans.get(request.features) or self._plan(request.features)
         check_keys(plan, request)
-        result = read_features(self.store, request.features, request.entities)
+        result = read_features(self.store, request.features, request.entities, request.at)
         if not plan.matches(result.tables):  # a new materialization keyed a view differently: check again
             plan = self._plan(request.features)
             check_keys(plan, request)
-            result = read_features(self.store, request.features, request.entities)
+            result = read_features(self.store, request.features, request.entities, request.at)
         views = tuple(view for view, _, _ in plan.views)
         return Reply(200, orjson.dumps({"results": result.to_dict()}), views=views, entities=request.size)
+
+    def push(self, body: bytes, _caller: Identity | None) -> Reply:
+        """Rows into the version the store serves, visible to the next read (online only: the
+        server has no workspace whose push log training frames read)."""
+        from .push_request import parse_push
+
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequestError(f"the request body is not JSON ({exc})") from None
+        store = self.push_store or self.store
+        view, rows = parse_push(data, store)
+        receipt = store.push(view, rows)
+        out = {"view": view, "rows": receipt.rows, "version": receipt.version, "seq": receipt.seq}
+        return Reply(200, orjson.dumps(out), views=(view,), entities=receipt.rows)
 
     def _plan(self, features: tuple[str, ...]) -> KeyPlan:
         plan = key_plan(self.store, features)
@@ -358,8 +376,10 @@ def create_app(
         access_log.addHandler(handler)
         access_log.setLevel(logging.INFO)
         access_log.propagate = False
+    readable = read_only(store_url)
     return FeatureServer(
-        open_store(read_only(store_url)),
+        open_store(readable),
+        push_store=open_store(store_url) if readable != store_url else None,
         tokens=tokens,
         max_body=max_body,
         max_in_flight=max_in_flight,

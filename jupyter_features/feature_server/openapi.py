@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .push_request import MAX_ROWS
 from .read_request import MAX_ENTITIES, MAX_FEATURES
 
 __all__ = ["document"]
@@ -20,7 +21,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "Malformed request or an entity key not of its view's key type",
         401: "A bearer token is needed or invalid",
-        403: "The token does not grant 'read'",
+        403: "The token does not grant the scope the route needs ('read'; 'write' to push)",
         404: "A view or feature is not in the online store",
         413: "Request body over the limit",
         503: "The store is unreachable, or the server is at its limit of reads in flight (see Retry-After)",
@@ -59,6 +60,30 @@ def document(version: str, prefix: str) -> dict[str, Any]:
                 ],
                 "example": [{"user_id": 42}],
             },
+            "at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "Read as of this time (ISO 8601; default now): each entity's latest row at or "
+                "before it, null past the view's TTL counted back from it",
+                "example": "2024-01-10T12:00:00Z",
+            },
+        },
+    }
+    push = {
+        "type": "object",
+        "required": ["view", "rows"],
+        "additionalProperties": False,
+        "properties": {
+            "view": {"type": "string", "example": "user_spend"},
+            "rows": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_ROWS,
+                "items": {"type": "object"},
+                "description": "Each row: the view's entity keys, its timestamp (and created timestamp) as "
+                "ISO 8601 text, and every feature (null allowed), typed strictly",
+                "example": [{"user_id": 42, "ts": "2024-01-10T12:00:00", "spend_7d": 12.5}],
+            },
         },
     }
     results = {
@@ -92,6 +117,18 @@ def document(version: str, prefix: str) -> dict[str, Any]:
                             "description": "Feature values",
                             "content": {"application/json": {"schema": results}},
                         },
+                        **_errors(400, 401, 403, 404, 413, 503),
+                    },
+                }
+            },
+            f"{prefix}/push": {
+                "post": {
+                    "tags": ["online"],
+                    "summary": "Push rows into the version served: visible to the next read, all at once",
+                    "security": [{"bearer": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": push}}},
+                    "responses": {
+                        "200": {"description": "Pushed: the version it went into and its journal number"},
                         **_errors(400, 401, 403, 404, 413, 503),
                     },
                 }

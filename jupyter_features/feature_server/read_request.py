@@ -1,7 +1,8 @@
 """What the read endpoint takes, checked by hand: fast, and strict about entity keys.
 
 A body is ``{"features": ["view:feature", ...], "entities": [{"user_id": 42}, ...]}`` or
-with columnar entities ``{"user_id": [42, 7]}``. A key of an int64 key column must be a
+with columnar entities ``{"user_id": [42, 7]}``, and optionally ``"at"``: the time the values
+are read as of (ISO 8601 text; default now). A key of an int64 key column must be a
 JSON integer in the int64 range and a key of a string column a JSON string: ``1.9``,
 ``true``, ``"42"`` or ``10**30`` for an int64 key is a 400 naming the key and the view,
 never a lookup of something else. (The Python API stays lenient, as documented.)
@@ -22,7 +23,8 @@ __all__ = ["MAX_ENTITIES", "MAX_FEATURES", "ReadRequest", "KeyPlan", "parse_read
 
 MAX_FEATURES = 1_000
 MAX_ENTITIES = 10_000
-FIELDS = ("features", "entities")
+FIELDS = ("features", "entities", "at")
+_REQUIRED = ("features", "entities")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _EXAMPLE = '{"features": ["view:feature"], "entities": [{"user_id": 42}]}'
 
@@ -31,6 +33,7 @@ class ReadRequest(NamedTuple):
     features: tuple[str, ...]
     entities: list[dict[str, Any]] | dict[str, list[Any]]  # rows, or columns
     size: int  # entities
+    at: int | None = None  # as of (µs since the epoch); None: now
 
 
 class KeyPlan(NamedTuple):
@@ -57,8 +60,9 @@ def parse_read(data: Any) -> ReadRequest:
                 f"unknown field(s) {', '.join(repr(str(k)[:100]) for k in unknown[:5])} in the request; "
                 f"it takes {', '.join(FIELDS)}"
             )
-        missing = [k for k in FIELDS if k not in data]
-        raise InvalidRequestError(f"the request has no {' and no '.join(missing)}; send e.g. {_EXAMPLE}")
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            raise InvalidRequestError(f"the request has no {' and no '.join(missing)}; send e.g. {_EXAMPLE}")
     features = data["features"]
     if type(features) is not list or not features or not all(type(f) is str for f in features):
         raise InvalidRequestError('"features" must be a non-empty list of strings like "view:feature"')
@@ -86,7 +90,25 @@ def parse_read(data: Any) -> ReadRequest:
         )
     if count > MAX_ENTITIES:
         raise InvalidRequestError(f"{count:,} entities in one request; send at most {MAX_ENTITIES:,}")
-    return ReadRequest(tuple(features), entities, count)
+    return ReadRequest(tuple(features), entities, count, parse_at(data.get("at")))
+
+
+def parse_at(value: Any) -> int | None:
+    """The request's ``"at"`` (ISO 8601 text or null) in µs since the epoch."""
+    if value is None:
+        return None
+    if type(value) is not str or len(value) > 64:
+        raise InvalidRequestError(
+            f'"at" must be ISO 8601 text like "2024-01-10T12:00:00", not {_what(value)}'
+        )
+    from ..times import to_micros
+
+    try:
+        return to_micros(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidRequestError(
+            f'"at" {_shown(value)} is not a time; send ISO 8601 text like "2024-01-10T12:00:00Z"'
+        ) from None
 
 
 def key_plan(store: OnlineStore, features: Sequence[str]) -> KeyPlan:

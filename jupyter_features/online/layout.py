@@ -146,6 +146,8 @@ class OnlineTable:
     written_at: str = ""
     base_version: int | None = None  # a store may keep an incremental version as changes over this one
     created: bool = False  # rows carry the view's created timestamp (the tie-break), after the event time
+    timestamp: str = ""  # the view's event-time column (what pushed rows name it)
+    created_timestamp: str | None = None  # the view's created-timestamp column, if any
 
     @property
     def feature_names(self) -> list[str]:
@@ -201,6 +203,8 @@ class OnlineTable:
                 "written_at": self.written_at,
                 "base_version": self.base_version,
                 "created": self.created,
+                "timestamp": self.timestamp,
+                "created_timestamp": self.created_timestamp,
             },
             sort_keys=True,
         )
@@ -222,6 +226,8 @@ class OnlineTable:
             written_at=d.get("written_at", ""),
             base_version=d.get("base_version"),
             created=bool(d.get("created", False)),
+            timestamp=str(d.get("timestamp") or ""),
+            created_timestamp=d.get("created_timestamp"),
         )
 
     def check_definition(self, definition: str | None, url: str) -> None:
