@@ -76,6 +76,20 @@ def test_values_keep_their_types(tmp_path: Path, store_url: str) -> None:
     assert frame["spend__doubled"].dtype == "Int64" and frame["spend__amount"].dtype == "float64"
     assert str(frame["spend__seen"].dtype).startswith("datetime64")
     assert res.types["spend__emb"] == "list<float>"
+    # a pushed row of every type reads back typed the same, from the store and from a replica
+    pushed = {
+        "user_id": 5, "ts": datetime(2024, 1, 9), "amount": 1.5, "doubled": 3, "country": "FR", "vip": True,
+        "seen": datetime(2024, 1, 9, 12), "emb": [0.5, -1.0], "region": "FR",
+    }  # fmt: skip
+    ws.push("spend", [pushed])
+    rows = [{"user_id": 1}, {"user_id": 5}, {"user_id": 99}]
+    got = ws.online_features(["spend:*"], rows, at=END).to_dict()
+    assert {k: v[1] for k, v in got.items()} == {
+        f"spend__{k}": v for k, v in pushed.items() if k not in ("user_id", "ts")
+    }
+    assert type(got["spend__doubled"][1]) is int and type(got["spend__vip"][1]) is bool
+    with ws.online_replica(["spend"]) as replica:
+        assert replica.get(["spend:*"], rows, at=END).to_dict() == got
 
 
 def test_selected_features_order_and_repeated_keys(tmp_path: Path, store_url: str) -> None:
