@@ -34,7 +34,16 @@ from ..sqltext import quote
 from ..times import micros_to_datetime
 from .canonical import canonical_rows
 from .layout import KEY_SEP, Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle, encode_key, redact
-from .redis_push import APPEND, PUSH, SWITCH, covered_entries, encode_push, journal_since, read_snapshot
+from .redis_push import (
+    APPEND,
+    PUSH,
+    SWITCH,
+    covered_entries,
+    encode_push,
+    journal_since,
+    packed_script,
+    read_snapshot,
+)
 from .rows import best_row, push_rows_of
 
 if TYPE_CHECKING:
@@ -481,8 +490,8 @@ class RedisStore:
                 str(table.version) if table.base_version is None else f"{table.version}:{table.base_version}"
             )
             try:
-                ok, value = ks.script(
-                    PUSH, keys,
+                ok, value = packed_script(
+                    ks, PUSH, keys,
                     (pointer, ks.key(view, "v"), ks.key(view, "j:"), f":{low}:{high}:{table.layout}",
                      ks.key(view, "events"), *args),
                 )  # fmt: skip

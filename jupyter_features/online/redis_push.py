@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .redis import Keyspace
 
 __all__ = [
-    "APPEND", "PUSH", "SWITCH", "SNAPSHOT", "encode_push", "row_texts", "covered_entries", "read_snapshot", "journal_since",
+    "APPEND", "PUSH", "SWITCH", "SNAPSHOT", "encode_push", "packed_script", "row_texts", "covered_entries", "read_snapshot", "journal_since",
 ]  # fmt: skip
 
 #: Lua: append rows to fields of hash ``h`` from the flat list ``kv`` (field, rows, field, rows...,
@@ -126,6 +126,35 @@ def encode_push(pairs: Sequence[tuple[str, Sequence[Any]]], table: OnlineTable) 
         args += [field, b",".join(rows)]
     times = [row[0] for _, row in pairs]
     return args, min(times), max(times)
+
+
+def packed_script(ks: Keyspace, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """``ks.script`` for calls with many arguments: the command is encoded in one buffer and
+    sent in one write (redis-py's packer sends thousands of small pieces)."""
+    import redis as redis_lib
+
+    sha = ks.shas.get(source)
+    if sha is None:
+        sha = ks.shas[source] = ks.client.script_load(source)
+    parts = [b"EVALSHA", sha.encode() if isinstance(sha, str) else sha, str(len(keys)).encode()]
+    parts += [k.encode() for k in keys]
+    parts += [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    payload = b"".join([b"*%d\r\n" % len(parts), *(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)])
+    pool = ks.client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([payload], check_health=False)
+        reply = conn.read_response()
+    except redis_lib.exceptions.NoScriptError:
+        pool.release(conn)
+        ks.shas.pop(source, None)
+        return ks.script(source, keys, args)  # loads it again, the usual way
+    except BaseException:
+        conn.disconnect()
+        pool.release(conn)
+        raise
+    pool.release(conn)
+    return reply
 
 
 def row_texts(rows: Sequence[Sequence[Any]], table: OnlineTable) -> list[bytes]:
