@@ -80,7 +80,7 @@ def generate(labels: int, features: int, entities: int, ties: float = 0.0) -> tu
         tmp = features_path.with_suffix(".tmp")
         # a tied row takes the time its entity's previous row (n - entities) has
         src = f"CASE WHEN n >= {entities} AND hash(n, 6) % 10000 < {round(ties * 10000)} THEN n - {entities} ELSE n END"
-        created = f"ts + to_seconds(CAST(hash(n, 7) % 3600 AS BIGINT)) AS created," if ties else ""
+        created = "ts + to_seconds(CAST(hash(n, 7) % 3600 AS BIGINT)) AS created," if ties else ""
         con.execute(f"""
             COPY (
               SELECT entity_id, ts, {created} f1, f2, f3 FROM (
