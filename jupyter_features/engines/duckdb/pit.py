@@ -11,9 +11,9 @@ The join is one plain ASOF JOIN per view over the view's rows as they are
 one 8-byte time, its fastest form: putting the tie-break into its key (a HUGEINT of
 event and created time, or a STRUCT with the values) measured 1.4-2x slower on every
 join, ties or not. Instead ``tie_fix_sql`` decides the ties in one pass over the rows
-at the matched (keys, event time) pairs only: it groups them, keeps the pairs with
-more than one row, and takes the tie-break winner (``tie_order``) for the label rows
-that matched those; ``tie_fix_update_sql`` writes it into the join's table. The
+at the matched (keys, event time) pairs only: it partitions them by pair, keeps the
+pairs with more than one row, and takes the tie-break winner (``tie_order``) for the
+label rows that matched those; ``tie_fix_update_sql`` writes it into the join's table. The
 materialization path (``latest_sql``) ranks with the same ``tie_order``.
 """
 
@@ -87,13 +87,11 @@ def _source_rows(join: ViewJoin, columns: list[str], *, where: str = "", among: 
 
 
 def tie_order(join: ViewJoin) -> str:
-    """A STRUCT that is greater for the row that wins a tie at equal keys and event time:
-    the greater created timestamp, then the greater feature values in order, a null losing
-    to any value (each value comes after a flag that is false when it is null)."""
-    fields = []
-    for n, c in enumerate(([join.created_timestamp] if join.created_timestamp else []) + list(join.features)):
-        fields += [f"'n{n}': {_src(c)} IS NOT NULL", f"'v{n}': {_src(c)}"]
-    return "{" + ", ".join(fields) + "}" if fields else "NULL"
+    """ORDER BY terms that put first, among rows with equal keys and event time, the one that
+    wins the tie: the greatest created timestamp, then the greatest feature values in order,
+    a null losing to any value."""
+    columns = ([join.created_timestamp] if join.created_timestamp else []) + list(join.features)
+    return ", ".join(f"{_src(c)} DESC NULLS LAST" for c in columns) or "1"
 
 
 def _view_columns(join: ViewJoin) -> list[str]:
@@ -136,24 +134,25 @@ def tie_fix_sql(joins: list[ViewJoin], i: int) -> str:
     """ROW and view ``i``'s feature columns, tie-broken, for the rows of RESULT (a table of
     ``pit_sql``'s rows) whose match shares its keys and event time with other rows of the view.
 
-    One pass over the view's rows at the matched pairs: grouped by pair, the pairs with more
-    than one row keep their ``tie_order`` winner. Only for views with features.
+    One pass over the view's rows at the matched pairs: partitioned by pair, the pairs with
+    more than one row keep their ``tie_order`` winner. Only for views with features.
     """
     j = joins[i]
     m = matched_column(i)
     pair_keys = ", ".join(f"{key_column(k)} AS {quote(k)}" for k in j.entity)
     pairs = f"SELECT DISTINCT {pair_keys}, {m} AS {EVENT_TS} FROM {RESULT} WHERE {m} IS NOT NULL"
-    winner = "{" + ", ".join(f"'f{n}': {_src(f)}" for n, f in enumerate(j.features)) + "}"
-    columns = [
-        *map(_src, j.entity),
-        f"{_event_ts(j)} AS {EVENT_TS}",
-        f"arg_max({winner}, {tie_order(j)}) AS __jf_w",
-    ]
-    tied = _source_rows(j, columns, among=f"__jf_p{i}") + " GROUP BY ALL HAVING count(*) > 1"
+    pair = ", ".join([*map(_src, j.entity), _event_ts(j)])
+    columns = [*map(_src, j.entity), f"{_event_ts(j)} AS {EVENT_TS}"]
+    columns += [f"{_src(f)} AS __jf_f{n}" for n, f in enumerate(j.features)]
+    tied = (
+        _source_rows(j, columns, among=f"__jf_p{i}")
+        + f" QUALIFY count(*) OVER (PARTITION BY {pair}) > 1"
+        + f" AND row_number() OVER (PARTITION BY {pair} ORDER BY {tie_order(j)}) = 1"
+    )
     on = " AND ".join(f"r.{key_column(k)} = t.{quote(k)}" for k in j.entity)
     cols = [f"r.{ROW}"]
     for n, out in enumerate(j.output):
-        cols.append(f"{_feature(j, f't.__jf_w.f{n}', f'r.{m}', f'r.{LABEL_TS}')} AS {quote(out)}")
+        cols.append(f"{_feature(j, f't.__jf_f{n}', f'r.{m}', f'r.{LABEL_TS}')} AS {quote(out)}")
     return (
         f"WITH __jf_p{i} AS MATERIALIZED ({pairs}), __jf_t{i} AS ({tied})\n"
         f"SELECT {', '.join(cols)} FROM {RESULT} r JOIN __jf_t{i} t ON {on} AND r.{m} = t.{EVENT_TS}"
@@ -172,17 +171,11 @@ def latest_sql(join: ViewJoin, *, end_literal: str, since_literal: str | None = 
     where = f"{_event_ts(join)} <= {end_literal}"
     if since_literal is not None:
         where += f" AND {_event_ts(join)} > {since_literal}"
-    row = (
-        "{"
-        + ", ".join([f"'t': {_event_ts(join)}"] + [f"'f{n}': {_src(f)}" for n, f in enumerate(join.features)])
-        + "}"
+    keys = ", ".join(map(_src, join.entity))
+    latest = (
+        _source_rows(join, _view_columns(join), where=where)
+        + f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_event_ts(join)} DESC, {tie_order(join)}) = 1"
     )
-    order = f"{{'t': {_event_ts(join)}, 'o': {tie_order(join)}}}"
-    columns = [*map(_src, join.entity), f"arg_max({row}, {order}) AS __jf_w"]
-    inner = _source_rows(join, columns, where=where) + " GROUP BY ALL"
-    feats = "".join(f", __jf_w.f{n} AS {quote(f)}" for n, f in enumerate(join.features))
-    ttl_filter = ""
-    if join.ttl is not None:
-        ttl_filter = f" WHERE __jf_w.t >= {end_literal} - to_microseconds({duration_micros(join.ttl)})"
-    out_keys = ", ".join(quote(k) for k in join.entity)
-    return f"SELECT {out_keys}, __jf_w.t AS {EVENT_TS}{feats} FROM ({inner}){ttl_filter}"
+    if join.ttl is None:
+        return latest
+    return f"SELECT * FROM ({latest}) WHERE {EVENT_TS} >= {end_literal} - to_microseconds({duration_micros(join.ttl)})"
