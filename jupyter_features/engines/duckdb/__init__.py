@@ -154,6 +154,17 @@ class DuckDBEngine:
                 return pd.DataFrame()
             return rel.df()
 
+    def columns(self, query: str) -> list[str]:
+        """The column names of an exploration query, without running it."""
+        with self.lock:
+            try:
+                rel = self.con.sql(query)
+            except duckdb.Error as exc:
+                raise EngineError(f"DuckDB cannot run the query: {str(exc).splitlines()[0]}") from exc
+            if rel is None:
+                raise EngineError("the statement returns no rows")
+            return list(rel.columns)
+
     def arrow(self, query: str) -> pa.Table:
         with self.lock:
             rel = self.con.sql(query)
@@ -243,13 +254,16 @@ class DuckDBEngine:
                 con.unregister(LABELS)
                 columns = ", ".join(quote(c) for c in [*label_columns, *(o for j in joins for o in j.output)])
                 reader = con.sql(f"SELECT {columns} FROM {RESULT} ORDER BY {ROW}").to_arrow_reader(batch_rows)
+                # label columns back in their own Arrow types (a zone, nanoseconds) where DuckDB changed them
+                label_fields = [source.schema.field(c) for c in label_columns]
+                schema = pa.schema(label_fields + list(reader.schema)[len(label_columns) :])
             except duckdb.Error as exc:
                 con.close()
                 raise EngineError(f"point-in-time join failed: {str(exc).splitlines()[0]}") from exc
             except BaseException:
                 con.close()
                 raise
-        return _closing_reader(reader, con)
+        return _closing_reader(reader, con, schema)
 
     def _label_stream(self, labels: pd.DataFrame | str, batch_rows: int) -> pa.RecordBatchReader:
         """``labels`` as Arrow batches with a ROW column numbering them in order."""
@@ -335,17 +349,26 @@ class DuckDBEngine:
         return ArrowLatestRows(self.latest(join, end, since), join.entity)
 
 
-def _closing_reader(reader: pa.RecordBatchReader, con: duckdb.DuckDBPyConnection) -> pa.RecordBatchReader:
-    """``reader`` that closes ``con`` once drained, failed or dropped."""
+def _closing_reader(
+    reader: pa.RecordBatchReader, con: duckdb.DuckDBPyConnection, schema: pa.Schema
+) -> pa.RecordBatchReader:
+    """``reader``'s batches cast to ``schema`` (as they are if it cannot be), closing ``con``
+    once drained, failed or dropped."""
     import pyarrow as pa
+
+    try:
+        reader.schema.empty_table().cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        schema = reader.schema
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
-            yield from reader
+            for batch in reader:
+                yield batch if schema is reader.schema else batch.cast(schema)
         finally:
             con.close()
 
-    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 class ArrowLatestRows:
