@@ -75,6 +75,8 @@ def generate(labels: int, features: int, entities: int, ties: float = 0.0) -> tu
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
+    con.execute("SET memory_limit = '4GB'")  # the largest tables are shuffled out of core
+    con.execute(f"SET temp_directory = '{DATA / 'spill'}'")
     if not features_path.exists():
         print(f"generating {features:,} feature rows for {entities:,} entities ...", flush=True)
         tmp = features_path.with_suffix(".tmp")

@@ -13,7 +13,7 @@ import duckdb
 
 from ...errors import EngineError, LabelFrameError, SourceError
 from ...featureview import ViewJoin
-from ...sqltext import LABEL_TS, LABELS, RESERVED_PREFIX, RESULT, ROW, quote, timestamp_literal
+from ...sqltext import LABEL_STREAM, LABEL_TS, LABELS, RESERVED_PREFIX, RESULT, ROW, quote, timestamp_literal
 from ...times import naive_utc_column
 from .pit import TIES, label_keys, label_time_sql, latest_sql, pit_sql, tie_fix_sql, tie_fix_update_sql
 from .sandbox import READERS, open_sandbox, sandbox_describe, settings_sql
@@ -249,9 +249,14 @@ class DuckDBEngine:
                         "cast it to TIMESTAMP"
                     )
                 self._check_key_types(con, types, joins)
-                con.register(LABELS, source)
-                self._join(con, joins, f"(SELECT *, {to_time} AS {LABEL_TS} FROM {LABELS})", label_columns)
-                con.unregister(LABELS)
+                # a table first: DuckDB's ASOF JOIN does not take an Arrow stream on its probe side
+                con.register(LABEL_STREAM, source)
+                con.execute(
+                    f"CREATE TEMP TABLE {LABELS} AS SELECT *, {to_time} AS {LABEL_TS} FROM {LABEL_STREAM}"
+                )
+                con.unregister(LABEL_STREAM)
+                self._join(con, joins, LABELS, label_columns)
+                con.execute(f"DROP TABLE {LABELS}")
                 columns = ", ".join(quote(c) for c in [*label_columns, *(o for j in joins for o in j.output)])
                 reader = con.sql(f"SELECT {columns} FROM {RESULT} ORDER BY {ROW}").to_arrow_reader(batch_rows)
                 # label columns back in their own Arrow types (a zone, nanoseconds) where DuckDB changed them
