@@ -15,7 +15,17 @@ from ...errors import EngineError, LabelFrameError, SourceError
 from ...featureview import ViewJoin
 from ...sqltext import LABEL_STREAM, LABEL_TS, LABELS, RESERVED_PREFIX, RESULT, ROW, quote, timestamp_literal
 from ...times import naive_utc_column
-from .pit import TIES, label_keys, label_time_sql, latest_sql, pit_sql, tie_fix_sql, tie_fix_update_sql
+from .pit import (
+    PAIRS,
+    TIES,
+    label_keys,
+    label_time_sql,
+    latest_sql,
+    matched_pairs_sql,
+    pit_sql,
+    tie_fix_sql,
+    tie_fix_update_sql,
+)
 from .sandbox import READERS, open_sandbox, sandbox_describe, settings_sql
 
 if TYPE_CHECKING:
@@ -224,7 +234,7 @@ class DuckDBEngine:
         """
         with self.lock:
             source = self._label_stream(labels, batch_rows)
-            label_columns = [c for c in source.schema.names if c != ROW]
+            label_columns = source.schema.names[:-1]  # the last is ROW
             reserved = [c for c in label_columns if c.startswith(RESERVED_PREFIX)]
             if reserved:
                 raise LabelFrameError(
@@ -312,12 +322,15 @@ class DuckDBEngine:
         for i, j in enumerate(joins):
             if not j.features:
                 continue
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {TIES} AS {tie_fix_sql(joins, i)}")
+            # tables, not CTEs: DuckDB spills them past memory_limit
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {PAIRS} AS {matched_pairs_sql(j, i)}")
             try:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {TIES} AS {tie_fix_sql(joins, i)}")
                 if con.execute(f"SELECT count(*) FROM {TIES}").fetchall()[0][0]:
                     con.execute(tie_fix_update_sql(j))
             finally:
                 con.execute(f"DROP TABLE IF EXISTS {TIES}")
+                con.execute(f"DROP TABLE IF EXISTS {PAIRS}")
 
     @staticmethod
     def _types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:

@@ -27,11 +27,13 @@ from ...times import duration_micros
 
 __all__ = [
     "pit_sql", "tie_fix_sql", "tie_fix_update_sql", "tie_order", "matched_column", "key_column",
-    "label_keys", "latest_sql", "label_time_sql", "TIES",
+    "label_keys", "latest_sql", "label_time_sql", "matched_pairs_sql", "TIES", "PAIRS",
 ]  # fmt: skip
 
 #: The table of tie-broken features ``tie_fix_sql`` computes for one view.
 TIES = "__jf_ties"
+#: The table of (keys, event time) pairs one view matched (``matched_pairs_sql``).
+PAIRS = "__jf_pairs"
 
 
 def matched_column(i: int) -> str:
@@ -130,22 +132,28 @@ def pit_sql(joins: list[ViewJoin], *, labels: str = LABELS, carry: Sequence[str]
     return f"WITH {', '.join(ctes)}\nSELECT {', '.join(cols)}\nFROM {labels} l\n" + "\n".join(joins_sql)
 
 
-def tie_fix_sql(joins: list[ViewJoin], i: int) -> str:
-    """ROW and view ``i``'s feature columns, tie-broken, for the rows of RESULT (a table of
-    ``pit_sql``'s rows) whose match shares its keys and event time with other rows of the view.
+def matched_pairs_sql(join: ViewJoin, i: int) -> str:
+    """The distinct (keys..., EVENT_TS) view ``i`` matched in RESULT (a table of ``pit_sql``'s rows)."""
+    m = matched_column(i)
+    keys = ", ".join(f"{key_column(k)} AS {quote(k)}" for k in join.entity)
+    return f"SELECT DISTINCT {keys}, {m} AS {EVENT_TS} FROM {RESULT} WHERE {m} IS NOT NULL"
 
-    One pass over the view's rows at the matched pairs: partitioned by pair, the pairs with
-    more than one row keep their ``tie_order`` winner. Only for views with features.
+
+def tie_fix_sql(joins: list[ViewJoin], i: int) -> str:
+    """ROW and view ``i``'s feature columns, tie-broken, for the rows of RESULT whose match
+    shares its keys and event time with other rows of the view.
+
+    One pass over the view's rows at the matched pairs (the table PAIRS, ``matched_pairs_sql``):
+    partitioned by pair, the pairs with more than one row keep their ``tie_order`` winner.
+    Only for views with features.
     """
     j = joins[i]
     m = matched_column(i)
-    pair_keys = ", ".join(f"{key_column(k)} AS {quote(k)}" for k in j.entity)
-    pairs = f"SELECT DISTINCT {pair_keys}, {m} AS {EVENT_TS} FROM {RESULT} WHERE {m} IS NOT NULL"
     pair = ", ".join([*map(_src, j.entity), _event_ts(j)])
     columns = [*map(_src, j.entity), f"{_event_ts(j)} AS {EVENT_TS}"]
     columns += [f"{_src(f)} AS __jf_f{n}" for n, f in enumerate(j.features)]
     tied = (
-        _source_rows(j, columns, among=f"__jf_p{i}")
+        _source_rows(j, columns, among=PAIRS)
         + f" QUALIFY count(*) OVER (PARTITION BY {pair}) > 1"
         + f" AND row_number() OVER (PARTITION BY {pair} ORDER BY {tie_order(j)}) = 1"
     )
@@ -153,10 +161,7 @@ def tie_fix_sql(joins: list[ViewJoin], i: int) -> str:
     cols = [f"r.{ROW}"]
     for n, out in enumerate(j.output):
         cols.append(f"{_feature(j, f't.__jf_f{n}', f'r.{m}', f'r.{LABEL_TS}')} AS {quote(out)}")
-    return (
-        f"WITH __jf_p{i} AS MATERIALIZED ({pairs}), __jf_t{i} AS ({tied})\n"
-        f"SELECT {', '.join(cols)} FROM {RESULT} r JOIN __jf_t{i} t ON {on} AND r.{m} = t.{EVENT_TS}"
-    )
+    return f"SELECT {', '.join(cols)} FROM {RESULT} r JOIN ({tied}) t ON {on} AND r.{m} = t.{EVENT_TS}"
 
 
 def tie_fix_update_sql(join: ViewJoin) -> str:
