@@ -24,10 +24,11 @@ from .errors import (
     did_you_mean,
 )
 from .featureview import FeatureView, ViewJoin, parse_ttl, set_previewer
+from .frames import RESULT_KINDS, parquet_location, write_parquet
 from .refs import group_refs
 from .schema import Feature, feature_type_of
 from .sources import Source, check_identifier, check_name, classify_source
-from .sqltext import RESERVED_PREFIX, quote
+from .sqltext import RESERVED_PREFIX, quote, string_literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -536,44 +537,50 @@ class Workspace:
     # -- training frames -----------------------------------------------------------------
     def training_frame(
         self,
-        labels: pd.DataFrame | str,
+        labels: pd.DataFrame | str | os.PathLike[str],
         features: Sequence[str] | str,
         *,
         timestamp: str,
         plain_names: bool = False,
         to: str = "pandas",
+        path: str | os.PathLike[str] | None = None,
     ) -> Any:
-        """Join features point-in-time correctly onto ``labels`` (a DataFrame or SQL).
+        """Join features point-in-time correctly onto ``labels``: a DataFrame, a parquet path or
+        glob (relative to the workspace root), or SQL.
 
         Every label row is kept, in order, with its columns untouched; each feature is
         added as ``view__feature`` (or its plain name with ``plain_names=True``).
-        With ``to="spark"`` (Spark engine) ``labels`` may also be a Spark DataFrame, and
-        the result is a Spark DataFrame ordered like the labels.
+        ``to="pandas"`` returns a DataFrame (the label frame's index kept); ``to="arrow"`` a
+        ``pyarrow.RecordBatchReader`` and ``to="parquet"`` writes the file ``path`` and returns
+        its path: both stream the frame (label columns, then features, in label order) out of
+        DuckDB without holding it in Python, under ``[engine] memory_limit``, spilling to
+        ``temp_directory``. With ``to="spark"`` (Spark engine) ``labels`` may also be a Spark
+        DataFrame, and the result is a Spark DataFrame ordered like the labels.
         """
         import pandas as pd
 
-        if to not in ("pandas", "spark"):
-            raise LabelFrameError(f"training frame: to={to!r} is not a result kind; use 'pandas' or 'spark'")
-        if isinstance(labels, str):
-            labels = self.sql(labels)
+        if to not in RESULT_KINDS:
+            raise LabelFrameError(
+                f"training frame: to={to!r} is not a result kind; use one of {', '.join(map(repr, RESULT_KINDS))}"
+            )
+        if (to == "parquet") != (path is not None):
+            raise LabelFrameError(
+                "training frame: to='parquet' writes the file path=...; pass both (path is only for parquet)"
+            )
+        streamed = to in ("arrow", "parquet")
+        if isinstance(labels, (str, os.PathLike)):
+            location = parquet_location(labels, self.root)
+            query = f"SELECT * FROM read_parquet({string_literal(location)})" if location else str(labels)
+            if streamed and hasattr(self.engine, "training_frame_arrow"):
+                joins = self._check_labels(self.duckdb.columns(query), features, timestamp, plain_names)
+                return self._stream_out(query, timestamp, joins, to, path)
+            labels = self.sql(query)
         spark_labels = to == "spark" and type(labels).__module__.startswith("pyspark")
         if not isinstance(labels, pd.DataFrame) and not spark_labels:
             raise LabelFrameError(
-                f"labels must be a pandas DataFrame or a SQL query, not {type(labels).__name__}"
+                f"labels must be a pandas DataFrame, a parquet path or a SQL query, not {type(labels).__name__}"
             )
-        if timestamp not in labels.columns:
-            raise UnknownColumnError(
-                f"label frame: timestamp column '{timestamp}' is not in it"
-                f"{did_you_mean(timestamp, map(str, labels.columns))}; columns: {', '.join(map(str, labels.columns))}"
-            )
-        joins = self._plan_joins(features, list(map(str, labels.columns)), plain_names)
-        for j in joins:
-            for k in j.entity:
-                if k not in labels.columns:
-                    raise UnknownColumnError(
-                        f"label frame: it has no column '{k}', the entity key of feature view '{j.name}'"
-                        f"{did_you_mean(k, map(str, labels.columns))}; rename the column to '{k}'"
-                    )
+        joins = self._check_labels(list(map(str, labels.columns)), features, timestamp, plain_names)
         if to == "spark":
             to_spark = getattr(self.engine, "training_frame_spark", None)
             if to_spark is None:
@@ -584,11 +591,55 @@ class Workspace:
                     f"{self.engine.name}; open it with jf.Workspace(..., engine='spark')"
                 )
             return to_spark(labels, timestamp, joins)
+        if streamed:
+            return self._stream_out(labels, timestamp, joins, to, path)
         feats = self.engine.training_frame(labels, timestamp, joins)
         out = labels.copy()
         for col in feats.columns:
             out[col] = feats[col].to_numpy()
         return out
+
+    def _check_labels(
+        self, columns: list[str], features: Sequence[str] | str, timestamp: str, plain_names: bool
+    ) -> list[ViewJoin]:
+        """The joins for ``features``, once the label columns are known to hold what they need."""
+        if timestamp not in columns:
+            raise UnknownColumnError(
+                f"label frame: timestamp column '{timestamp}' is not in it"
+                f"{did_you_mean(timestamp, columns)}; columns: {', '.join(columns)}"
+            )
+        joins = self._plan_joins(features, columns, plain_names)
+        for j in joins:
+            for k in j.entity:
+                if k not in columns:
+                    raise UnknownColumnError(
+                        f"label frame: it has no column '{k}', the entity key of feature view '{j.name}'"
+                        f"{did_you_mean(k, columns)}; rename the column to '{k}'"
+                    )
+        return joins
+
+    def _stream_out(
+        self, labels: pd.DataFrame | str, timestamp: str, joins: list[ViewJoin], to: str,
+        path: str | os.PathLike[str] | None,
+    ) -> Any:  # fmt: skip
+        """The training frame as Arrow batches (``to="arrow"``) or written to ``path``."""
+        stream = getattr(self.engine, "training_frame_arrow", None)
+        if stream is not None:
+            reader = stream(labels, timestamp, joins)
+        else:  # an engine without streaming: the frame is built whole, then handed over as Arrow
+            import pyarrow as pa
+
+            if isinstance(labels, str):
+                labels = self.sql(labels)
+            frame = labels.copy()
+            for col, values in self.engine.training_frame(labels, timestamp, joins).items():
+                frame[col] = values.to_numpy()
+            reader = pa.Table.from_pandas(frame, preserve_index=False).to_reader()
+        if to == "arrow":
+            return reader
+        assert path is not None
+        write_parquet(reader, path, desc="training frame: writing")
+        return Path(path).expanduser()
 
     def _plan_joins(self, refs: Sequence[str] | str, label_columns: list[str], plain: bool) -> list[ViewJoin]:
         groups = group_refs(list(refs) if not isinstance(refs, str) else refs)
