@@ -35,6 +35,7 @@ __all__ = [
     "EvaluationError",
     "EngineError",
     "TranspileError",
+    "CheckError",
     "did_you_mean",
 ]
 
@@ -162,3 +163,7 @@ class EngineError(FeaturesError):
 
 class TranspileError(FeaturesError):
     """Feature SQL uses a construct that cannot be carried faithfully to another SQL dialect."""
+
+
+class CheckError(FeaturesError):
+    """A health check of an online store or a model cannot run as asked."""

@@ -35,6 +35,7 @@ from ..sqltext import EVENT_TS, quote
 from ..times import micros_to_datetime
 from .canonical import canonical_rows
 from .layout import KEY_SEP, Lease, OnlineTable, WriterHandle, encode_key, redact
+from .scan import packed_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -274,6 +275,33 @@ class RedisStore:
                     columns[j] = [d(v) for v in columns[j]]
         return table, columns
 
+    def scan(self, view: str, *, count: int = 10_000) -> tuple[OnlineTable, pa.RecordBatchReader]:
+        """Every row readers are served now, in the canonical form (see ``scan.py``): ``HSCAN`` of
+        the version's hash (and of its base's, for an incremental version), past-TTL rows left out
+        as reads do. A switch during the scan starts it over."""
+        import pyarrow as pa
+        import redis as redis_lib
+
+        for _ in range(3):
+            try:
+                pointer = self.client.get(self.ks.key(view, "current"))
+                if pointer is None:
+                    raise self._missing(view)
+                number, _, base = (
+                    pointer.decode() if isinstance(pointer, bytes) else str(pointer)
+                ).partition(":")
+                table = self._meta(view, int(number))
+                top = _hscan(self.client, self.ks.key(view, f"v{number}"), count)
+                below = _hscan(self.client, self.ks.key(view, f"v{base}"), count) if base else None
+                if self.client.get(self.ks.key(view, "current")) == pointer:  # not switched meanwhile
+                    rows = packed_rows(top, below, table)
+                    return table, pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches())
+            except redis_lib.RedisError as exc:
+                raise self.ks.failed(f"scanning '{view}'", exc) from exc
+        raise OnlineStoreError(
+            f"online store {self.url}: '{view}' switched versions during each of 3 scans; retry"
+        )
+
     def _safe_key(self, key: tuple[Any, ...], table: OnlineTable) -> str:
         try:
             return encode_key(key, table.key_types)
@@ -472,6 +500,17 @@ class RedisWriter:
         version stays for the run that began it."""
         if not self.owner:
             self.store.close()
+
+
+def _hscan(client: redis_lib.Redis, key: str, count: int) -> tuple[list[Any], list[Any]]:
+    """Every (field, value) of the hash ``key``: ``HSCAN`` pages, repeats removed."""
+    found: dict[Any, Any] = {}
+    cursor = 0
+    while True:
+        cursor, page = client.hscan(key, cursor, count=count)
+        found.update(page)
+        if cursor == 0:
+            return list(found), list(found.values())
 
 
 def _unlink_version(ks: Keyspace, view: str, version: int) -> None:

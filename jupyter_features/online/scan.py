@@ -1,0 +1,178 @@
+"""Every row a store serves, back in the canonical form (``canonical_rows``) as Arrow.
+
+``OnlineStore.scan`` answers with these batches: entity keys (BIGINT or VARCHAR), the
+event time in µs (``EVENT_TS``) and each feature as stored — int64, float64, string,
+bool, timestamps in µs, lists of float64 — so they compare column for column with
+``canonical_rows`` of an engine's latest rows. SQLite rows convert column by column;
+Redis's packed JSON values are decoded by DuckDB in bulk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import OnlineStoreError
+from ..sqltext import EVENT_TS, quote
+from .layout import KEY_SEP, OnlineTable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["canonical_schema", "sqlite_batches", "packed_rows"]
+
+#: The DuckDB type of each feature type in the canonical form (what ``canonical_rows`` casts to).
+_DUCKDB = {
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "string": "VARCHAR",
+    "categorical": "VARCHAR",
+    "bool": "BOOLEAN",
+    "timestamp": "BIGINT",
+    "list<float>": "DOUBLE[]",
+}
+
+
+def _arrow_type(kind: str) -> pa.DataType:
+    import pyarrow as pa
+
+    return {
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "string": pa.string(),
+        "categorical": pa.string(),
+        "bool": pa.bool_(),
+        "timestamp": pa.int64(),
+        "list<float>": pa.list_(pa.float64()),
+    }.get(kind, pa.string())
+
+
+def canonical_schema(table: OnlineTable) -> pa.Schema:
+    """Keys, ``EVENT_TS`` (µs) and the features of ``table``, typed as stores write them."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field(k, pa.int64() if t == "int64" else pa.string())
+        for k, t in zip(table.entity, table.key_types, strict=True)
+    ]
+    fields.append(pa.field(EVENT_TS, pa.int64()))
+    fields += [pa.field(f.name, _arrow_type(f.type)) for f in table.features]
+    return pa.schema(fields)
+
+
+def _floats(blobs: Sequence[Any]) -> pa.Array:
+    """SQLite's little-endian float64 BLOBs as one Arrow list array (None stays null)."""
+    import numpy as np
+    import pyarrow as pa
+
+    sizes = np.fromiter((0 if b is None else len(b) // 8 for b in blobs), dtype=np.int32, count=len(blobs))
+    offsets = np.zeros(len(blobs) + 1, dtype=np.int32)
+    np.cumsum(sizes, out=offsets[1:])
+    values = np.frombuffer(b"".join(b for b in blobs if b is not None), dtype="<f8").astype(np.float64)
+    mask = pa.array([b is None for b in blobs], type=pa.bool_())
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), mask=mask)
+
+
+def _column(values: Sequence[Any], kind: str, table: OnlineTable, name: str) -> pa.Array:
+    import pyarrow as pa
+
+    try:
+        if kind == "list<float>":
+            return _floats(values)
+        if kind == "bool":
+            return pa.array(values, type=pa.int64()).cast(pa.bool_())
+        return pa.array(values, type=_arrow_type(kind))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+        raise OnlineStoreError(
+            f"feature view '{table.view}' version {table.version}: column '{name}' holds a value that is "
+            f"not a {kind} ({exc}); the store was changed behind its back: materialize the view again"
+        ) from None
+
+
+def sqlite_batches(rows: Any, table: OnlineTable, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches of the canonical form from a SQLite cursor over ``keys, EVENT_TS, features``."""
+    import pyarrow as pa
+
+    schema = canonical_schema(table)
+    kinds = [*table.key_types, "int64", *(f.type for f in table.features)]
+    while chunk := rows.fetchmany(batch_rows):
+        columns = list(zip(*chunk, strict=True))
+        arrays = [
+            _column(col, kind, table, name)
+            for col, kind, name in zip(columns, kinds, schema.names, strict=True)
+        ]
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _decode_key_sql(table: OnlineTable) -> list[str]:
+    """SQL turning the encoded key ``k`` back into key columns (the inverse of ``encode_key``).
+
+    One key is its text (cast for an integer). A composite key splits on the separator;
+    within a part, splitting on an escaped backslash leaves ``\\u001f`` as the only escape.
+    """
+    names = table.entity
+    if len(names) == 1:
+        cast = "TRY_CAST(k AS BIGINT)" if table.key_types[0] == "int64" else "k"
+        return [f"{cast} AS {quote(names[0])}"]
+    part = r"array_to_string(list_transform(string_split(p, '\\'), lambda x: replace(x, '\u001f', chr(31))), '\')"
+    parts = f"list_transform(string_split(k, chr({ord(KEY_SEP)})), lambda p: {part})"
+    out = []
+    for i, (name, kind) in enumerate(zip(names, table.key_types, strict=True), start=1):
+        value = f"{parts}[{i}]"
+        out.append(f"{'TRY_CAST(' + value + ' AS BIGINT)' if kind == 'int64' else value} AS {quote(name)}")
+    return out
+
+
+def _decode_value_sql(kind: str, i: int) -> str:
+    item = f"j[{i + 1}]"
+    if kind in ("string", "categorical"):
+        return f"{item} ->> '$'"
+    return f"TRY_CAST({item} AS {_DUCKDB.get(kind, 'VARCHAR')})"
+
+
+def packed_rows(
+    top: tuple[list[Any], list[Any]], base: tuple[list[Any], list[Any]] | None, table: OnlineTable
+) -> pa.Table:
+    """Redis's (fields, values) of a version — plus its base's fields it does not replace, for an
+    incremental version — decoded into the canonical form, past-TTL rows left out as reads do."""
+    import duckdb
+    import pyarrow as pa
+
+    def pairs(found: tuple[list[Any], list[Any]]) -> pa.Table:
+        return pa.table(
+            {
+                "k": pa.array(found[0], type=pa.binary()).cast(pa.string()),
+                "v": pa.array(found[1], type=pa.binary()).cast(pa.string()),
+            }
+        )
+
+    paths = ", ".join(f"'$[{i}]'" for i in range(len(table.features) + 1))
+    columns = [
+        *_decode_key_sql(table),
+        f"TRY_CAST(j[1] AS BIGINT) AS {EVENT_TS}",
+        *(f"{_decode_value_sql(f.type, i + 1)} AS {quote(f.name)}" for i, f in enumerate(table.features)),
+    ]
+    served = "SELECT k, v FROM __jf_top"
+    if base is not None:
+        served += " UNION ALL SELECT k, v FROM __jf_base ANTI JOIN __jf_top USING (k)"
+    cutoff = f"WHERE {EVENT_TS} >= {int(table.cutoff_us)}" if table.cutoff_us is not None else ""
+    query = (
+        f"SELECT * FROM (SELECT {', '.join(columns)} FROM "
+        f"(SELECT k, json_extract(v, [{paths}]) AS j FROM ({served}))) {cutoff}"
+    )
+    con = duckdb.connect()
+    try:
+        con.register("__jf_top", pairs(top))
+        if base is not None:
+            con.register("__jf_base", pairs(base))
+        try:
+            found = con.sql(query).to_arrow_table()
+        except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
+            raise OnlineStoreError(
+                f"feature view '{table.view}' version {table.version}: a stored value is not the JSON "
+                f"array the store writes ({str(exc).splitlines()[0]}); the store was changed behind its "
+                "back: materialize the view again"
+            ) from None
+        return found.cast(canonical_schema(table))
+    finally:
+        con.close()

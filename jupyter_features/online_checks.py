@@ -1,0 +1,607 @@
+"""Health checks of an online store: does it serve what an offline recompute says it should,
+and are a model's features online, at the version it was trained on, and fresh?
+
+``check_online`` recomputes what a view's served version should hold the way materialization
+computes it — one engine call, ``engine.latest(join, end)``, cast by ``canonical_rows`` for
+that version — reads what the store serves with one store call, ``store.scan(view)``, and
+compares the two in DuckDB: keys joined, every feature ``IS DISTINCT FROM``. A difference
+means the store was changed behind its back, a run half-applied, or a bug — or, for an
+incremental run, rows that arrived late (event time before the previous watermark), which
+only full runs see: real staleness.
+
+``check_model`` reads a model's recorded usage from the registry and, for each view it
+uses, what the store serves: version, definition, end of the last run, missing features.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .errors import CheckError, FeaturesError, NotFoundError
+from .featureview import ViewJoin, format_ttl, parse_ttl
+from .online import OnlineTable, canonical_rows
+from .sqltext import quote
+from .times import naive_utc, now_utc
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+    import pyarrow as pa
+
+    from .engines import OfflineEngine
+    from .featureview import FeatureView
+    from .online import OnlineStore
+
+__all__ = [
+    "ViewCheck",
+    "OnlineCheck",
+    "ModelViewCheck",
+    "ModelCheck",
+    "Resolver",
+    "check_online",
+    "compare",
+    "check_model",
+]
+
+#: (view name, registry version) → that version's definition, or None when it cannot be had.
+Resolver = Callable[[str, int], "FeatureView | None"]
+
+
+@dataclass(frozen=True)
+class ViewCheck:
+    """One view's comparison: counts over the entities compared, or why it was not compared."""
+
+    view: str
+    store: str
+    version: int | None = None  # the online version compared
+    view_version: int | None = None  # the registry version it was materialized from
+    end: datetime | None = None  # the end of the run that wrote it
+    at: datetime | None = None  # the expected side was computed as of this time
+    entities: int = 0  # entities compared: expected or served (or the sample)
+    mismatched: int = 0  # entities with at least one differing value
+    values: int = 0  # differing values
+    missing: int = 0  # expected but not served
+    extra: int = 0  # served but not expected
+    per_feature: dict[str, int] = field(default_factory=dict)  # differing values per feature
+    sample: int | None = None
+    problem: str = ""  # why the view could not be compared ("" when it was)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem and not (self.values or self.missing or self.extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "view": self.view,
+            "version": self.version,
+            "view_version": self.view_version,
+            "end": self.end.isoformat() if self.end else None,
+            "at": self.at.isoformat() if self.at else None,
+            "entities": self.entities,
+            "mismatched": self.mismatched,
+            "values": self.values,
+            "missing": self.missing,
+            "extra": self.extra,
+            "sample": self.sample,
+            "problem": self.problem,
+            "ok": self.ok,
+        }
+
+    def line(self) -> str:
+        """One line of text for a terminal."""
+        return f"{'ok' if self.ok else 'NOT OK':<6}  {self.body()}"
+
+    def body(self) -> str:
+        where = f"{self.view} in {self.store}"
+        if self.problem:
+            return f"{where}: {self.problem}"
+        served = f"online version {self.version}" + (
+            f" (view version {self.view_version})" if self.view_version is not None else ""
+        )
+        counts = (
+            f"{self.entities:,} entities{' sampled' if self.sample is not None else ''} compared, "
+            f"{self.values:,} values differ in {self.mismatched:,} entities, "
+            f"{self.missing:,} missing, {self.extra:,} extra"
+        )
+        return f"{where}, {served}: {counts}"
+
+
+@dataclass(frozen=True, eq=False)
+class OnlineCheck:
+    """The result of ``check_online``: a summary per view and the first differing values.
+
+    ``mismatches`` has one row per differing value (view, entity keys, feature, offline,
+    online), ``missing`` / ``extra`` the entities expected but not served / served but not
+    expected; each holds at most ``limit`` rows per view, the counts in ``checks`` are exact.
+    """
+
+    store: str
+    checks: list[ViewCheck]
+    mismatches: pd.DataFrame
+    missing: pd.DataFrame
+    extra: pd.DataFrame
+    limit: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every checked view was compared and every value matched."""
+        return all(c.ok for c in self.checks)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per view: versions, end, entities compared, differences, problem."""
+        import pandas as pd
+
+        columns = ["view", "ok", "version", "view_version", "end", "entities", "mismatched", "values",
+                   "missing", "extra", "problem"]  # fmt: skip
+        return pd.DataFrame([{k: getattr(c, k) for k in columns} for c in self.checks], columns=columns)
+
+    def lines(self) -> list[str]:
+        return [c.line() for c in self.checks]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain data (what the registry's activity log records)."""
+        return {
+            "store": self.store,
+            "ok": self.ok,
+            "views": {c.view: c.view_version for c in self.checks},
+            "results": [c.to_dict() for c in self.checks],
+        }
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else "NOT OK"
+        return (
+            f"OnlineCheck({state}, {self.store}: "
+            + "; ".join(c.body() for c in self.checks)
+            + ")"
+        )
+
+
+def check_online(
+    engine: OfflineEngine,
+    store: OnlineStore,
+    views: Sequence[FeatureView],
+    *,
+    resolve: Resolver | None = None,
+    sample: int | None = None,
+    at: Any = None,
+    seed: int | None = None,
+    limit: int | None = 10_000,
+    progress: bool = True,
+) -> OnlineCheck:
+    """Compare what ``store`` serves for each of ``views`` with an offline recompute.
+
+    The expected rows are the latest row per entity as of the served version's ``end``
+    (or ``at``), TTL applied at that time — a full recompute, which is also what a correct
+    incremental run serves. ``resolve`` finds the registry version the served version was
+    materialized from when it is not the definition given. ``sample=N`` compares N entities
+    drawn at random from both sides (``seed`` repeats a draw); ``limit`` caps the rows of
+    ``mismatches``, ``missing`` and ``extra`` per view (None: all).
+    """
+    import pandas as pd
+
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 1):
+        raise CheckError(
+            f"check_online: sample={sample!r} is not a positive number of entities; e.g. sample=10_000"
+        )
+    bar = _progress_bar(len(views)) if progress else None
+    checks: list[ViewCheck] = []
+    frames: dict[str, list[pd.DataFrame]] = {"mismatches": [], "missing": [], "extra": []}
+    try:
+        for view in views:
+            check, found = _check_view(engine, store, view, resolve, sample, at, seed, limit, bar)
+            checks.append(check)
+            for name, frame in found.items():
+                frames[name].append(frame)
+    finally:
+        if bar is not None:
+            bar.close()
+    keys: list[str] = []
+    for view in views:
+        keys += [k for k in view.entity if k not in keys]
+    empty = {
+        "mismatches": ["view", *keys, "feature", "offline", "online"],
+        "missing": ["view", *keys],
+        "extra": ["view", *keys],
+    }
+    out = {
+        name: pd.concat(parts, ignore_index=True)[empty[name]] if parts else pd.DataFrame(columns=empty[name])
+        for name, parts in frames.items()
+    }
+    return OnlineCheck(store=store.url, checks=checks, limit=limit, **out)
+
+
+def _check_view(
+    engine: OfflineEngine,
+    store: OnlineStore,
+    view: FeatureView,
+    resolve: Resolver | None,
+    sample: int | None,
+    at: Any,
+    seed: int | None,
+    limit: int | None,
+    bar: Any,
+) -> tuple[ViewCheck, dict[str, pd.DataFrame]]:
+    started = time.perf_counter()
+
+    def step(what: str) -> None:
+        if bar is not None:
+            bar.set_description(f"check {view.name}: {what}")
+            bar.update(1)
+
+    try:
+        served_table = store.current(view.name)
+        if served_table is None:
+            problem = f"not materialized in {store.url}; materialize it first"
+            return ViewCheck(view.name, store.url, problem=problem), {}
+        definition = _definition(view, served_table, resolve)
+        end = served_table.end if at is None else naive_utc(at)
+        expected = canonical_rows(engine.latest(ViewJoin.of(definition), end), served_table)
+        step("scan")
+        scanned, served = store.scan(view.name)
+        if scanned.version != served_table.version:  # a run switched versions meanwhile
+            served_table = scanned
+            definition = _definition(view, scanned, resolve)
+            end = scanned.end if at is None else end
+            expected = canonical_rows(engine.latest(ViewJoin.of(definition), end), scanned)
+        step("compare")
+        counts, found = compare(expected, served, served_table, sample=sample, seed=seed, limit=limit)
+    except _Unchecked as exc:
+        return ViewCheck(view.name, store.url, version=exc.table.version, view_version=exc.table.view_version,
+                         end=exc.table.end, problem=str(exc)), {}  # fmt: skip
+    except FeaturesError as exc:
+        return ViewCheck(view.name, store.url, problem=f"{type(exc).__name__}: {exc}"), {}
+    step("done")
+    check = ViewCheck(
+        view.name, store.url, version=served_table.version, view_version=served_table.view_version,
+        end=served_table.end, at=end, sample=sample, seconds=time.perf_counter() - started, **counts,
+    )  # fmt: skip
+    for frame in found.values():
+        frame.insert(0, "view", view.name)
+    return check, found
+
+
+class _Unchecked(Exception):
+    """The served version cannot be compared with any definition at hand."""
+
+    def __init__(self, message: str, table: OnlineTable) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+def _definition(view: FeatureView, table: OnlineTable, resolve: Resolver | None) -> FeatureView:
+    """The definition the served version was materialized from: ``view``, or the registry version
+    it names when ``view`` is another definition."""
+    if not table.definition_hash or table.definition_hash == view.definition_hash:
+        return view
+    if resolve is not None and table.view_version is not None:
+        found = resolve(view.name, table.view_version)
+        if found is not None and found.definition_hash == table.definition_hash:
+            return found
+    version = f"version {table.view_version}" if table.view_version is not None else "a definition"
+    raise _Unchecked(
+        f"the store serves {version} materialized from another definition than '{view.name}' "
+        f"{'version ' + str(view.version) if view.version is not None else 'of this session'}; "
+        f"materialize '{view.name}' again, or check the version it was materialized from",
+        table,
+    )
+
+
+def _progress_bar(views: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=3 * views, desc="check: recompute", unit="step", leave=False)
+
+
+# -- the comparison ---------------------------------------------------------------------------
+_CASTS_OUT = {"timestamp": "make_timestamp({c})"}  # µs back to a time, for people to read
+
+
+def compare(
+    expected: pa.Table,
+    served: pa.Table | pa.RecordBatchReader,
+    table: OnlineTable,
+    *,
+    sample: int | None = None,
+    seed: int | None = None,
+    limit: int | None = 10_000,
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """Compare two sets of canonical rows of ``table`` in DuckDB: counts (entities, mismatched,
+    values, missing, extra, per_feature) and the first ``limit`` differing values, missing and
+    extra entities (frames named ``mismatches``, ``missing``, ``extra``)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("__jf_expected_rows", expected)
+        con.register("__jf_served_rows", served)
+        keys = [quote(k) for k in table.entity]
+        key_list = ", ".join(keys)
+        con.execute("CREATE TEMP TABLE __jf_s AS SELECT *, true AS __jf_here FROM __jf_served_rows")
+        con.execute("CREATE TEMP VIEW __jf_e AS SELECT *, true AS __jf_here FROM __jf_expected_rows")
+        if sample is not None:
+            draw = f"REPEATABLE ({int(seed)})" if seed is not None else ""
+            con.execute(
+                f"CREATE TEMP TABLE __jf_keys AS SELECT {key_list} FROM (SELECT {key_list} FROM __jf_e "
+                f"UNION SELECT {key_list} FROM __jf_s) USING SAMPLE reservoir({int(sample)} ROWS) {draw}"
+            )
+            for side in ("e", "s"):
+                con.execute(
+                    f"CREATE TEMP TABLE __jf_{side}2 AS SELECT * FROM __jf_{side} SEMI JOIN __jf_keys USING ({key_list})"
+                )
+            e, s = "__jf_e2", "__jf_s2"
+        else:
+            e, s = "__jf_e", "__jf_s"
+        on = " AND ".join(f"e.{k} = s.{k}" for k in keys)
+        joined = f"{e} AS e FULL OUTER JOIN {s} AS s ON {on}"
+        both = "e.__jf_here AND s.__jf_here"
+        diffs = [f"e.{quote(f)} IS DISTINCT FROM s.{quote(f)}" for f in table.feature_names]
+        any_diff = " OR ".join(diffs)
+        row = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE e.__jf_here AND s.__jf_here IS NULL), "
+            f"count(*) FILTER (WHERE s.__jf_here AND e.__jf_here IS NULL), "
+            f"count(*) FILTER (WHERE {both} AND ({any_diff})), "
+            + ", ".join(f"count(*) FILTER (WHERE {both} AND {d})" for d in diffs)
+            + f" FROM {joined}"
+        ).fetchone()
+        assert row is not None
+        per_feature = {f: int(n) for f, n in zip(table.feature_names, row[4:], strict=True) if n}
+        counts = {
+            "entities": int(row[0]), "missing": int(row[1]), "extra": int(row[2]), "mismatched": int(row[3]),
+            "values": sum(per_feature.values()), "per_feature": per_feature,
+        }  # fmt: skip
+        cap = "" if limit is None else f" LIMIT {int(limit)}"
+        found: dict[str, pd.DataFrame] = {}
+        if counts["mismatched"]:
+            found["mismatches"] = _mismatches(con, table, joined, both, diffs, limit)
+        for name, side, other in (("missing", "e", "s"), ("extra", "s", "e")):
+            if counts[name]:
+                found[name] = con.sql(
+                    f"SELECT {', '.join(f'{side}.{k}' for k in keys)} FROM {joined} "
+                    f"WHERE {side}.__jf_here AND {other}.__jf_here IS NULL ORDER BY {', '.join(f'{side}.{k}' for k in keys)}{cap}"
+                ).df()
+        return counts, found
+    finally:
+        con.close()
+
+
+def _mismatches(
+    con: duckdb.DuckDBPyConnection,
+    table: OnlineTable,
+    joined: str,
+    both: str,
+    diffs: list[str],
+    limit: int | None,
+) -> pd.DataFrame:
+    """One row per differing value: keys, feature, offline, online (at most ``limit``)."""
+    import pandas as pd
+
+    keys = [quote(k) for k in table.entity]
+    cols = [f"e.{k}" for k in keys]
+    for i, f in enumerate(table.features):
+        out = _CASTS_OUT.get(f.type, "{c}")
+        cols += [
+            out.format(c=f"e.{quote(f.name)}") + f" AS __jf_o{i}",
+            out.format(c=f"s.{quote(f.name)}") + f" AS __jf_s{i}",
+            f"{diffs[i]} AS __jf_d{i}",
+        ]
+    cap = "" if limit is None else f" LIMIT {int(limit)}"
+    rows = con.execute(
+        f"SELECT {', '.join(cols)} FROM {joined} WHERE {both} AND ({' OR '.join(diffs)}) "
+        f"ORDER BY {', '.join(f'e.{k}' for k in keys)}{cap}"
+    ).fetchall()
+    n = len(keys)
+    records = []
+    for row in rows:
+        key = dict(zip(table.entity, row[:n], strict=True))
+        for i, f in enumerate(table.features):
+            offline, online, differs = row[n + 3 * i : n + 3 * i + 3]
+            if differs:
+                records.append({**key, "feature": f.name, "offline": offline, "online": online})
+    frame = pd.DataFrame(records, columns=[*table.entity, "feature", "offline", "online"])
+    frame["offline"] = frame["offline"].astype(object)
+    frame["online"] = frame["online"].astype(object)
+    return frame if limit is None else frame.head(limit)
+
+
+# -- model readiness ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelViewCheck:
+    """What the store serves for one view a model uses."""
+
+    view: str
+    features: tuple[str, ...]  # the features the model uses ('*': all)
+    version_used: int | None = None
+    latest_version: int | None = None
+    online: bool = False  # materialized in the store
+    online_version: int | None = None  # the registry version the served one was materialized from
+    same_definition: bool = False  # the served version has the definition of the version used
+    end: datetime | None = None  # end of the last run
+    ttl: str | None = None
+    fresh: bool | None = None  # end within the TTL of now (True without a TTL)
+    missing_features: tuple[str, ...] = ()
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.problem and self.online and self.same_definition and bool(self.fresh)
+            and not self.missing_features
+        )  # fmt: skip
+
+    def note(self) -> str:
+        """Why the view is not ok, in words ("" when it is)."""
+        if self.problem:
+            return self.problem
+        if not self.online:
+            return "not materialized in this store"
+        notes = []
+        if not self.same_definition:
+            notes.append(
+                f"serves version {self.online_version if self.online_version is not None else '?'}, "
+                f"the model used version {self.version_used}: materialize '{self.view}@{self.version_used}' "
+                "or retrain on the served version"
+            )
+        if not self.fresh:
+            notes.append(
+                f"its last run ended {self.end:%Y-%m-%d %H:%M} UTC, more than its TTL {self.ttl} ago"
+            )
+        if self.missing_features:
+            notes.append("features not served: " + ", ".join(self.missing_features))
+        return "; ".join(notes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "view": self.view,
+            "features": list(self.features),
+            "version_used": self.version_used,
+            "latest_version": self.latest_version,
+            "online": self.online,
+            "online_version": self.online_version,
+            "end": self.end.isoformat() if self.end else None,
+            "ttl": self.ttl,
+            "fresh": self.fresh,
+            "missing_features": list(self.missing_features),
+            "ok": self.ok,
+            "note": self.note(),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class ModelCheck:
+    """The result of ``check_model``: per view the model uses, what the store serves."""
+
+    model: str
+    store: str
+    views: list[ModelViewCheck]
+    checked_at: datetime  # naive UTC, like every time here
+
+    @property
+    def ok(self) -> bool:
+        """True when every view is online at the version used (or the same definition), fresh,
+        with every feature the model uses."""
+        return all(v.ok for v in self.views)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per view: version used, latest version, online, online version, end of the
+        last run, TTL, fresh, missing features, ok, note."""
+        import pandas as pd
+
+        rows = [
+            {
+                "view": v.view, "version used": v.version_used, "latest version": v.latest_version,
+                "online": v.online, "online version": v.online_version, "end": v.end,
+                "ttl": v.ttl or "no TTL", "fresh": v.fresh, "missing features": ", ".join(v.missing_features),
+                "ok": v.ok, "note": v.note(),
+            }
+            for v in self.views
+        ]  # fmt: skip
+        return pd.DataFrame(rows)
+
+    def lines(self) -> list[str]:
+        out = []
+        for v in self.views:
+            state = "ok    " if v.ok else "NOT OK"
+            facts = (
+                f"version used {v.version_used}, latest {v.latest_version}, "
+                + (f"online {v.online_version}" if v.online else "not online")
+                + (f", last run ended {v.end:%Y-%m-%d %H:%M:%S} UTC" if v.end else "")
+                + (f", ttl {v.ttl}" if v.ttl else ", no TTL")
+            )
+            note = v.note()
+            out.append(f"{state}  {self.model} uses {v.view} ({facts}){': ' + note if note else ''}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "store": self.store,
+            "ok": self.ok,
+            "checked_at": self.checked_at.isoformat(),
+            "views": [v.to_dict() for v in self.views],
+        }
+
+    def __repr__(self) -> str:
+        bad = [v.view for v in self.views if not v.ok]
+        return f"ModelCheck({self.model}: {'ok' if self.ok else 'NOT OK: ' + ', '.join(bad)}, {self.store})"
+
+
+def check_model(registry: Any, store: OnlineStore, model: str, *, now: datetime | None = None) -> ModelCheck:
+    """For each view ``model`` uses (its usage recorded in ``registry``): the version used, the
+    latest version, what ``store`` serves (and from which definition), the end of its last
+    run, freshness against the TTL, and the used features it does not serve.
+
+    The version used is the one pinned in the model's references, else the latest version
+    when the usage was recorded.
+    """
+    rows = registry.usage(model)
+    if not rows:
+        raise NotFoundError(
+            f"model '{model}' has no recorded features in the registry {registry.url}; record them with "
+            f"registry.record_usage('{model}', ['view:feature', ...]) when the model is trained"
+        )
+    checked_at = naive_utc(now) if now is not None else now_utc()
+    by_view: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_view.setdefault(str(row["view"]), []).append(row)
+    views = [_model_view(registry, store, name, used, checked_at) for name, used in by_view.items()]
+    return ModelCheck(model=model, store=store.url, views=views, checked_at=checked_at)
+
+
+def _model_view(
+    registry: Any, store: OnlineStore, name: str, used: list[dict[str, Any]], now: datetime
+) -> ModelViewCheck:
+    features = tuple(sorted({str(r["feature"]) for r in used}))
+    try:
+        versions = registry.versions(name)
+    except FeaturesError as exc:
+        return ModelViewCheck(name, features, problem=f"not in the registry: {exc}")
+    pinned = [int(r["version"]) for r in used if r.get("version") is not None]
+    if pinned:
+        version_used = max(pinned)
+    else:
+        recorded = _time(max(str(r.get("recorded_at") or "") for r in used))
+        before = [v for v in versions if recorded is None or naive_utc(v.created_at) <= recorded]
+        version_used = max((v.version for v in before or versions), default=None)
+    record = next((v for v in versions if v.version == version_used), None)
+    latest = max((v.version for v in versions), default=None)
+    if record is None:
+        return ModelViewCheck(
+            name, features, version_used, latest, problem=f"version {version_used} is not in the registry"
+        )
+    wanted = record.feature_names if "*" in features else [f for f in features if f != "*"]
+    try:
+        served = store.current(name)
+    except FeaturesError as exc:
+        return ModelViewCheck(name, features, version_used, latest, problem=f"{type(exc).__name__}: {exc}")
+    ttl = parse_ttl(record.spec.get("ttl"), owner=f"feature view '{name}'")
+    if served is None:
+        return ModelViewCheck(name, features, version_used, latest, ttl=format_ttl(ttl),
+                              missing_features=tuple(wanted))  # fmt: skip
+    if served.ttl_us is not None:
+        ttl = timedelta(microseconds=served.ttl_us)
+    if served.definition_hash:
+        same = served.definition_hash == record.hash
+    else:
+        same = served.view_version == version_used
+    end = served.end
+    fresh = True if ttl is None else now - end <= ttl
+    return ModelViewCheck(
+        name, features, version_used, latest, online=True, online_version=served.view_version, same_definition=same,
+        end=end, ttl=format_ttl(ttl), fresh=fresh,
+        missing_features=tuple(f for f in wanted if f not in served.feature_names),
+    )  # fmt: skip
+
+
+def _time(text: str) -> datetime | None:
+    try:
+        return naive_utc(text)
+    except (TypeError, ValueError):
+        return None
