@@ -141,8 +141,26 @@ class OnlineCheck:
                    "missing", "extra", "problem"]  # fmt: skip
         return pd.DataFrame([{k: getattr(c, k) for k in columns} for c in self.checks], columns=columns)
 
-    def lines(self) -> list[str]:
-        return [c.line() for c in self.checks]
+    def lines(self, details: int = 5) -> list[str]:
+        """A line per view, then its first ``details`` differing values, missing and extra entities."""
+        out = []
+        for c in self.checks:
+            out.append(c.line())
+            for name, frame in (
+                ("differs", self.mismatches),
+                ("missing", self.missing),
+                ("extra", self.extra),
+            ):
+                rows = frame[frame["view"] == c.view].head(details) if len(frame) else frame
+                for row in rows.to_dict("records"):
+                    key = ", ".join(f"{k}={row[k]!r}" for k in frame.columns if k in _keys(self, c.view))
+                    if name == "differs":
+                        out.append(
+                            f"        {key}: {row['feature']} offline {row['offline']!r}, online {row['online']!r}"
+                        )
+                    else:
+                        out.append(f"        {key}: {name}")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as plain data (what the registry's activity log records)."""
@@ -155,11 +173,14 @@ class OnlineCheck:
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else "NOT OK"
-        return (
-            f"OnlineCheck({state}, {self.store}: "
-            + "; ".join(c.body() for c in self.checks)
-            + ")"
-        )
+        return f"OnlineCheck({state}, {self.store}: " + "; ".join(c.body() for c in self.checks) + ")"
+
+
+def _keys(check: OnlineCheck, view: str) -> list[str]:
+    """The entity key columns of ``view`` among the frames' columns (those not null for it)."""
+    frames = [f[f["view"] == view] for f in (check.mismatches, check.missing, check.extra) if len(f)]
+    fixed = {"view", "feature", "offline", "online"}
+    return [c for f in frames for c in f.columns if c not in fixed and f[c].notna().any()]
 
 
 def check_online(
@@ -326,10 +347,11 @@ def compare(
         con.execute("CREATE TEMP TABLE __jf_s AS SELECT *, true AS __jf_here FROM __jf_served_rows")
         con.execute("CREATE TEMP VIEW __jf_e AS SELECT *, true AS __jf_here FROM __jf_expected_rows")
         if sample is not None:
-            draw = f"REPEATABLE ({int(seed)})" if seed is not None else ""
+            # A seed orders keys by their hash with it: the same draw whatever order the rows came in.
+            draw = f"hash({key_list}, {int(seed)})" if seed is not None else "random()"
             con.execute(
                 f"CREATE TEMP TABLE __jf_keys AS SELECT {key_list} FROM (SELECT {key_list} FROM __jf_e "
-                f"UNION SELECT {key_list} FROM __jf_s) USING SAMPLE reservoir({int(sample)} ROWS) {draw}"
+                f"UNION SELECT {key_list} FROM __jf_s) ORDER BY {draw} LIMIT {int(sample)}"
             )
             for side in ("e", "s"):
                 con.execute(
@@ -341,7 +363,7 @@ def compare(
         on = " AND ".join(f"e.{k} = s.{k}" for k in keys)
         joined = f"{e} AS e FULL OUTER JOIN {s} AS s ON {on}"
         both = "e.__jf_here AND s.__jf_here"
-        diffs = [f"e.{quote(f)} IS DISTINCT FROM s.{quote(f)}" for f in table.feature_names]
+        diffs = [_distinct(f.type, f"e.{quote(f.name)}", f"s.{quote(f.name)}") for f in table.features]
         any_diff = " OR ".join(diffs)
         row = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE e.__jf_here AND s.__jf_here IS NULL), "
@@ -349,8 +371,7 @@ def compare(
             f"count(*) FILTER (WHERE {both} AND ({any_diff})), "
             + ", ".join(f"count(*) FILTER (WHERE {both} AND {d})" for d in diffs)
             + f" FROM {joined}"
-        ).fetchone()
-        assert row is not None
+        ).fetchall()[0]
         per_feature = {f: int(n) for f, n in zip(table.feature_names, row[4:], strict=True) if n}
         counts = {
             "entities": int(row[0]), "missing": int(row[1]), "extra": int(row[2]), "mismatched": int(row[3]),
@@ -369,6 +390,16 @@ def compare(
         return counts, found
     finally:
         con.close()
+
+
+def _distinct(kind: str, offline: str, online: str) -> str:
+    """SQL: the two values differ. Floats compare exactly; in a list, a null element and NaN are
+    alike (the SQLite store keeps a null element as NaN)."""
+    if kind == "list<float>":
+        offline, online = (
+            f"list_transform({c}, lambda x: coalesce(x, 'NaN'::DOUBLE))" for c in (offline, online)
+        )
+    return f"{offline} IS DISTINCT FROM {online}"
 
 
 def _mismatches(
@@ -564,6 +595,7 @@ def _model_view(
     except FeaturesError as exc:
         return ModelViewCheck(name, features, problem=f"not in the registry: {exc}")
     pinned = [int(r["version"]) for r in used if r.get("version") is not None]
+    version_used: int | None
     if pinned:
         version_used = max(pinned)
     else:
