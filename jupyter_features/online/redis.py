@@ -76,6 +76,12 @@ for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
 end
 return n
 """
+# One HSCAN page as one JSON array of strings, field and value alternating ('' when empty).
+_SCAN_PAGE = """
+local page = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+if #page[2] == 0 then return {page[1], ''} end
+return {page[1], cjson.encode(page[2])}
+"""
 _SWITCH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
@@ -275,7 +281,7 @@ class RedisStore:
                     columns[j] = [d(v) for v in columns[j]]
         return table, columns
 
-    def scan(self, view: str, *, count: int = 10_000) -> tuple[OnlineTable, pa.RecordBatchReader]:
+    def scan(self, view: str, *, count: int = 5_000) -> tuple[OnlineTable, pa.RecordBatchReader]:
         """Every row readers are served now, in the canonical form (see ``scan.py``): ``HSCAN`` of
         the version's hash (and of its base's, for an incremental version), past-TTL rows left out
         as reads do. A switch during the scan starts it over."""
@@ -291,8 +297,8 @@ class RedisStore:
                     pointer.decode() if isinstance(pointer, bytes) else str(pointer)
                 ).partition(":")
                 table = self._meta(view, int(number))
-                top = _hscan(self.client, self.ks.key(view, f"v{number}"), count)
-                below = _hscan(self.client, self.ks.key(view, f"v{base}"), count) if base else None
+                top = _scan_pages(self.ks, self.ks.key(view, f"v{number}"), count)
+                below = _scan_pages(self.ks, self.ks.key(view, f"v{base}"), count) if base else None
                 if self.client.get(self.ks.key(view, "current")) == pointer:  # not switched meanwhile
                     rows = packed_rows(top, below, table)
                     return table, pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches())
@@ -502,15 +508,18 @@ class RedisWriter:
             self.store.close()
 
 
-def _hscan(client: redis_lib.Redis, key: str, count: int) -> tuple[list[Any], list[Any]]:
-    """Every (field, value) of the hash ``key``: ``HSCAN`` pages, repeats removed."""
-    found: dict[Any, Any] = {}
-    cursor = 0
+def _scan_pages(ks: Keyspace, key: str, count: int) -> list[Any]:
+    """Every (field, value) of the hash ``key`` as JSON pages ``["f1", "v1", "f2", "v2", ...]``:
+    one ``HSCAN`` page each, encoded by Redis (``_SCAN_PAGE``) so that DuckDB, not Python,
+    takes the fields apart. A field may repeat across pages (HSCAN's guarantee)."""
+    pages: list[Any] = []
+    cursor: Any = 0
     while True:
-        cursor, page = client.hscan(key, cursor, count=count)
-        found.update(page)
-        if cursor == 0:
-            return list(found), list(found.values())
+        cursor, page = ks.script(_SCAN_PAGE, (key,), (cursor, count))
+        if page:
+            pages.append(page)
+        if cursor in (b"0", "0", 0):
+            return pages
 
 
 def _unlink_version(ks: Keyspace, view: str, version: int) -> None:

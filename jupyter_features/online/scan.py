@@ -130,22 +130,20 @@ def _decode_value_sql(kind: str, i: int) -> str:
     return f"TRY_CAST({item} AS {_DUCKDB.get(kind, 'VARCHAR')})"
 
 
-def packed_rows(
-    top: tuple[list[Any], list[Any]], base: tuple[list[Any], list[Any]] | None, table: OnlineTable
-) -> pa.Table:
-    """Redis's (fields, values) of a version — plus its base's fields it does not replace, for an
-    incremental version — decoded into the canonical form, past-TTL rows left out as reads do."""
+def packed_rows(top: Sequence[Any], base: Sequence[Any] | None, table: OnlineTable) -> pa.Table:
+    """Redis's pages of a version — JSON arrays of field and packed value, alternating — plus its
+    base's fields it does not replace, for an incremental version, decoded into the canonical
+    form; past-TTL rows are left out as reads do."""
     import duckdb
     import pyarrow as pa
 
-    def pairs(found: tuple[list[Any], list[Any]]) -> pa.Table:
-        return pa.table(
-            {
-                "k": pa.array(found[0], type=pa.binary()).cast(pa.string()),
-                "v": pa.array(found[1], type=pa.binary()).cast(pa.string()),
-            }
-        )
+    def pages(found: Sequence[Any]) -> pa.Table:
+        return pa.table({"page": pa.array(list(found), type=pa.binary()).cast(pa.string())})
 
+    pairs = (
+        "SELECT unnest(list_slice(l, 1, len(l), 2)) AS k, unnest(list_slice(l, 2, len(l), 2)) AS v "
+        "FROM (SELECT from_json(page, '[\"VARCHAR\"]') AS l FROM {})"
+    )
     paths = ", ".join(f"'$[{i}]'" for i in range(len(table.features) + 1))
     columns = [
         *_decode_key_sql(table),
@@ -162,17 +160,25 @@ def packed_rows(
     )
     con = duckdb.connect()
     try:
-        con.register("__jf_top", pairs(top))
-        if base is not None:
-            con.register("__jf_base", pairs(base))
         try:
-            found = con.sql(query).to_arrow_table()
-        except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
+            for name, found in (("top", top), ("base", base)):
+                if found is not None:
+                    con.register(f"__jf_{name}_pages", pages(found))
+                    con.execute(f"CREATE TEMP TABLE __jf_{name} AS " + pairs.format(f"__jf_{name}_pages"))
+                    rows, fields = con.sql(f"SELECT count(*), count(DISTINCT k) FROM __jf_{name}").fetchall()[
+                        0
+                    ]
+                    if rows != fields:  # a field HSCAN returned twice: keep one
+                        con.execute(
+                            f"CREATE OR REPLACE TEMP TABLE __jf_{name} AS SELECT DISTINCT ON (k) k, v FROM __jf_{name}"
+                        )
+            found_rows = con.sql(query).to_arrow_table()
+        except (duckdb.InvalidInputException, duckdb.ConversionException, pa.ArrowInvalid) as exc:
             raise OnlineStoreError(
                 f"feature view '{table.view}' version {table.version}: a stored value is not the JSON "
                 f"array the store writes ({str(exc).splitlines()[0]}); the store was changed behind its "
                 "back: materialize the view again"
             ) from None
-        return found.cast(canonical_schema(table))
+        return found_rows.cast(canonical_schema(table))
     finally:
         con.close()
