@@ -212,7 +212,7 @@ def _activity(registry: Any, kind: str) -> list[dict[str, Any]]:
         entries = registry.activity(kind, ACTIVITY_ENTRIES)
     except (FeaturesError, AttributeError):
         return []
-    return [e for e in entries if isinstance(e, Mapping) and isinstance(e.get("detail"), Mapping)]
+    return [dict(e) for e in entries if isinstance(e, Mapping) and isinstance(e.get("detail"), Mapping)]
 
 
 def _runs(entries: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
