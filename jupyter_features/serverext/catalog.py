@@ -292,7 +292,9 @@ def _warnings(record: Any, online: list[dict[str, Any]], used: list[dict[str, An
     by_model: dict[str, set[str]] = {}
     for row in used:
         feature = str(row.get("feature"))
-        by_model.setdefault(str(row.get("model")), set()).update(all_features if feature == "*" else [feature])
+        by_model.setdefault(str(row.get("model")), set()).update(
+            all_features if feature == "*" else [feature]
+        )
     out = []
     for model, features in sorted(by_model.items()):
         if not online:
