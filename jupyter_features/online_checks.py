@@ -255,6 +255,8 @@ def _check_view(
             bar.set_description(f"check {view.name}: {what}")
             bar.update(1)
 
+    if bar is not None:
+        bar.set_description(f"check {view.name}: recompute")
     try:
         served_table = store.current(view.name)
         if served_table is None:

@@ -60,48 +60,60 @@ def canonical_schema(table: OnlineTable) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _floats(blobs: Sequence[Any]) -> pa.Array:
-    """SQLite's little-endian float64 BLOBs as one Arrow list array (None stays null)."""
+def _floats(blobs: pa.Array) -> pa.Array:
+    """SQLite's little-endian float64 BLOBs (a binary array) as one list array, without copying
+    value by value: the BLOBs' bytes are the list's values, their offsets / 8 its offsets."""
     import numpy as np
     import pyarrow as pa
 
-    sizes = np.fromiter((0 if b is None else len(b) // 8 for b in blobs), dtype=np.int32, count=len(blobs))
-    offsets = np.zeros(len(blobs) + 1, dtype=np.int32)
-    np.cumsum(sizes, out=offsets[1:])
-    values = np.frombuffer(b"".join(b for b in blobs if b is not None), dtype="<f8").astype(np.float64)
-    mask = pa.array([b is None for b in blobs], type=pa.bool_())
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), mask=mask)
+    blobs = blobs.cast(pa.large_binary())
+    offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int64)[blobs.offset : blobs.offset + len(blobs) + 1]
+    if np.any(offsets % 8):
+        raise ValueError("a list BLOB is not a whole number of float64 values")
+    data = blobs.buffers()[2]
+    raw = (
+        np.frombuffer(data, dtype="<f8", count=int(offsets[-1]) // 8, offset=int(offsets[0]))
+        if data
+        else np.zeros(0)
+    )
+    return pa.ListArray.from_arrays(
+        pa.array((offsets - offsets[0]) // 8, type=pa.int32()),
+        pa.array(raw.astype(np.float64)),
+        mask=blobs.is_null(),
+    )
 
 
-def _column(values: Sequence[Any], kind: str, table: OnlineTable, name: str) -> pa.Array:
-    import pyarrow as pa
-
-    try:
-        if kind == "list<float>":
-            return _floats(values)
-        if kind == "bool":
-            return pa.array(values, type=pa.int64()).cast(pa.bool_())
-        return pa.array(values, type=_arrow_type(kind))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
-        raise OnlineStoreError(
-            f"feature view '{table.view}' version {table.version}: column '{name}' holds a value that is "
-            f"not a {kind} ({exc}); the store was changed behind its back: materialize the view again"
-        ) from None
+#: How a feature type comes out of SQLite's Python rows, before it takes its canonical Arrow type.
+_RAW = {"bool": "int64", "list<float>": "binary"}
 
 
 def sqlite_batches(rows: Any, table: OnlineTable, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Batches of the canonical form from a SQLite cursor over ``keys, EVENT_TS, features``."""
+    """Batches of the canonical form from a SQLite cursor over ``keys, EVENT_TS, features``: each
+    chunk of row tuples converts to Arrow in one call (a struct array), then booleans and lists
+    take their canonical types."""
     import pyarrow as pa
 
     schema = canonical_schema(table)
     kinds = [*table.key_types, "int64", *(f.type for f in table.features)]
-    while chunk := rows.fetchmany(batch_rows):
-        columns = list(zip(*chunk, strict=True))
-        arrays = [
-            _column(col, kind, table, name)
-            for col, kind, name in zip(columns, kinds, schema.names, strict=True)
+    raw = pa.struct(
+        [
+            pa.field(name, pa.binary() if _RAW.get(kind) == "binary" else _arrow_type(_RAW.get(kind, kind)))
+            for name, kind in zip(schema.names, kinds, strict=True)
         ]
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    )
+    while chunk := rows.fetchmany(batch_rows):
+        try:
+            batch = pa.RecordBatch.from_struct_array(pa.array(chunk, type=raw))
+            columns = [
+                _floats(col) if kind == "list<float>" else col.cast(pa.bool_()) if kind == "bool" else col
+                for col, kind in zip(batch.columns, kinds, strict=True)
+            ]
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+            raise OnlineStoreError(
+                f"feature view '{table.view}' version {table.version}: a stored value is not of its column's "
+                f"type ({exc}); the store was changed behind its back: materialize the view again"
+            ) from None
+        yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def _decode_key_sql(table: OnlineTable) -> list[str]:
