@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -264,9 +265,12 @@ def _check_view(
             return ViewCheck(view.name, store.url, problem=problem), {}
         definition = _definition(view, served_table, resolve)
         end = served_table.end if at is None else naive_utc(at)
-        expected = canonical_rows(engine.latest(ViewJoin.of(definition), end), served_table)
-        step("scan")
-        scanned, served = store.scan(view.name)
+        # The store is read while the engine recomputes: one waits on I/O while the other computes.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jf-scan") as pool:
+            scanning = pool.submit(_scan, store, view.name)
+            expected = canonical_rows(engine.latest(ViewJoin.of(definition), end), served_table)
+            step("scan")
+            scanned, served = scanning.result()
         if scanned.version != served_table.version:  # a run switched versions meanwhile
             served_table = scanned
             definition = _definition(view, scanned, resolve)
@@ -287,6 +291,11 @@ def _check_view(
     for frame in found.values():
         frame.insert(0, "view", view.name)
     return check, found
+
+
+def _scan(store: OnlineStore, view: str) -> tuple[OnlineTable, pa.Table]:
+    table, reader = store.scan(view)
+    return table, reader.read_all()
 
 
 class _Unchecked(Exception):
