@@ -498,9 +498,10 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 @pytest.fixture(scope="module")
 def shell() -> Any:
-    from IPython.testing.globalipapp import start_ipython
+    # The shared instance, not globalipapp.start_ipython(): that answers only its first caller.
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
 
-    ip = start_ipython()
+    ip = TerminalInteractiveShell.instance()
     ip.run_cell("%load_ext kernels_magic", store_history=False)
     return ip
 
