@@ -136,9 +136,13 @@ def _decode_key_sql(table: OnlineTable) -> list[str]:
 
 
 def _decode_value_sql(kind: str, i: int) -> str:
+    """SQL reading value ``i`` of a packed value ``v``, whose values are already extracted as text
+    into ``j`` (numbers in their shortest exact form, strings unescaped, null as NULL)."""
+    if kind == "list<float>":
+        return f"TRY_CAST(json_extract(v, '$[{i}]') AS DOUBLE[])"
     item = f"j[{i + 1}]"
     if kind in ("string", "categorical"):
-        return f"{item} ->> '$'"
+        return item
     return f"TRY_CAST({item} AS {_DUCKDB.get(kind, 'VARCHAR')})"
 
 
@@ -168,7 +172,7 @@ def packed_rows(top: Sequence[Any], base: Sequence[Any] | None, table: OnlineTab
     cutoff = f"WHERE {EVENT_TS} >= {int(table.cutoff_us)}" if table.cutoff_us is not None else ""
     query = (
         f"SELECT * FROM (SELECT {', '.join(columns)} FROM "
-        f"(SELECT k, json_extract(v, [{paths}]) AS j FROM ({served}))) {cutoff}"
+        f"(SELECT k, v, json_extract_string(v, [{paths}]) AS j FROM ({served}))) {cutoff}"
     )
     con = duckdb.connect()
     try:
