@@ -446,9 +446,11 @@ def _mismatches(
             offline, online, differs = row[n + 3 * i : n + 3 * i + 3]
             if differs:
                 records.append({**key, "feature": f.name, "offline": offline, "online": online})
-    frame = pd.DataFrame(records, columns=[*table.entity, "feature", "offline", "online"])
-    frame["offline"] = frame["offline"].astype(object)
-    frame["online"] = frame["online"].astype(object)
+    columns = [*table.entity, "feature", "offline", "online"]
+    frame = pd.DataFrame({c: [r[c] for r in records] for c in table.entity}, columns=table.entity)
+    for c in ("feature", "offline", "online"):  # values as they are: no dtype inferred over features
+        frame[c] = pd.Series([r[c] for r in records], dtype=object)
+    frame = frame[columns]
     return frame if limit is None else frame.head(limit)
 
 

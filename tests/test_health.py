@@ -165,6 +165,16 @@ def test_each_type_is_compared(
     assert rep.mismatches[["user_id", "feature", "offline", "online"]].to_dict("records") == [
         {"user_id": 2, "feature": feature, "offline": offline, "online": online}
     ]
+    assert rep.mismatches["offline"].dtype == object and rep.mismatches["online"].dtype == object
+
+
+def test_null_values_stay_none_beside_text(tmp_path: Path, store_url: str) -> None:
+    ws = _workspace(tmp_path, store_url)
+    ws.materialize(["spend"], end=END, progress=False)
+    set_value(ws, "spend", 4, "country", "XX")  # offline it is null
+    rep = ws.check_online(["spend"], progress=False)
+    assert rep.mismatches[["offline", "online"]].to_dict("records") == [{"offline": None, "online": "XX"}]
+    assert "offline None, online 'XX'" in "\n".join(rep.lines())
 
 
 def test_deleted_and_added_entities_are_missing_and_extra(tmp_path: Path, store_url: str) -> None:
