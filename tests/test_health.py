@@ -319,7 +319,9 @@ def frames(draw: Any) -> tuple[pd.DataFrame, list[str]]:
     data: dict[str, list[Any]] = {"a": [draw(st.integers(-3, 3)) for _ in range(n)]}
     entity = ["a"]
     if composite:
-        data["b"] = [draw(st.sampled_from(["x", "y\\", "z\x1fw", "\\u001f", "é"])) for _ in range(n)]
+        data["b"] = [
+            draw(st.sampled_from(["x", "y\\", "z\x1fw", "\\u001f", "é", "r\x1es"])) for _ in range(n)
+        ]
         entity.append("b")
     data["ts"] = [datetime(2024, 1, 1) + timedelta(hours=h) for h in hours]
     data["f_float"] = [draw(floats) for _ in range(n)]
@@ -558,3 +560,19 @@ def test_scan_returns_the_canonical_form(tmp_path: Path, store_url: str) -> None
     assert rows[3]["amount"] is None and rows[3]["emb"][1] == 2.0
     with pytest.raises(jf.errors.NotMaterializedError):
         ws.online_store().scan("nothing")
+
+
+def test_keys_holding_separators_scan_back_exactly(tmp_path: Path, store_url: str) -> None:
+    """Redis pages are joined by the record separator unless a field holds it (then JSON): both
+    come back exactly, as do the key encoding's own separator and escapes."""
+    keys = ["plain", "rec\x1esep", "unit\x1fsep", "back\\slash", "\\u001f", "é"]
+    tx = pd.DataFrame({"k": keys, "ts": pd.Timestamp("2024-01-02"), "x": range(len(keys))})
+    ws = jf.Workspace(tmp_path / "ws", online_store=store_url)
+    ws.register_source("tx", tx, timestamp="ts")
+    ws.feature_view("by_text", "SELECT k, ts, x FROM tx", entity="k", timestamp="ts")
+    ws.materialize(["by_text"], end=END, progress=False)
+    _, reader = ws.online_store().scan("by_text")
+    assert sorted(reader.read_all().to_pylist(), key=lambda r: r["x"]) == [
+        {"k": k, EVENT_TS: _us("2024-01-02"), "x": i} for i, k in enumerate(keys)
+    ]
+    assert ws.check_online(["by_text"], progress=False).ok

@@ -35,7 +35,7 @@ from ..sqltext import EVENT_TS, quote
 from ..times import micros_to_datetime
 from .canonical import canonical_rows
 from .layout import KEY_SEP, Lease, OnlineTable, WriterHandle, encode_key, redact
-from .scan import packed_rows
+from .scan import ScanPages, packed_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -76,11 +76,16 @@ for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
 end
 return n
 """
-# One HSCAN page as one JSON array of strings, field and value alternating ('' when empty).
+# One HSCAN page as one string: fields and values joined by the record separator (packed values
+# are JSON, which never holds that byte raw), or, when a field holds it, a JSON array of strings.
 _SCAN_PAGE = """
 local page = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
-if #page[2] == 0 then return {page[1], ''} end
-return {page[1], cjson.encode(page[2])}
+local flat = page[2]
+if #flat == 0 then return {page[1], '', ''} end
+for i = 1, #flat do
+  if string.find(flat[i], '\\30', 1, true) then return {page[1], 'json', cjson.encode(flat)} end
+end
+return {page[1], 'split', table.concat(flat, '\\30')}
 """
 _SWITCH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -508,16 +513,16 @@ class RedisWriter:
             self.store.close()
 
 
-def _scan_pages(ks: Keyspace, key: str, count: int) -> list[Any]:
-    """Every (field, value) of the hash ``key`` as JSON pages ``["f1", "v1", "f2", "v2", ...]``:
-    one ``HSCAN`` page each, encoded by Redis (``_SCAN_PAGE``) so that DuckDB, not Python,
-    takes the fields apart. A field may repeat across pages (HSCAN's guarantee)."""
-    pages: list[Any] = []
+def _scan_pages(ks: Keyspace, key: str, count: int) -> ScanPages:
+    """Every (field, value) of the hash ``key``, one ``HSCAN`` page per script call, each page one
+    string (``_SCAN_PAGE``) that DuckDB, not Python, takes apart. A field may repeat across pages
+    (HSCAN's guarantee)."""
+    pages = ScanPages([], [])
     cursor: Any = 0
     while True:
-        cursor, page = ks.script(_SCAN_PAGE, (key,), (cursor, count))
+        cursor, kind, page = ks.script(_SCAN_PAGE, (key,), (cursor, count))
         if page:
-            pages.append(page)
+            (pages.split if kind in (b"split", "split") else pages.json).append(page)
         if cursor in (b"0", "0", 0):
             return pages
 

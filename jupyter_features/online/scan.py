@@ -9,8 +9,8 @@ Redis's packed JSON values are decoded by DuckDB in bulk.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import OnlineStoreError
 from ..sqltext import EVENT_TS, quote
@@ -19,7 +19,7 @@ from .layout import KEY_SEP, OnlineTable
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["canonical_schema", "sqlite_batches", "packed_rows"]
+__all__ = ["ScanPages", "canonical_schema", "sqlite_batches", "packed_rows"]
 
 #: The DuckDB type of each feature type in the canonical form (what ``canonical_rows`` casts to).
 _DUCKDB = {
@@ -146,20 +146,32 @@ def _decode_value_sql(kind: str, i: int) -> str:
     return f"TRY_CAST({item} AS {_DUCKDB.get(kind, 'VARCHAR')})"
 
 
-def packed_rows(top: Sequence[Any], base: Sequence[Any] | None, table: OnlineTable) -> pa.Table:
-    """Redis's pages of a version — JSON arrays of field and packed value, alternating — plus its
-    base's fields it does not replace, for an incremental version, decoded into the canonical
-    form; past-TTL rows are left out as reads do."""
+class ScanPages(NamedTuple):
+    """Pages of a Redis hash: fields and values alternating, joined by the record separator
+    (``split``) or as a JSON array of strings (``json``, for pages where a field holds that byte)."""
+
+    split: list[Any]
+    json: list[Any]
+
+
+#: SQL of the (field, value) pairs of ``{split}`` and ``{json}`` page tables.
+_PAIRS = (
+    "SELECT unnest(list_slice(l, 1, len(l), 2)) AS k, unnest(list_slice(l, 2, len(l), 2)) AS v FROM "
+    "(SELECT string_split(page, chr(30)) AS l FROM {split} UNION ALL "
+    "SELECT from_json(page, '[\"VARCHAR\"]') AS l FROM {json})"
+)
+
+
+def packed_rows(top: ScanPages, base: ScanPages | None, table: OnlineTable) -> pa.Table:
+    """Redis's pages of a version — field and packed value alternating — plus its base's fields it
+    does not replace, for an incremental version, decoded into the canonical form; past-TTL rows
+    are left out as reads do."""
     import duckdb
     import pyarrow as pa
 
-    def pages(found: Sequence[Any]) -> pa.Table:
-        return pa.table({"page": pa.array(list(found), type=pa.binary()).cast(pa.string())})
+    def pages(found: list[Any]) -> pa.Table:
+        return pa.table({"page": pa.array(found, type=pa.binary()).cast(pa.string())})
 
-    pairs = (
-        "SELECT unnest(list_slice(l, 1, len(l), 2)) AS k, unnest(list_slice(l, 2, len(l), 2)) AS v "
-        "FROM (SELECT from_json(page, '[\"VARCHAR\"]') AS l FROM {})"
-    )
     paths = ", ".join(f"'$[{i}]'" for i in range(len(table.features) + 1))
     columns = [
         *_decode_key_sql(table),
@@ -179,8 +191,12 @@ def packed_rows(top: Sequence[Any], base: Sequence[Any] | None, table: OnlineTab
         try:
             for name, found in (("top", top), ("base", base)):
                 if found is not None:
-                    con.register(f"__jf_{name}_pages", pages(found))
-                    con.execute(f"CREATE TEMP TABLE __jf_{name} AS " + pairs.format(f"__jf_{name}_pages"))
+                    con.register(f"__jf_{name}_split", pages(found.split))
+                    con.register(f"__jf_{name}_json", pages(found.json))
+                    con.execute(
+                        f"CREATE TEMP TABLE __jf_{name} AS "
+                        + _PAIRS.format(split=f"__jf_{name}_split", json=f"__jf_{name}_json")
+                    )
                     rows, fields = con.sql(f"SELECT count(*), count(DISTINCT k) FROM __jf_{name}").fetchall()[
                         0
                     ]
