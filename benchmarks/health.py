@@ -6,8 +6,9 @@ Builds (once, cached under benchmarks/.data/, shared with online.py) a source of
 10 float features, then, round after round, materializes it to SQLite and to Redis and checks
 each store with ``ws.check_online`` — every value of every entity: the offline recompute
 (``engine.latest``), ``store.scan`` and the DuckDB comparison — so that machine noise hits every
-contender alike. It reports the best time of each, the check's parts, and the check's time as
-a ratio of the materialization's (target: a check of 1M entities × 10 features under 15 s).
+contender alike. It reports the best and median wall time of each, the CPU time it used (this
+process's threads and the Redis server's), the check's parts, and the check's time as a ratio
+of the materialization's (target: a check of 1M entities × 10 features under 15 s).
 Redis runs as a private ``redis-server`` on a free port unless ``--redis`` names one.
 """
 
@@ -72,22 +73,35 @@ def run(args: argparse.Namespace) -> None:
         ws.feature_view("v", "SELECT * FROM events", entity="user_id", timestamp="ts")
         print(f"{args.entities:,} entities × {len(FEATURES)} features; python {sys.version.split()[0]}, "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start\n")  # fmt: skip
+        import redis
+
+        server_client = redis.Redis.from_url(redis_url)
+
+        def cpu() -> float:
+            """CPU seconds of this process (all its threads) and of the Redis server so far."""
+            info = server_client.info("cpu")
+            return time.process_time() + float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
         times: dict[str, list[float]] = {}
+        cpus: dict[str, list[float]] = {}
         for round_ in range(args.repeat):
             for name, url in stores.items():
-                t = time.perf_counter()
-                ws.materialize(["v"], store=url, end=END, progress=False)
-                times.setdefault(f"materialize {name}", []).append(time.perf_counter() - t)
-                t = time.perf_counter()
-                report = ws.check_online(["v"], store=url, progress=False)
-                times.setdefault(f"check {name}", []).append(time.perf_counter() - t)
-                assert report.ok and report.checks[0].entities == args.entities, report.lines()
-            print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+                for what in ("materialize", "check"):
+                    t, c = time.perf_counter(), cpu()
+                    if what == "materialize":
+                        ws.materialize(["v"], store=url, end=END, progress=False)
+                    else:
+                        report = ws.check_online(["v"], store=url, progress=False)
+                        assert report.ok and report.checks[0].entities == args.entities, report.lines()
+                    times.setdefault(f"{what} {name}", []).append(time.perf_counter() - t)
+                    cpus.setdefault(f"{what} {name}", []).append(cpu() - c)
+            print(f"round {round_ + 1} (load {os.getloadavg()[0]:.1f}): "
+                  + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))  # fmt: skip
         print()
-        print(f"{'':24} {'best':>8} {'median':>8}")
+        print(f"{'':24} {'best':>8} {'median':>8} {'CPU (best)':>11}")
         for name, values in times.items():
             ordered = sorted(values)
-            print(f"{name:24} {ordered[0]:7.2f}s {ordered[len(ordered) // 2]:7.2f}s")
+            print(f"{name:24} {ordered[0]:7.2f}s {ordered[len(ordered) // 2]:7.2f}s {min(cpus[name]):10.2f}s")
         print()
         for name, url in stores.items():
             parts = _parts(ws, url)

@@ -286,10 +286,11 @@ class RedisStore:
                     columns[j] = [d(v) for v in columns[j]]
         return table, columns
 
-    def scan(self, view: str, *, count: int = 5_000) -> tuple[OnlineTable, pa.RecordBatchReader]:
+    def scan(self, view: str, *, count: int = 2_000) -> tuple[OnlineTable, pa.RecordBatchReader]:
         """Every row readers are served now, in the canonical form (see ``scan.py``): ``HSCAN`` of
         the version's hash (and of its base's, for an incremental version), past-TTL rows left out
-        as reads do. A switch during the scan starts it over."""
+        as reads do. A switch during the scan starts it over. Each script call pages ``count``
+        fields (a few milliseconds of Redis's time, so other clients wait no longer than that)."""
         import pyarrow as pa
         import redis as redis_lib
 
