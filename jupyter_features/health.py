@@ -13,7 +13,8 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from . import render
-from .online_checks import ModelCheck, OnlineCheck
+from .model_checks import ModelCheck
+from .online_checks import OnlineCheck
 
 if TYPE_CHECKING:
     import altair as alt

@@ -567,7 +567,7 @@ class Workspace:
         used, fresh and complete? Per view: version used, latest version, online version, end of
         the last run, fresh, missing features."""
         from .health import ModelReport
-        from .online_checks import check_model
+        from .model_checks import check_model
 
         target = self.online_store(store) if store is None or isinstance(store, str) else store
         return ModelReport.of(check_model(self.registry, target, model))
