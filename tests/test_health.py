@@ -576,3 +576,22 @@ def test_keys_holding_separators_scan_back_exactly(tmp_path: Path, store_url: st
         {"k": k, EVENT_TS: _us("2024-01-02"), "x": i} for i, k in enumerate(keys)
     ]
     assert ws.check_online(["by_text"], progress=False).ok
+
+
+def test_a_registry_that_cannot_record_only_warns(tmp_path: Path) -> None:
+    """The audit entry of a run or a check never undoes it: an unreachable registry warns."""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ws = jf.Workspace(
+        tmp_path / "ws", registry=f"http://127.0.0.1:{port}", online_store=f"sqlite:///{tmp_path}/o.db"
+    )
+    ws.register_source("tx", _tx(), timestamp="ts")
+    ws.feature_view("spend", SPEND_SQL, entity="user_id", timestamp="ts", ttl="30d")
+    with pytest.warns(UserWarning, match="did not record this materialize"):
+        run = ws.materialize(["spend"], end=END, progress=False)["spend"]
+    assert run.rows == 4
+    with pytest.warns(UserWarning, match="did not record this check"):
+        assert ws.check_online(["spend"], progress=False).ok
