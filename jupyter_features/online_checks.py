@@ -7,6 +7,10 @@ compares the two in DuckDB: keys joined, every feature ``IS DISTINCT FROM``. A d
 means the store was changed behind its back, a run half-applied, or a bug — or, for an
 incremental run, rows that arrived late (event time before the previous watermark), which
 only full runs see: real staleness. (``model_checks`` asks whether a model can go live.)
+
+Each side is one call so that new kinds of views are new cases, not a rewrite: a view whose
+values are evaluated at request time would compute ``expected`` and read ``served`` as of
+the same ``at``.
 """
 
 from __future__ import annotations
