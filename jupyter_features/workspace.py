@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .drift_detection import DriftReport
+    from .health import ModelReport, OnlineReport
     from .materialize import MaterializationResult, Progress
     from .online import OnlineResult, OnlineStore
     from .preview import FeatureViewPreview
@@ -480,32 +481,110 @@ class Workspace:
         Each view gets a new version that readers switch to only when it is complete.
         Names are session views or registry views (``NAME@VERSION`` pins one). Returns a
         MaterializationResult per view; ``on_progress(view, done, total)`` hears of the writes.
+        The runs are recorded in the registry's activity log (where the sidebar finds them).
         """
         from .materialize import materialize_view
         from .times import now_utc
 
+        views = self._named_views(names)  # every name resolves before the store is even opened
+        target = self.online_store(store) if store is None or isinstance(store, str) else store
+        end = end if end is not None else now_utc()
+        results: dict[str, MaterializationResult] = {}
+        try:
+            for v in views:
+                results[v.name] = materialize_view(
+                    self.engine, v, target, end=end, incremental=incremental, progress=progress,
+                    on_progress=on_progress,
+                )  # fmt: skip
+        finally:
+            if results:
+                runs = [
+                    {**r.to_dict(), "view_version": v.version, "definition_hash": v.definition_hash,
+                     "features": v.feature_names}
+                    for v in views if (r := results.get(v.name)) is not None
+                ]  # fmt: skip
+                self._record_activity(
+                    "materialize",
+                    {
+                        "store": target.url,
+                        "views": {r["view"]: r["view_version"] for r in runs},
+                        "runs": runs,
+                    },
+                )
+        return results
+
+    def _named_views(self, names: Sequence[str] | str) -> list[FeatureView]:
+        """Session or registry views by name; ``NAME@VERSION`` pins a registry version."""
         if isinstance(names, str):
             names = [names]
-        views = []  # every name resolves before the store is even opened
+        views = []
         for name in names:
             base, _, version = name.partition("@")
             if version and not re.fullmatch(r"[0-9]{1,9}", version):
                 raise FeatureReferenceError(f"'{name}': a version is a number, e.g. '{base}@3'")
             views.append(self.get_view(base, int(version) if version else None))
+        return views
+
+    def _record_activity(self, kind: str, detail: dict[str, Any]) -> None:
+        """Audit ``kind`` in the registry's activity log; a registry that cannot record it only warns:
+        the work it records is done."""
+        try:
+            self.registry.record_activity(kind, detail)
+        except Exception as exc:  # noqa: BLE001 - an audit entry never undoes the work
+            import warnings
+
+            warnings.warn(
+                f"the registry did not record this {kind} in its activity log: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                stacklevel=3,
+            )
+
+    # -- health ------------------------------------------------------------------------------
+    def check_online(
+        self,
+        names: Sequence[str] | str,
+        store: str | OnlineStore | None = None,
+        *,
+        sample: int | None = None,
+        at: Any = None,
+        seed: int | None = None,
+        limit: int | None = 10_000,
+        progress: bool = True,
+    ) -> OnlineReport:
+        """Does the online store serve what an offline recompute says it should? For each view,
+        the latest row per entity as of the served version's end (or ``at``) is computed the way
+        materialization computes it and compared with every row the store serves: every feature
+        of every entity (``sample=N``: N random entities). Differing values, missing and extra
+        entities are reported; the summary goes to the registry's activity log.
+        """
+        from .errors import FeaturesError
+        from .health import OnlineReport
+        from .online_checks import check_online
+
+        views = self._named_views(names)
         target = self.online_store(store) if store is None or isinstance(store, str) else store
-        end = end if end is not None else now_utc()
-        return {
-            v.name: materialize_view(
-                self.engine,
-                v,
-                target,
-                end=end,
-                incremental=incremental,
-                progress=progress,
-                on_progress=on_progress,
-            )  # fmt: skip
-            for v in views
-        }
+
+        def resolve(name: str, version: int) -> FeatureView | None:
+            try:
+                return self.get_view(name, version)
+            except FeaturesError:
+                return None
+
+        check = check_online(
+            self.engine, target, views, resolve=resolve, sample=sample, at=at, seed=seed, limit=limit,
+            progress=progress,
+        )  # fmt: skip
+        self._record_activity("check", check.to_dict())
+        return OnlineReport.of(check)
+
+    def check_model(self, model: str, store: str | OnlineStore | None = None) -> ModelReport:
+        """Are ``model``'s features (its usage recorded in the registry) online, at the version it
+        used, fresh and complete? Per view: version used, latest version, online version, end of
+        the last run, fresh, missing features."""
+        from .health import ModelReport
+        from .model_checks import check_model
+
+        target = self.online_store(store) if store is None or isinstance(store, str) else store
+        return ModelReport.of(check_model(self.registry, target, model))
 
     def online_features(
         self, refs: Sequence[str] | str, entity_rows: Sequence[dict[str, Any]], *, store: str | None = None

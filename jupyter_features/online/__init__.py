@@ -88,6 +88,11 @@ class OnlineStore(Protocol):
         """One list of values per requested feature (all when None), in ``entity_rows`` order."""
         ...
 
+    def scan(self, view: str) -> tuple[OnlineTable, pa.RecordBatchReader]:
+        """Every row readers are served now — keys, ``EVENT_TS`` (µs), features — in the canonical
+        form ``canonical_rows`` gives, read from one version; the version read."""
+        ...
+
     def lock(self, view: str) -> AbstractContextManager[Lease]:
         """Hold the one materialization of ``view``; raise MaterializationBusyError if taken."""
         ...
