@@ -41,41 +41,58 @@ TARGET_MEMORY = 1.5
 
 
 # -- data -------------------------------------------------------------------------------
-def data_paths(labels: int, features: int, entities: int) -> tuple[Path, Path]:
+def data_paths(labels: int, features: int, entities: int, ties: float = 0.0) -> tuple[Path, Path]:
+    tied = f"_ties{round(ties * 100)}" if ties else ""
     return (
         DATA / f"labels_{labels}_{entities}.parquet",
-        DATA / f"features_{features}_{entities}.parquet",
+        DATA / f"features_{features}_{entities}{tied}.parquet",
     )
 
 
-def generate(labels: int, features: int, entities: int) -> tuple[Path, Path]:
-    """Write the parquet files unless cached. (entity_id, ts) is unique in the features.
+def has_created(features_path: Path) -> bool:
+    """Whether the feature table is the tied shape (with a ``created`` column to break ties)."""
+    return "_ties" in features_path.name
+
+
+def generate(labels: int, features: int, entities: int, ties: float = 0.0) -> tuple[Path, Path]:
+    """Write the parquet files unless cached. Without ``ties``, (entity_id, ts) is unique.
 
     Each entity gets ``ceil(features / entities)`` events, one per equal slot of the year
     at a pseudo-random second inside the slot, so no two share a time; rows are
     shuffled. Labels pick a pseudo-random entity and second of the year, so some fall
     before an entity's first event and must come back with null features.
+
+    With ``ties`` (e.g. 0.15), that fraction of the rows takes the event time of the
+    same entity's previous event, so it shares (entity_id, ts) with it, and every row
+    gets a ``created`` time (event time + up to an hour) that breaks the tie.
     """
     import duckdb
 
-    labels_path, features_path = data_paths(labels, features, entities)
+    labels_path, features_path = data_paths(labels, features, entities, ties)
     DATA.mkdir(parents=True, exist_ok=True)
     per_entity = -(-features // entities)
     slot = SPAN_SECONDS // per_entity
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET memory_limit = '4GB'")  # the largest tables are shuffled out of core
+    con.execute(f"SET temp_directory = '{DATA / 'spill'}'")
     if not features_path.exists():
         print(f"generating {features:,} feature rows for {entities:,} entities ...", flush=True)
         tmp = features_path.with_suffix(".tmp")
+        # a tied row takes the time its entity's previous row (n - entities) has
+        src = f"CASE WHEN n >= {entities} AND hash(n, 6) % 10000 < {round(ties * 10000)} THEN n - {entities} ELSE n END"
+        created = "ts + to_seconds(CAST(hash(n, 7) % 3600 AS BIGINT)) AS created," if ties else ""
         con.execute(f"""
             COPY (
-              SELECT n % {entities} AS entity_id,
+              SELECT entity_id, ts, {created} f1, f2, f3 FROM (
+              SELECT n, n % {entities} AS entity_id,
                      TIMESTAMP '{START}' + to_seconds(
-                         CAST((n // {entities}) * {slot} + hash(n, 1) % {slot} AS BIGINT)) AS ts,
+                         CAST((({src}) // {entities}) * {slot} + hash({src}, 1) % {slot} AS BIGINT)) AS ts,
                      (hash(n, 2) % 1000000) / 1000000.0 AS f1,
                      (hash(n, 3) % 100000) / 100.0 - 500.0 AS f2,
                      CAST(hash(n, 4) % 1000 AS BIGINT) AS f3
-              FROM range({features}) r(n)
+              FROM range({features}) r(n))
               ORDER BY hash(n, 5)
             ) TO '{tmp}' (FORMAT parquet)
         """)
@@ -118,7 +135,11 @@ def run_ours(labels_path: Path, features_path: Path) -> tuple[Any, dict[str, flo
     t0 = time.perf_counter()
     ws = jf.Workspace(tempfile.mkdtemp(prefix="jf-bench-"))
     ws.register_source("feats", str(features_path), timestamp="ts")
-    ws.feature_view("v", "SELECT entity_id, ts, f1, f2, f3 FROM feats", entity=["entity_id"], timestamp="ts")
+    created = has_created(features_path)
+    ws.feature_view(
+        "v", f"SELECT entity_id, ts, {'created, ' if created else ''}f1, f2, f3 FROM feats",
+        entity=["entity_id"], timestamp="ts", created_timestamp="created" if created else None,
+    )  # fmt: skip
     t1, c1 = time.perf_counter(), cpu_seconds()
     labels = pd.read_parquet(labels_path)
     t2 = time.perf_counter()
@@ -176,7 +197,11 @@ def run_feast(labels_path: Path, features_path: Path, *, store: str) -> tuple[An
             Field(name="f2", dtype=Float64),
             Field(name="f3", dtype=Int64),
         ],
-        source=FileSource(path=str(features_path), timestamp_field="ts"),
+        source=FileSource(
+            path=str(features_path),
+            timestamp_field="ts",
+            created_timestamp_column="created" if has_created(features_path) else "",
+        ),
         online=False,
     )
     fs = FeatureStore(repo_path=str(repo))
@@ -304,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", type=int, default=1_000_000)
     p.add_argument("--features", type=int, default=10_000_000)
     p.add_argument("--entities", type=int, default=100_000)
+    p.add_argument(
+        "--ties", type=float, default=0.0,
+        help="fraction of feature rows sharing (entity_id, ts) with another, a created column breaking the tie",
+    )  # fmt: skip
     p.add_argument("--repeat", type=int, default=3, help="runs per contender; the best wall time counts")
     p.add_argument("--skip-feast", action="store_true", help="do not run Feast")
     p.add_argument(
@@ -319,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
 
-    paths = generate(args.labels, args.features, args.entities)
+    paths = generate(args.labels, args.features, args.entities, args.ties)
     args.load_before = os.getloadavg()[0]
     names = ["ours", "raw", "raw-ordered"]
     if not args.skip_feast:

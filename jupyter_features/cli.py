@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "demo": "jupyter_features.demo:add_cli",
     "registry": "jupyter_features.registry_server.cli:add_cli",
     "materialize": "jupyter_features.cli:add_materialize_cli",
+    "check": "jupyter_features.cli:add_check_cli",
     "serve": "jupyter_features.feature_server:add_cli",
 }
 
@@ -112,6 +113,59 @@ def add_materialize_cli(sub: Any) -> Callable[[argparse.Namespace], int]:
         return 0
 
     return handle
+
+
+def add_check_cli(sub: Any) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser(
+        "check",
+        help="check that the online store serves what an offline recompute says, or that a model is ready",
+        description=(
+            "Check the online store: for a model the registry knows (its recorded usage), whether every view "
+            "it uses is online at the version it used, fresh and complete; for a feature view, whether every "
+            "value the store serves equals an offline recompute of it. Exits 0 when every check is ok, 1 when "
+            "one is not, 2 on an error: fit for CI and cron."
+        ),
+    )
+    p.add_argument(
+        "names", nargs="+", metavar="MODEL|VIEW", help="models and feature views (NAME or NAME@VERSION)"
+    )
+    p.add_argument("--store", help="online store URL (default: the workspace's)")
+    p.add_argument("--dir", default=".", help="workspace folder holding features.toml (default: %(default)s)")
+    p.add_argument("--registry", help="registry URL (default: the workspace's)")
+    p.add_argument(
+        "--sources-from",
+        metavar="FILE.py",
+        help="Python file that registers the sources: ws.register_source(...)",
+    )
+    p.add_argument("--sample", type=_positive_int, metavar="N", help="compare N random entities per view")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def handle(args: argparse.Namespace) -> int:
+        from .health import check
+        from .workspace import Workspace
+
+        ws = Workspace(args.dir, registry=args.registry, online_store=args.store)
+        if args.sources_from:
+            load_sources(ws, args.sources_from)
+        try:
+            reports = check(ws, args.names, sample=args.sample, progress=not args.no_progress)
+        finally:
+            ws.close()
+        for line in reports.lines():
+            print(line)
+        return 0 if reports.ok else 1
+
+    return handle
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of entities")
+    return value
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ __all__ = [
     "InvalidRequestError",
     "RequestTooLargeError",
     "ServerBusyError",
+    "CheckError",
     "did_you_mean",
 ]
 
@@ -191,3 +192,7 @@ class ServerBusyError(FeaturesError):
     """A server is at its limit of requests in flight; the client should retry later."""
 
     status_code = 503
+
+
+class CheckError(FeaturesError):
+    """A health check of an online store or a model cannot run as asked."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "RESERVED_PREFIX",
     "LABELS",
+    "LABEL_STREAM",
     "RESULT",
     "ROW",
     "LABEL_TS",
@@ -26,6 +27,8 @@ __all__ = [
 RESERVED_PREFIX = "__jf_"
 #: The label frame of a point-in-time join, as registered on an engine.
 LABELS = "__jf_labels"
+#: A label frame arriving as a stream of Arrow batches, before it is a table (LABELS).
+LABEL_STREAM = "__jf_label_stream"
 #: A point-in-time join's intermediate result table.
 RESULT = "__jf_result"
 #: A label row's position in the label frame.

@@ -24,15 +24,17 @@ from .errors import (
     did_you_mean,
 )
 from .featureview import FeatureView, ViewJoin, parse_ttl, set_previewer
+from .frames import RESULT_KINDS, parquet_location, write_parquet
 from .refs import group_refs
 from .schema import Feature, feature_type_of
 from .sources import Source, check_identifier, check_name, classify_source
-from .sqltext import RESERVED_PREFIX, quote
+from .sqltext import RESERVED_PREFIX, quote, string_literal
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .drift_detection import DriftReport
+    from .health import ModelReport, OnlineReport
     from .materialize import MaterializationResult, Progress
     from .online import OnlineResult, OnlineStore
     from .online.replica import OnlineReplica
@@ -508,33 +510,110 @@ class Workspace:
         Each view gets a new version that readers switch to only when it is complete.
         Names are session views or registry views (``NAME@VERSION`` pins one). Returns a
         MaterializationResult per view; ``on_progress(view, done, total)`` hears of the writes.
+        The runs are recorded in the registry's activity log (where the sidebar finds them).
         """
         from .materialize import materialize_view
         from .times import now_utc
 
+        views = self._named_views(names)  # every name resolves before the store is even opened
+        target = self.online_store(store) if store is None or isinstance(store, str) else store
+        end = end if end is not None else now_utc()
+        results: dict[str, MaterializationResult] = {}
+        try:
+            for v in views:
+                results[v.name] = materialize_view(
+                    self.engine, v, target, end=end, incremental=incremental, progress=progress,
+                    on_progress=on_progress, pushes=self.push_log,
+                )  # fmt: skip
+        finally:
+            if results:
+                runs = [
+                    {**r.to_dict(), "view_version": v.version, "definition_hash": v.definition_hash,
+                     "features": v.feature_names}
+                    for v in views if (r := results.get(v.name)) is not None
+                ]  # fmt: skip
+                self._record_activity(
+                    "materialize",
+                    {
+                        "store": target.url,
+                        "views": {r["view"]: r["view_version"] for r in runs},
+                        "runs": runs,
+                    },
+                )
+        return results
+
+    def _named_views(self, names: Sequence[str] | str) -> list[FeatureView]:
+        """Session or registry views by name; ``NAME@VERSION`` pins a registry version."""
         if isinstance(names, str):
             names = [names]
-        views = []  # every name resolves before the store is even opened
+        views = []
         for name in names:
             base, _, version = name.partition("@")
             if version and not re.fullmatch(r"[0-9]{1,9}", version):
                 raise FeatureReferenceError(f"'{name}': a version is a number, e.g. '{base}@3'")
             views.append(self.get_view(base, int(version) if version else None))
+        return views
+
+    def _record_activity(self, kind: str, detail: dict[str, Any]) -> None:
+        """Audit ``kind`` in the registry's activity log; a registry that cannot record it only warns:
+        the work it records is done."""
+        try:
+            self.registry.record_activity(kind, detail)
+        except Exception as exc:  # noqa: BLE001 - an audit entry never undoes the work
+            import warnings
+
+            warnings.warn(
+                f"the registry did not record this {kind} in its activity log: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                stacklevel=3,
+            )
+
+    # -- health ------------------------------------------------------------------------------
+    def check_online(
+        self,
+        names: Sequence[str] | str,
+        store: str | OnlineStore | None = None,
+        *,
+        sample: int | None = None,
+        at: Any = None,
+        seed: int | None = None,
+        limit: int | None = 10_000,
+        progress: bool = True,
+    ) -> OnlineReport:
+        """Does the online store serve what an offline recompute says it should? For each view,
+        the latest row per entity as of the served version's end (or ``at``) is computed the way
+        materialization computes it and compared with every row the store serves: every feature
+        of every entity (``sample=N``: N random entities). Differing values, missing and extra
+        entities are reported; the summary goes to the registry's activity log.
+        """
+        from .errors import FeaturesError
+        from .health import OnlineReport
+        from .online_checks import check_online
+
+        views = self._named_views(names)
         target = self.online_store(store) if store is None or isinstance(store, str) else store
-        end = end if end is not None else now_utc()
-        return {
-            v.name: materialize_view(
-                self.engine,
-                v,
-                target,
-                end=end,
-                incremental=incremental,
-                progress=progress,
-                on_progress=on_progress,
-                pushes=self.push_log,
-            )  # fmt: skip
-            for v in views
-        }
+
+        def resolve(name: str, version: int) -> FeatureView | None:
+            try:
+                return self.get_view(name, version)
+            except FeaturesError:
+                return None
+
+        check = check_online(
+            self.engine, target, views, resolve=resolve, sample=sample, at=at, seed=seed, limit=limit,
+            progress=progress,
+        )  # fmt: skip
+        self._record_activity("check", check.to_dict())
+        return OnlineReport.of(check)
+
+    def check_model(self, model: str, store: str | OnlineStore | None = None) -> ModelReport:
+        """Are ``model``'s features (its usage recorded in the registry) online, at the version it
+        used, fresh and complete? Per view: version used, latest version, online version, end of
+        the last run, fresh, missing features."""
+        from .health import ModelReport
+        from .model_checks import check_model
+
+        target = self.online_store(store) if store is None or isinstance(store, str) else store
+        return ModelReport.of(check_model(self.registry, target, model))
 
     def push(
         self, view: str, rows: Any, *, to: str = "both", store: str | OnlineStore | None = None
@@ -611,44 +690,50 @@ class Workspace:
     # -- training frames -----------------------------------------------------------------
     def training_frame(
         self,
-        labels: pd.DataFrame | str,
+        labels: pd.DataFrame | str | os.PathLike[str],
         features: Sequence[str] | str,
         *,
         timestamp: str,
         plain_names: bool = False,
         to: str = "pandas",
+        path: str | os.PathLike[str] | None = None,
     ) -> Any:
-        """Join features point-in-time correctly onto ``labels`` (a DataFrame or SQL).
+        """Join features point-in-time correctly onto ``labels``: a DataFrame, a parquet path or
+        glob (relative to the workspace root), or SQL.
 
         Every label row is kept, in order, with its columns untouched; each feature is
         added as ``view__feature`` (or its plain name with ``plain_names=True``).
-        With ``to="spark"`` (Spark engine) ``labels`` may also be a Spark DataFrame, and
-        the result is a Spark DataFrame ordered like the labels.
+        ``to="pandas"`` returns a DataFrame (the label frame's index kept); ``to="arrow"`` a
+        ``pyarrow.RecordBatchReader`` and ``to="parquet"`` writes the file ``path`` and returns
+        its path: both stream the frame (label columns, then features, in label order) out of
+        DuckDB without holding it in Python, under ``[engine] memory_limit``, spilling to
+        ``temp_directory``. With ``to="spark"`` (Spark engine) ``labels`` may also be a Spark
+        DataFrame, and the result is a Spark DataFrame ordered like the labels.
         """
         import pandas as pd
 
-        if to not in ("pandas", "spark"):
-            raise LabelFrameError(f"training frame: to={to!r} is not a result kind; use 'pandas' or 'spark'")
-        if isinstance(labels, str):
-            labels = self.sql(labels)
+        if to not in RESULT_KINDS:
+            raise LabelFrameError(
+                f"training frame: to={to!r} is not a result kind; use one of {', '.join(map(repr, RESULT_KINDS))}"
+            )
+        if (to == "parquet") != (path is not None):
+            raise LabelFrameError(
+                "training frame: to='parquet' writes the file path=...; pass both (path is only for parquet)"
+            )
+        streamed = to in ("arrow", "parquet")
+        if isinstance(labels, (str, os.PathLike)):
+            location = parquet_location(labels, self.root)
+            query = f"SELECT * FROM read_parquet({string_literal(location)})" if location else str(labels)
+            if streamed and hasattr(self.engine, "training_frame_arrow"):
+                joins = self._check_labels(self.duckdb.columns(query), features, timestamp, plain_names)
+                return self._stream_out(query, timestamp, joins, to, path)
+            labels = self.sql(query)
         spark_labels = to == "spark" and type(labels).__module__.startswith("pyspark")
         if not isinstance(labels, pd.DataFrame) and not spark_labels:
             raise LabelFrameError(
-                f"labels must be a pandas DataFrame or a SQL query, not {type(labels).__name__}"
+                f"labels must be a pandas DataFrame, a parquet path or a SQL query, not {type(labels).__name__}"
             )
-        if timestamp not in labels.columns:
-            raise UnknownColumnError(
-                f"label frame: timestamp column '{timestamp}' is not in it"
-                f"{did_you_mean(timestamp, map(str, labels.columns))}; columns: {', '.join(map(str, labels.columns))}"
-            )
-        joins = self._plan_joins(features, list(map(str, labels.columns)), plain_names)
-        for j in joins:
-            for k in j.entity:
-                if k not in labels.columns:
-                    raise UnknownColumnError(
-                        f"label frame: it has no column '{k}', the entity key of feature view '{j.name}'"
-                        f"{did_you_mean(k, map(str, labels.columns))}; rename the column to '{k}'"
-                    )
+        joins = self._check_labels(list(map(str, labels.columns)), features, timestamp, plain_names)
         if to == "spark":
             to_spark = getattr(self.engine, "training_frame_spark", None)
             if to_spark is None:
@@ -659,11 +744,55 @@ class Workspace:
                     f"{self.engine.name}; open it with jf.Workspace(..., engine='spark')"
                 )
             return to_spark(labels, timestamp, joins)
+        if streamed:
+            return self._stream_out(labels, timestamp, joins, to, path)
         feats = self.engine.training_frame(labels, timestamp, joins)
         out = labels.copy()
         for col in feats.columns:
             out[col] = feats[col].to_numpy()
         return out
+
+    def _check_labels(
+        self, columns: list[str], features: Sequence[str] | str, timestamp: str, plain_names: bool
+    ) -> list[ViewJoin]:
+        """The joins for ``features``, once the label columns are known to hold what they need."""
+        if timestamp not in columns:
+            raise UnknownColumnError(
+                f"label frame: timestamp column '{timestamp}' is not in it"
+                f"{did_you_mean(timestamp, columns)}; columns: {', '.join(columns)}"
+            )
+        joins = self._plan_joins(features, columns, plain_names)
+        for j in joins:
+            for k in j.entity:
+                if k not in columns:
+                    raise UnknownColumnError(
+                        f"label frame: it has no column '{k}', the entity key of feature view '{j.name}'"
+                        f"{did_you_mean(k, columns)}; rename the column to '{k}'"
+                    )
+        return joins
+
+    def _stream_out(
+        self, labels: pd.DataFrame | str, timestamp: str, joins: list[ViewJoin], to: str,
+        path: str | os.PathLike[str] | None,
+    ) -> Any:  # fmt: skip
+        """The training frame as Arrow batches (``to="arrow"``) or written to ``path``."""
+        stream = getattr(self.engine, "training_frame_arrow", None)
+        if stream is not None:
+            reader = stream(labels, timestamp, joins)
+        else:  # an engine without streaming: the frame is built whole, then handed over as Arrow
+            import pyarrow as pa
+
+            if isinstance(labels, str):
+                labels = self.sql(labels)
+            frame = labels.copy()
+            for col, values in self.engine.training_frame(labels, timestamp, joins).items():
+                frame[col] = values.to_numpy()
+            reader = pa.Table.from_pandas(frame, preserve_index=False).to_reader()
+        if to == "arrow":
+            return reader
+        assert path is not None
+        write_parquet(reader, path, desc="training frame: writing")
+        return Path(path).expanduser()
 
     def _plan_joins(self, refs: Sequence[str] | str, label_columns: list[str], plain: bool) -> list[ViewJoin]:
         groups = group_refs(list(refs) if not isinstance(refs, str) else refs)

@@ -28,6 +28,7 @@ _COMMANDS = {
     "show": "%features show NAME",
     "export": "%features export [NAME ...]",
     "materialize": "%features materialize NAME ... [--store URL]",
+    "check": "%features check MODEL|VIEW ... [--store URL] [--sample N]",
     "browse": "%features browse",
 }
 
@@ -196,6 +197,9 @@ class FeaturesMagics(Magics):
         %features show NAME                          a view's preview
         %features export [NAME ...]                  export to the registry (all views by default)
         %features materialize NAME ... [--store URL] write the latest values to an online store
+        %features check MODEL|VIEW ... [--store URL] [--sample N]
+                                                     does the store serve what an offline recompute
+                                                     says; is a model's every feature online and fresh
         %features browse                             the feature browser
         """
         try:
@@ -293,6 +297,25 @@ class FeaturesMagics(Magics):
         for run in results.values():
             print(_describe_run(run))
         return None
+
+    def _features_check(self, rest: Sequence[str]) -> Any:
+        p = _Parser("%features check", _COMMANDS["check"])
+        p.add_argument("names", nargs="*")
+        p.add_argument("--store")
+        p.add_argument("--sample", type=_positive, metavar="N")
+        args = p.parse_args(list(rest))
+        if not args.names:
+            raise UsageError(
+                f"%features check needs a model or feature view name; write {_COMMANDS['check']}"
+            )
+        for name in args.names:
+            _check_identifier(name.partition("@")[0], "model or feature view name", _COMMANDS["check"])
+        if args.sample == 0:
+            raise UsageError(f"%features check: --sample needs a positive number; write {_COMMANDS['check']}")
+        from jupyter_features.health import check
+
+        with friendly_errors():
+            return check(_workspace(), args.names, store=args.store, sample=args.sample)
 
     def _features_browse(self, rest: Sequence[str]) -> Any:
         self._no_args("browse", rest)

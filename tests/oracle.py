@@ -99,16 +99,22 @@ maybe_day = st.one_of(st.none(), st.integers(0, 20)).filter(lambda x: True)
 
 
 @st.composite
-def view_frames(draw: Any, name: str, entity: list[str], with_created: bool) -> ViewCase:
+def view_frames(
+    draw: Any, name: str, entity: list[str], with_created: bool, tie_heavy: bool = False
+) -> ViewCase:
+    """A view's rows; ``tie_heavy`` crowds them onto 2 keys and 4 days, with 2 created times
+    and 3 integer values, so most rows tie on (keys, event time) and many on created too."""
     n = draw(st.integers(0, 25))
-    data: dict[str, list[Any]] = {k: [draw(small_key) for _ in range(n)] for k in entity}
-    data["ts"] = [
-        _day(draw(st.one_of(st.integers(0, 20), st.none() if draw(st.booleans()) else st.integers(0, 20))))
-        for _ in range(n)
-    ]
+    key, last_day = (st.integers(0, 1), 3) if tie_heavy else (small_key, 20)
+    data: dict[str, list[Any]] = {k: [draw(key) for _ in range(n)] for k in entity}
+    day = st.integers(0, last_day)
+    data["ts"] = [_day(draw(st.one_of(day, st.none() if draw(st.booleans()) else day))) for _ in range(n)]
     if with_created:
-        data["created"] = [_day(draw(st.one_of(st.none(), st.integers(0, 3)))) for _ in range(n)]
-    data["f_int"] = [draw(st.one_of(st.none(), st.integers(-5, 5))) for _ in range(n)]
+        data["created"] = [
+            _day(draw(st.one_of(st.none(), st.integers(0, 1 if tie_heavy else 3)))) for _ in range(n)
+        ]
+    ints = st.integers(-1, 1) if tie_heavy else st.integers(-5, 5)
+    data["f_int"] = [draw(st.one_of(st.none(), ints)) for _ in range(n)]
     data["f_float"] = [
         draw(st.one_of(st.none(), st.floats(-10, 10, allow_nan=False).map(lambda x: round(x, 3))))
         for _ in range(n)

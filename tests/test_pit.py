@@ -95,6 +95,21 @@ def test_several_views_and_composite_keys_match_oracle(engine: Any, tmp_path: Pa
     check()
 
 
+def test_tie_heavy_views_match_oracle(engine: Any, tmp_path: Path) -> None:
+    """Most rows share keys and event time: the tie-break (created, then values, nulls losing) decides."""
+
+    @_examples(engine)
+    @given(data=st.data(), with_created=st.booleans())
+    def check(data: st.DataObject, with_created: bool) -> None:
+        ws = jf.Workspace(tmp_path, engine=engine)
+        single = data.draw(view_frames("by_a", ["a"], with_created, tie_heavy=True))
+        composite = data.draw(view_frames("by_ab", ["a", "b"], data.draw(st.booleans()), tie_heavy=True))
+        labels = data.draw(label_frames(["a", "b"]))
+        _check(ws, labels, [single, composite])
+
+    check()
+
+
 # -- hand-written edge cases -------------------------------------------------------------
 
 

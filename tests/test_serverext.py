@@ -234,3 +234,49 @@ def test_extension_hooks_and_a_light_import() -> None:
     code = "import sys, jupyter_features; print('tornado' in sys.modules, 'jupyter_features.serverext' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_detail_shows_where_a_view_is_online_and_its_last_check(
+    jp_root_dir: Path, tmp_path: Path, jp_fetch: Any, jp_asyncio_loop: Any
+) -> None:
+    """Materializations and check_online results come from the registry's activity log; a model
+    using a view that no store serves gets a warning in the list and in the detail pane."""
+    url = f"sqlite:///{tmp_path / 'health' / 'registry.db'}"
+    ws = jf.Workspace(tmp_path / "ws", registry=url, online_store=f"sqlite:///{tmp_path / 'online.db'}")
+    tx = pd.DataFrame({"user_id": [1, 2], "merchant_id": [10, 11], "amount": [5.0, 7.5],
+                       "ts": pd.to_datetime(["2024-01-01", "2024-01-02"])})  # fmt: skip
+    ws.register_source("tx", tx, timestamp="ts")
+    ws.feature_view("user_spend", "SELECT user_id, ts, amount FROM tx", entity="user_id", timestamp="ts")
+    ws.feature_view("merchant_amount", "SELECT merchant_id, ts, amount AS last_amount FROM tx",
+                    entity="merchant_id", timestamp="ts")  # fmt: skip
+    ws.export(stats=False)
+    ws.registry.record_usage("fraud_model", ["user_spend:amount", "merchant_amount:last_amount"])
+    ws.materialize(["user_spend"], end="2024-01-10", progress=False)
+    ws.check_online(["user_spend"], progress=False)
+    # What any write token can put in the log is cleaned, never shown as is.
+    ws.registry.record_activity(
+        "materialize", {"runs": [{"view": "user_spend", "version": "<b>", "features": 3}]}
+    )
+    ws.registry.record_activity("check", {"results": "not a list"})
+    ws.close()
+    (jp_root_dir / "features.toml").write_text(f'[registry]\nurl = "{url}"\n')
+
+    code, body = _get(jp_asyncio_loop, jp_fetch, "views", "user_spend")
+    assert code == 200 and body["warnings"] == []
+    online = [r for r in body["online"] if r["store"] != "unknown store"]
+    assert len(online) == 1 and online[0]["end"] == "2024-01-10T00:00:00"
+    assert (
+        online[0]["version"] == 1 and online[0]["view_version"] == 1 and online[0]["features"] == ["amount"]
+    )
+    hostile = [r for r in body["online"] if r["store"] == "unknown store"]
+    assert hostile and hostile[0]["version"] is None and hostile[0]["features"] is None
+    check = body["last_check"]
+    assert check["ok"] is True and check["entities"] == 2 and check["values"] == 0 and check["version"] == 1
+
+    code, body = _get(jp_asyncio_loop, jp_fetch, "views", "merchant_amount")
+    assert code == 200 and body["online"] == [] and body["last_check"] is None
+    assert body["warnings"] == ["fraud_model uses it, but it is not materialized in any online store"]
+    code, body = _get(jp_asyncio_loop, jp_fetch, "views")
+    warnings = {v["name"]: v["warnings"] for v in body["views"]}
+    assert warnings == {"merchant_amount": body["views"][0]["warnings"], "user_spend": []}
+    assert "not materialized" in warnings["merchant_amount"][0]

@@ -101,6 +101,11 @@ class OnlineStore(Protocol):
         when that row is older than ``at`` - TTL."""
         ...
 
+    def scan(self, view: str) -> tuple[OnlineTable, pa.RecordBatchReader]:
+        """Every row readers are served now — keys, ``EVENT_TS`` (µs), features — in the canonical
+        form ``canonical_rows`` gives, read from one version; the version read."""
+        ...
+
     def lock(self, view: str) -> AbstractContextManager[Lease]:
         """Hold the one materialization of ``view``; raise MaterializationBusyError if taken."""
         ...

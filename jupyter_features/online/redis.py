@@ -44,7 +44,8 @@ from .redis_push import (
     packed_script,
     read_snapshot,
 )
-from .rows import best_row, push_rows_of
+from .rows import best_row, loads, push_rows_of
+from .scan import ScanPages, packed_rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -84,6 +85,17 @@ for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
   if redis.call('HEXISTS', KEYS[2], k) == 0 then n = n + 1 end
 end
 return n
+"""
+# One HSCAN page as one string: fields and values joined by the record separator (packed values
+# are JSON, which never holds that byte raw), or, when a field holds it, a JSON array of strings.
+_SCAN_PAGE = """
+local page = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local flat = page[2]
+if #flat == 0 then return {page[1], '', ''} end
+for i = 1, #flat do
+  if string.find(flat[i], '\\30', 1, true) then return {page[1], 'json', cjson.encode(flat)} end
+end
+return {page[1], 'split', table.concat(flat, '\\30')}
 """
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -292,10 +304,7 @@ class RedisStore:
             plan = (table, idx, decoders, all(d is None for d in decoders))
             self._plans[(view, features)] = plan
         _, idx, decoders, plain = plan
-        import orjson
-
         ttl, width = table.ttl_us, len(table.row_columns)
-        loads = orjson.loads
         rows: list[list[Any] | None] = []
         for raw in raws:
             if raw is None:
@@ -309,6 +318,34 @@ class RedisStore:
                 if d is not None:
                     columns[j] = [d(v) for v in columns[j]]
         return table, columns
+
+    def scan(self, view: str, *, count: int = 2_000) -> tuple[OnlineTable, pa.RecordBatchReader]:
+        """Every row readers are served now, in the canonical form (see ``scan.py``): ``HSCAN`` of
+        the version's hash (and of its base's, for an incremental version), past-TTL rows left out
+        as reads do. A switch during the scan starts it over. Each script call pages ``count``
+        fields (a few milliseconds of Redis's time, so other clients wait no longer than that)."""
+        import pyarrow as pa
+        import redis as redis_lib
+
+        for _ in range(3):
+            try:
+                pointer = self.client.get(self.ks.key(view, "current"))
+                if pointer is None:
+                    raise self._missing(view)
+                number, _, base = (
+                    pointer.decode() if isinstance(pointer, bytes) else str(pointer)
+                ).partition(":")
+                table = self._meta(view, int(number))
+                top = _scan_pages(self.ks, self.ks.key(view, f"v{number}"), count)
+                below = _scan_pages(self.ks, self.ks.key(view, f"v{base}"), count) if base else None
+                if self.client.get(self.ks.key(view, "current")) == pointer:  # not switched meanwhile
+                    rows = packed_rows(top, below, table)
+                    return table, pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches())
+            except redis_lib.RedisError as exc:
+                raise self.ks.failed(f"scanning '{view}'", exc) from exc
+        raise OnlineStoreError(
+            f"online store {self.url}: '{view}' switched versions during each of 3 scans; retry"
+        )
 
     def _safe_key(self, key: tuple[Any, ...], table: OnlineTable) -> str:
         try:
@@ -652,6 +689,20 @@ class RedisWriter:
         version stays for the run that began it."""
         if not self.owner:
             self.store.close()
+
+
+def _scan_pages(ks: Keyspace, key: str, count: int) -> ScanPages:
+    """Every (field, value) of the hash ``key``, one ``HSCAN`` page per script call, each page one
+    string (``_SCAN_PAGE``) that DuckDB, not Python, takes apart. A field may repeat across pages
+    (HSCAN's guarantee)."""
+    pages = ScanPages([], [])
+    cursor: Any = 0
+    while True:
+        cursor, kind, page = ks.script(_SCAN_PAGE, (key,), (cursor, count))
+        if page:
+            (pages.split if kind in (b"split", "split") else pages.json).append(page)
+        if cursor in (b"0", "0", 0):
+            return pages
 
 
 def _unlink_version(ks: Keyspace, view: str, version: int) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .layout import OnlineTable, is_covered
+from .rows import dumps, loads
 
 if TYPE_CHECKING:
     from .redis import Keyspace
@@ -159,14 +160,12 @@ def packed_script(ks: Keyspace, source: str, keys: Sequence[str], args: Sequence
 
 def row_texts(rows: Sequence[Sequence[Any]], table: OnlineTable) -> list[bytes]:
     """Each stored row as a compact JSON array (orjson: exact int64, shortest float text)."""
-    import orjson
-
     if not rows:
         return []
     flat = all(f.type in ("int64", "float64", "bool", "timestamp") for f in table.features)
     if not flat:  # text or lists could hold "],[": one call per row
-        return [orjson.dumps(list(r)) for r in rows]
-    inner = orjson.dumps([list(r) for r in rows])[2:-2].split(b"],[")
+        return [dumps([list(r)])[1:-1] for r in rows]
+    inner = dumps([list(r) for r in rows])[2:-2].split(b"],[")
     return [b"[" + text + b"]" for text in inner]
 
 
@@ -219,9 +218,7 @@ def read_snapshot(ks: Keyspace, view: str) -> tuple[bytes, int, dict[str, list[A
 
 
 def _rows_of(raw: bytes) -> list[Any]:
-    import orjson
-
-    return list(orjson.loads(b"[" + raw + b"]"))
+    return list(loads(b"[" + raw + b"]"))
 
 
 def journal_since(

@@ -21,7 +21,16 @@ if TYPE_CHECKING:
 
     from .layout import OnlineTable
 
-__all__ = ["best_row", "tie_key", "python_values", "row_json", "JSON_DECODERS", "push_rows_of"]
+__all__ = [
+    "best_row",
+    "tie_key",
+    "python_values",
+    "row_json",
+    "JSON_DECODERS",
+    "push_rows_of",
+    "dumps",
+    "loads",
+]
 
 
 def tie_key(row: Sequence[Any], width: int) -> tuple[Any, ...]:
@@ -79,6 +88,38 @@ def python_values(batch: pa.RecordBatch | pa.Table) -> list[list[Any]]:
 def row_json(row: Sequence[Any]) -> str:
     """A stored row as the compact JSON array stores keep (NaN has been made null before)."""
     return json.dumps(list(row), separators=(",", ":"), allow_nan=False)
+
+
+def _infinite(value: Any) -> bool:
+    if type(value) is float:
+        return value in (float("inf"), float("-inf"))
+    if type(value) is list:
+        return any(_infinite(v) for v in value)
+    return False
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON of stored rows (orjson: exact int64, fast), with ±Infinity written as Infinity
+    the way DuckDB writes it (orjson would write null)."""
+    import orjson
+
+    if any(_infinite(v) for row in value for v in (row if type(row) is list else [row])):
+        import json
+
+        return json.dumps(value, separators=(",", ":")).encode()
+    return orjson.dumps(value)
+
+
+def loads(text: bytes | str) -> Any:
+    """JSON of stored rows; Infinity (which orjson refuses) through the standard parser."""
+    import orjson
+
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        import json
+
+        return json.loads(text)
 
 
 def _micros(column: Any) -> list[Any]:

@@ -33,6 +33,7 @@ from ..sqltext import EVENT_TS, quote
 from .canonical import canonical_rows
 from .layout import Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle, encode_key
 from .rows import best_row, push_rows_of
+from .scan import canonical_schema, sqlite_batches
 from .sqlite_push import (
     JOURNAL,
     create_rows_sql,
@@ -45,6 +46,7 @@ from .sqlite_push import (
     read_snapshot,
     replay_journal,
     rows_name,
+    served_sql,
     store_identity,
 )
 from .sqlite_rows import DECODERS, as_int, as_text, create_sql, python_rows
@@ -360,6 +362,39 @@ class SQLiteStore:
                         best[p] = _blob_of(best[p])
             return best
         return best_row(rows, at_us, plan.ttl, plan.width)
+
+    def scan(self, view: str, *, batch_rows: int = 100_000) -> tuple[OnlineTable, pa.RecordBatchReader]:
+        """Every row readers are served now, in the canonical form (see ``scan.py``), read in one
+        snapshot of the file: a run switching versions meanwhile changes nothing of it."""
+        import pyarrow as pa
+
+        con = self._connect()
+        try:
+            con.execute("BEGIN")  # the first read below starts the snapshot the whole scan sees
+            table = self._meta(con, view)
+            if table is None:
+                raise NotMaterializedError(
+                    f"feature view '{view}' is not materialized in {self.url}; "
+                    f"run ws.materialize(['{view}']) or `jupyter-features materialize {view}`"
+                )
+            columns = ", ".join(quote(c) for c in (*table.entity, EVENT_TS, *table.feature_names))
+            rows = con.execute(f"SELECT {columns} FROM ({served_sql(con, table)})")
+        except sqlite3.Error as exc:
+            con.close()
+            raise self._failed(f"scanning '{view}'", exc) from exc
+        except BaseException:
+            con.close()
+            raise
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from sqlite_batches(rows, table, batch_rows)
+            except sqlite3.Error as exc:
+                raise self._failed(f"scanning '{view}'", exc) from exc
+            finally:
+                con.close()
+
+        return table, pa.RecordBatchReader.from_batches(canonical_schema(table), batches())
 
     # -- materialization -----------------------------------------------------------------
     @contextmanager

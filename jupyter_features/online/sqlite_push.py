@@ -22,6 +22,7 @@ from typing import Any
 
 from ..sqltext import EVENT_TS, PUSH_ORD, PUSH_SEQ, quote
 from .layout import OnlineTable, is_covered
+from .rows import dumps, loads
 from .sqlite_rows import SQL_TYPES
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "point_pushed_view",
     "read_snapshot",
     "journal_since",
+    "served_sql",
 ]
 
 JOURNAL = "__jf_online_pushes"
@@ -133,10 +135,8 @@ def journal(
     rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]],
 ) -> int:
     """Append a push of ``rows`` to the journal; its sequence number."""
-    import orjson
-
     times = [row[0] for _, row in rows]
-    payload = orjson.dumps([[*key, *row] for key, row in rows]).decode()
+    payload = dumps([[*key, *row] for key, row in rows]).decode()
     cur = con.execute(
         f"INSERT INTO {JOURNAL} (view, layout, min_ts, max_ts, rows) VALUES (?, ?, ?, ?, ?)",
         (view, table.layout, min(times), max(times), payload),
@@ -157,15 +157,13 @@ def replay_journal(
     entries = con.execute(
         f"SELECT seq, layout, min_ts, max_ts, rows FROM {JOURNAL} WHERE view = ? ORDER BY seq", (table.view,)
     ).fetchall()
-    import orjson
-
     nkeys = len(table.entity)
     drop = []
     for seq, layout, min_ts, max_ts, payload in entries:
         if layout != table.layout or is_covered(seq, min_ts, max_ts, covered, since_us, table.end_us):
             drop.append((seq,))
             continue
-        rows = [(tuple(r[:nkeys]), r[nkeys:]) for r in orjson.loads(payload)]
+        rows = [(tuple(r[:nkeys]), r[nkeys:]) for r in loads(payload)]
         insert_pushed(con, target, table, rows, seq)
     if drop:
         con.executemany(f"DELETE FROM {JOURNAL} WHERE seq = ?", drop)
@@ -180,6 +178,29 @@ def point_pushed_view(con: sqlite3.Connection, table: OnlineTable, target: str) 
     con.execute(
         f"CREATE VIEW {quote(view)} AS SELECT {table.version} AS __jf_v, {keys}, {cols}, {PUSH_SEQ}, {PUSH_ORD} "
         f"FROM {quote(target)}"
+    )
+
+
+def served_sql(con: sqlite3.Connection, table: OnlineTable) -> str:
+    """SQL of the row each entity is served as of the version's ``end``: its materialized row or,
+    when rows were pushed into the version, the best of those and them at ``end`` (the read's
+    tie-break; past the TTL at ``end``: left out)."""
+    base = quote(f"{table.view}__v{table.version}")
+    pushed = quote(rows_name(table.view, table.version))
+    try:
+        has_pushes = con.execute(f"SELECT EXISTS (SELECT 1 FROM {pushed})").fetchone()[0]
+    except sqlite3.OperationalError:
+        has_pushes = False
+    if not has_pushes:
+        return f"SELECT * FROM {base}"
+    keys = ", ".join(quote(k) for k in table.entity)
+    cols = ", ".join(quote(c) for c in table.row_columns)
+    order = ", ".join([f"{EVENT_TS} DESC", *(f"{quote(c)} DESC NULLS LAST" for c in table.row_columns[1:])])
+    ttl = f" AND {EVENT_TS} >= {table.end_us - table.ttl_us}" if table.ttl_us is not None else ""
+    return (
+        f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS __jf_rn FROM "
+        f"(SELECT {keys}, {cols} FROM {base} UNION ALL SELECT {keys}, {cols} FROM {pushed}) "
+        f"WHERE {EVENT_TS} <= {table.end_us}) WHERE __jf_rn = 1{ttl}"
     )
 
 
@@ -226,8 +247,6 @@ def journal_since(
 ) -> list[tuple[int, dict[tuple[Any, ...], list[list[Any]]]]]:
     """Journal entries of ``table.view`` after ``seq`` in ``table``'s layout: (seq, rows by key),
     each row followed by its seq and position (as the rows table holds them)."""
-    import orjson
-
     nkeys = len(table.entity)
     out = []
     for entry, layout, payload in con.execute(
@@ -236,7 +255,7 @@ def journal_since(
         if layout != table.layout:
             continue
         rows: dict[tuple[Any, ...], list[list[Any]]] = {}
-        for i, r in enumerate(orjson.loads(payload)):
+        for i, r in enumerate(loads(payload)):
             rows.setdefault(tuple(r[:nkeys]), []).append([*r[nkeys:], entry, i])
         out.append((int(entry), rows))
     return out

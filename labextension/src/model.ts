@@ -27,6 +27,8 @@ export interface IViewSummary {
   tags: string[];
   entity: string[];
   features: IFeatureSummary[];
+  /** Models using features of this view that no online store serves. */
+  warnings?: string[];
 }
 
 export interface IFacetValue {
@@ -68,6 +70,37 @@ export interface IVersionInfo {
   hash: string;
 }
 
+/** The latest materialization of a view in one online store (from the registry's activity log). */
+export interface IOnlineRun {
+  store: string;
+  version: number | null;
+  view_version: number | null;
+  end: string | null;
+  mode: string | null;
+  rows: number | null;
+  at: string | null;
+  actor: string | null;
+  features: string[] | null;
+}
+
+/** The latest `check_online` of a view (from the registry's activity log). */
+export interface ICheckResult {
+  store: string;
+  ok: boolean;
+  at: string | null;
+  actor: string | null;
+  version: number | null;
+  view_version: number | null;
+  end: string | null;
+  entities: number | null;
+  mismatched: number | null;
+  values: number | null;
+  missing: number | null;
+  extra: number | null;
+  sample: number | null;
+  problem: string;
+}
+
 export interface IViewDetail extends IViewSummary {
   latest_version: number;
   hash: string;
@@ -81,6 +114,9 @@ export interface IViewDetail extends IViewSummary {
   used_by: Record<string, string[]>;
   stats: Record<string, IFeatureStats> | null;
   versions: IVersionInfo[];
+  online: IOnlineRun[];
+  last_check: ICheckResult | null;
+  warnings: string[];
 }
 
 /** A feature reference: `view@version:feature` (feature `*` for all). */
@@ -136,12 +172,13 @@ export function pyList(items: string[]): string {
   return `[${items.map(pyString).join(', ')}]`;
 }
 
-/** A short, local date and time for an ISO timestamp. */
+/** A short, local date and time for an ISO timestamp (one without a zone is UTC). */
 export function formatTime(iso: string | null): string {
   if (!iso) {
     return '';
   }
-  const date = new Date(iso);
+  const zoned = /(Z|[+-]\d\d:?\d\d)$/.test(iso) || !iso.includes('T') ? iso : `${iso}Z`;
+  const date = new Date(zoned);
   if (isNaN(date.getTime())) {
     return iso;
   }

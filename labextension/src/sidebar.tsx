@@ -288,7 +288,18 @@ function ViewList(props: IListProps): JSX.Element {
                 <span className="jp-FeaturesSidebar-viewName">{view.name}</span>
                 <span className="jp-FeaturesSidebar-version">v{view.version}</span>
                 {view.owner && <span className="jp-FeaturesSidebar-owner">{view.owner}</span>}
+                {(view.warnings ?? []).length > 0 && (
+                  <span
+                    className="jp-FeaturesSidebar-warnBadge"
+                    title={(view.warnings ?? []).join('\n')}
+                  >
+                    ⚠ not online
+                  </span>
+                )}
               </div>
+              {(view.warnings ?? []).length > 0 && (
+                <div className="jp-FeaturesSidebar-itemWarning">{(view.warnings ?? [])[0]}</div>
+              )}
               {view.description && (
                 <div className="jp-FeaturesSidebar-description">{view.description}</div>
               )}

@@ -3,8 +3,10 @@ import { addIcon, copyIcon } from '@jupyterlab/ui-components';
 import React, { useEffect, useRef, useState } from 'react';
 
 import {
+  ICheckResult,
   IFeature,
   IFeatureStats,
+  IOnlineRun,
   IViewDetail,
   featureRef,
   formatTime
@@ -120,6 +122,7 @@ export function ViewDetail(props: IDetailProps): JSX.Element {
           </>
         )}
       </dl>
+      <Warnings warnings={detail.warnings ?? []} />
       <div className="jp-FeaturesSidebar-actions">
         <button
           className="jp-mod-styled jp-mod-accept jp-FeaturesSidebar-insert"
@@ -136,6 +139,9 @@ export function ViewDetail(props: IDetailProps): JSX.Element {
           Copy reference
         </button>
       </div>
+
+      <h3>Online</h3>
+      <Online runs={detail.online ?? []} check={detail.last_check ?? null} />
 
       <h3>Schema</h3>
       <ul className="jp-FeaturesSidebar-schema">
@@ -352,6 +358,82 @@ function Lineage(props: { detail: IViewDetail }): JSX.Element {
               {model}
             </span>
           ))}
+        </div>
+      )}
+    </div>
+  );
+}
+
+/** Models whose features are not all served online. */
+export function Warnings(props: { warnings: string[] }): JSX.Element | null {
+  if (props.warnings.length === 0) {
+    return null;
+  }
+  return (
+    <div className="jp-FeaturesSidebar-warnings" role="alert">
+      {props.warnings.map(w => (
+        <div key={w} className="jp-FeaturesSidebar-warning">
+          ⚠ {w}
+        </div>
+      ))}
+    </div>
+  );
+}
+
+function count(n: number | null, what: string): string {
+  return `${(n ?? 0).toLocaleString()} ${what}`;
+}
+
+/** Where the view is materialized (the latest run in each store) and its last check_online. */
+function Online(props: { runs: IOnlineRun[]; check: ICheckResult | null }): JSX.Element {
+  const { runs, check } = props;
+  return (
+    <div className="jp-FeaturesSidebar-online">
+      {runs.length === 0 ? (
+        <p className="jp-FeaturesSidebar-note">
+          Not materialized in any online store the registry has heard of.
+        </p>
+      ) : (
+        <ul className="jp-FeaturesSidebar-runs">
+          {runs.map(run => (
+            <li key={run.store} data-store={run.store}>
+              <code className="jp-FeaturesSidebar-store" title={run.store}>
+                {run.store}
+              </code>
+              <span className="jp-FeaturesSidebar-runFacts">
+                {run.view_version !== null ? `v${run.view_version}` : 'session view'}
+                {run.end ? ` · last run ended ${formatTime(run.end)}` : ''}
+                {run.rows !== null ? ` · ${count(run.rows, 'entities')}` : ''}
+                {run.mode ? ` · ${run.mode}` : ''}
+              </span>
+              <span className="jp-FeaturesSidebar-when">
+                {run.at ? `materialized ${formatTime(run.at)}` : ''}
+                {run.actor ? ` by ${run.actor}` : ''}
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
+      {check === null ? (
+        <p className="jp-FeaturesSidebar-note">
+          Never checked against an offline recompute: run <code>ws.check_online</code>.
+        </p>
+      ) : (
+        <div className="jp-FeaturesSidebar-check" data-ok={String(check.ok)}>
+          <span className={`jp-FeaturesSidebar-badge ${check.ok ? 'jp-mod-ok' : 'jp-mod-bad'}`}>
+            {check.ok
+              ? '✓ consistent'
+              : check.problem
+                ? '✗ not checked'
+                : `✗ ${count(check.values, 'values differ')}, ${count(check.missing, 'missing')}, ${count(check.extra, 'extra')}`}
+          </span>
+          <span className="jp-FeaturesSidebar-checkFacts">
+            {check.problem
+              ? check.problem
+              : `${count(check.entities, 'entities')}${check.sample !== null ? ' sampled' : ''} compared`}
+            {check.at ? ` · checked ${formatTime(check.at)}` : ''}
+            {` · ${check.store}`}
+          </span>
         </div>
       )}
     </div>

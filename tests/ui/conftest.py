@@ -84,8 +84,11 @@ def _wait_ready(lab: Lab, process: subprocess.Popen[bytes], deadline: float) -> 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """`jupyter lab` serving a folder with transactions.csv and export.ipynb, over a seeded registry."""
+    from jupyter_core.paths import jupyter_path
+
+    # Where JupyterLab looks: JUPYTER_PATH first (a build of this checkout), then the environment.
     _require(
-        (Path(sys.prefix) / "share/jupyter/labextensions/jupyter-features/package.json").exists(),
+        any((Path(p) / "jupyter-features/package.json").exists() for p in jupyter_path("labextensions")),
         "the jupyter-features JupyterLab extension is not installed (pip install -e . builds it)",
     )
     base = tmp_path_factory.mktemp("lab")

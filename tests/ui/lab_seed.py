@@ -65,6 +65,11 @@ def _stats(frame: pd.DataFrame, features: list[str]) -> dict[str, Any]:
     return out
 
 
+def online_store_url(root: Path) -> str:
+    """The online store the seed materializes into, beside the registry."""
+    return f"sqlite:///{root.parent / 'online' / 'online.db'}"
+
+
 def seed(root: Path, registry_url: str) -> None:
     """Write transactions.csv and a notebook into ``root``; fill the registry at ``registry_url``."""
     tx = transactions()
@@ -105,6 +110,12 @@ def seed(root: Path, registry_url: str) -> None:
         registry.record_usage("fraud_model", ["user_spend:spend_7d", "merchant_risk:avg_amount"])
     finally:
         registry.close()
+    # user_spend v2 is online and checked; merchant_risk, which fraud_model uses too, is not online.
+    online = jf.Workspace(root, registry=registry_url, online_store=online_store_url(root))
+    online.register_source("transactions", tx, timestamp="ts")
+    online.materialize(["user_spend@2"], end="2024-03-01", progress=False)
+    assert online.check_online(["user_spend@2"], progress=False).ok
+    online.close()
     (root / "export.ipynb").write_text(json.dumps(_notebook()))
 
 

@@ -74,6 +74,11 @@ def test_sidebar_lists_the_seeded_views(page: Any, screenshots: Path) -> None:
         "tx_count_7dint64",
     ]
     assert "3 feature views" in sidebar.locator(".jp-FeaturesSidebar-count").first.inner_text()
+    # fraud_model uses merchant_risk, which no online store serves: the list warns.
+    merchant = sidebar.locator('.jp-FeaturesSidebar-item[data-view="merchant_risk"]')
+    assert merchant.locator(".jp-FeaturesSidebar-warnBadge").inner_text() == "⚠ not online"
+    assert "fraud_model uses it" in merchant.locator(".jp-FeaturesSidebar-itemWarning").inner_text()
+    assert item.locator(".jp-FeaturesSidebar-warnBadge").count() == 0
     page.screenshot(path=str(screenshots / "sidebar.png"))
 
 
@@ -119,7 +124,30 @@ def test_detail_pane_shows_schema_sql_lineage_and_versions(page: Any, screenshot
     versions = detail.locator(".jp-FeaturesSidebar-versions li")
     assert versions.count() == 2
     assert "alice@laptop" in versions.nth(0).inner_text()
+    # Where it is online, the end of its last run and its last check, from the activity log.
+    run = detail.locator(".jp-FeaturesSidebar-runs li")
+    assert run.count() == 1
+    assert "online.db" in run.locator(".jp-FeaturesSidebar-store").inner_text()
+    facts = run.locator(".jp-FeaturesSidebar-runFacts").inner_text()
+    assert "v2" in facts and "last run ended" in facts and "2024" in facts
+    check = detail.locator(".jp-FeaturesSidebar-check")
+    assert check.get_attribute("data-ok") == "true"
+    assert check.locator(".jp-FeaturesSidebar-badge").inner_text() == "✓ consistent"
+    assert "entities compared" in check.inner_text()
+    assert detail.locator(".jp-FeaturesSidebar-warning").count() == 0
     sidebar.screenshot(path=str(screenshots / "feature-preview.png"))  # the detail pane alone
+
+    sidebar.locator(".jp-FeaturesSidebar-back").click()
+    sidebar.locator('.jp-FeaturesSidebar-item[data-view="merchant_risk"]').click()
+    other = sidebar.locator('.jp-FeaturesSidebar-detail[data-view="merchant_risk"]')
+    other.locator(".jp-FeaturesSidebar-warning").wait_for()
+    assert (
+        "not materialized in any online store" in other.locator(".jp-FeaturesSidebar-warnings").inner_text()
+    )
+    assert "Not materialized" in other.locator(".jp-FeaturesSidebar-online").inner_text()
+    sidebar.locator(".jp-FeaturesSidebar-back").click()
+    sidebar.locator('.jp-FeaturesSidebar-item[data-view="user_spend"]').click()
+    detail.wait_for()
 
     detail.locator(".jp-FeaturesSidebar-versions button", has_text="v1").click()
     page.wait_for_function(

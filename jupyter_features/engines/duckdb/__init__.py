@@ -13,9 +13,19 @@ import duckdb
 
 from ...errors import EngineError, LabelFrameError, SourceError
 from ...featureview import ViewJoin
-from ...sqltext import LABEL_TS, LABELS, RESULT, ROW, quote, timestamp_literal
+from ...sqltext import LABEL_STREAM, LABEL_TS, LABELS, RESERVED_PREFIX, RESULT, ROW, quote, timestamp_literal
 from ...times import naive_utc_column
-from .pit import key_column, label_keys, latest_sql, matched_column, pit_sql, tie_fix_sql, ties_sql
+from .pit import (
+    PAIRS,
+    TIES,
+    label_keys,
+    label_time_sql,
+    latest_sql,
+    matched_pairs_sql,
+    pit_sql,
+    tie_fix_sql,
+    tie_fix_update_sql,
+)
 from .sandbox import READERS, open_sandbox, sandbox_describe, settings_sql
 
 if TYPE_CHECKING:
@@ -154,6 +164,17 @@ class DuckDBEngine:
                 return pd.DataFrame()
             return rel.df()
 
+    def columns(self, query: str) -> list[str]:
+        """The column names of an exploration query, without running it."""
+        with self.lock:
+            try:
+                rel = self.con.sql(query)
+            except duckdb.Error as exc:
+                raise EngineError(f"DuckDB cannot run the query: {str(exc).splitlines()[0]}") from exc
+            if rel is None:
+                raise EngineError("the statement returns no rows")
+            return list(rel.columns)
+
     def arrow(self, query: str) -> pa.Table:
         with self.lock:
             rel = self.con.sql(query)
@@ -178,57 +199,151 @@ class DuckDBEngine:
         data[LABEL_TS] = naive_utc_column(labels, timestamp).to_numpy()
         data[ROW] = np.arange(len(labels), dtype=np.int64)
         frame = pd.DataFrame(data)
+        outputs = ", ".join(quote(out) for j in joins for out in j.output)
         with self.feature_connection() as con:
             try:
-                self._check_key_types(con, frame, joins)
-                con.register(LABELS, frame)
+                con.register(LABELS, frame.head(0))
                 try:
-                    result = self._pit(con, joins)
+                    self._check_key_types(con, self._types(con, LABELS), joins)
                 finally:
                     con.unregister(LABELS)
+                con.register(LABELS, frame)
+                try:
+                    self._join(con, joins, LABELS)
+                    result = con.sql(f"SELECT {ROW}, {outputs} FROM {RESULT}").df()
+                finally:
+                    con.unregister(LABELS)
+                    con.execute(f"DROP TABLE IF EXISTS {RESULT}")
             except duckdb.Error as exc:
                 raise EngineError(f"point-in-time join failed: {str(exc).splitlines()[0]}") from exc
-        return result.drop(columns=[ROW, *(matched_column(i) for i in range(len(joins)))])
+        # back into label order by ROW: a scatter, cheaper than an ORDER BY
+        order = np.empty(len(result), dtype=np.int64)
+        order[result[ROW].to_numpy()] = np.arange(len(result), dtype=np.int64)
+        return result.take(order).reset_index(drop=True).drop(columns=[ROW])
 
-    @staticmethod
-    def _pit(con: duckdb.DuckDBPyConnection, joins: list[ViewJoin]) -> pd.DataFrame:
-        """One plain ASOF JOIN; the tie-break is recomputed only for views with ties at a match.
+    def training_frame_arrow(
+        self, labels: pd.DataFrame | str, timestamp: str, joins: list[ViewJoin], *, batch_rows: int = 100_000
+    ) -> pa.RecordBatchReader:
+        """The whole training frame — every label column as it is, then the feature columns, in
+        label order — as a stream of Arrow record batches, never held in Python at once.
 
-        The join's rows stay in DuckDB (RESULT) while the tie check reads them, then come
-        out once, put back in label order by ROW (a scatter, cheaper than an ORDER BY).
+        ``labels`` is a DataFrame or exploration SQL (e.g. over ``read_parquet``); it streams
+        from the exploration connection into a sandbox of its own that the returned reader
+        owns: the join and its ORDER BY run there under ``memory_limit``, spilling to
+        ``temp_directory``, and the reader closes it when drained or dropped.
         """
-        import numpy as np
+        with self.lock:
+            source = self._label_stream(labels, batch_rows)
+            label_columns = source.schema.names[:-1]  # the last is ROW
+            reserved = [c for c in label_columns if c.startswith(RESERVED_PREFIX)]
+            if reserved:
+                raise LabelFrameError(
+                    f"label frame: column '{reserved[0]}' uses the reserved prefix {RESERVED_PREFIX}; rename it"
+                )
+            try:
+                con = open_sandbox(self._sources.values(), table_data=self._table_data, options=self.options)
+            except duckdb.Error as exc:
+                raise EngineError(f"cannot open the sandbox for feature SQL: {exc}") from exc
+            try:
+                import pyarrow as pa
 
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {RESULT} AS {pit_sql(joins)}")
-        try:
-            counts = con.execute(ties_sql(joins)).fetchall()[0]
-            tied = [i for i, extra in enumerate(counts) if extra]
-            keys = ", ".join(key_column(k) for k in label_keys(joins))
-            result = con.sql(f"SELECT * EXCLUDE ({keys}) FROM {RESULT}").df()
-            order = np.empty(len(result), dtype=np.int64)
-            order[result[ROW].to_numpy()] = np.arange(len(result), dtype=np.int64)
-            result = result.take(order).reset_index(drop=True)
-            if tied:
-                fixed = con.sql(tie_fix_sql(joins, tied)).df()
-                for col in fixed.columns:
-                    result[col] = fixed[col].array
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS {RESULT}")
-        return result
+                con.register(LABELS, pa.Table.from_batches([], schema=source.schema))
+                types = self._types(con, LABELS)
+                con.unregister(LABELS)
+                if timestamp not in types:
+                    raise LabelFrameError(f"label frame: timestamp column '{timestamp}' is not in it")
+                to_time = label_time_sql(timestamp, types[timestamp])
+                if to_time is None:
+                    raise LabelFrameError(
+                        f"label frame: timestamp column '{timestamp}' has type {types[timestamp]}, not a time; "
+                        "cast it to TIMESTAMP"
+                    )
+                self._check_key_types(con, types, joins)
+                # a table first: DuckDB's ASOF JOIN does not take an Arrow stream on its probe side
+                con.register(LABEL_STREAM, source)
+                con.execute(
+                    f"CREATE TEMP TABLE {LABELS} AS SELECT *, {to_time} AS {LABEL_TS} FROM {LABEL_STREAM}"
+                )
+                con.unregister(LABEL_STREAM)
+                self._join(con, joins, LABELS, label_columns)
+                con.execute(f"DROP TABLE {LABELS}")
+                columns = ", ".join(quote(c) for c in [*label_columns, *(o for j in joins for o in j.output)])
+                reader = con.sql(f"SELECT {columns} FROM {RESULT} ORDER BY {ROW}").to_arrow_reader(batch_rows)
+                # label columns back in their own Arrow types (a zone, nanoseconds) where DuckDB changed them
+                label_fields = [source.schema.field(c) for c in label_columns]
+                schema = pa.schema(label_fields + list(reader.schema)[len(label_columns) :])
+            except duckdb.Error as exc:
+                con.close()
+                raise EngineError(f"point-in-time join failed: {str(exc).splitlines()[0]}") from exc
+            except BaseException:
+                con.close()
+                raise
+        return _closing_reader(reader, con, schema)
+
+    def _label_stream(self, labels: pd.DataFrame | str, batch_rows: int) -> pa.RecordBatchReader:
+        """``labels`` as Arrow batches with a ROW column numbering them in order."""
+        import numpy as np
+        import pyarrow as pa
+
+        if isinstance(labels, str):
+            try:
+                rel = self.con.sql(labels)
+            except duckdb.Error as exc:
+                raise LabelFrameError(f"label frame: DuckDB cannot run its SQL: {exc}") from exc
+            if rel is None:
+                raise LabelFrameError("label frame: its SQL is not a query that returns rows")
+            batches = rel.to_arrow_reader(batch_rows)
+        else:
+            batches = pa.Table.from_pandas(labels, preserve_index=False).to_reader(batch_rows)
+
+        def numbered() -> Iterator[pa.RecordBatch]:
+            start = 0
+            for batch in batches:
+                n = batch.num_rows
+                yield batch.append_column(ROW, pa.array(np.arange(start, start + n, dtype=np.int64)))
+                start += n
+
+        schema = batches.schema.append(pa.field(ROW, pa.int64()))
+        return pa.RecordBatchReader.from_batches(schema, numbered())
 
     @staticmethod
-    def _check_key_types(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, joins: list[ViewJoin]) -> None:
-        def columns_types(query: str) -> dict[str, str]:
-            rel = con.sql(query)
-            return {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
+    def _join(
+        con: duckdb.DuckDBPyConnection, joins: list[ViewJoin], labels: str, carry: list[str] | None = None
+    ) -> None:
+        """RESULT: ``pit_sql``'s rows for ``labels``, with the ties of every view decided.
 
-        con.register(LABELS, frame.head(0))
-        try:
-            label_types = columns_types(f"SELECT * FROM {LABELS}")
-        finally:
-            con.unregister(LABELS)
+        One plain ASOF JOIN per view; then, per view with features, one pass over its rows at
+        the matched (keys, event time) pairs writes the tie-break winner into the label rows
+        whose match was tied (none, mostly: then nothing is written).
+        """
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {RESULT} AS {pit_sql(joins, labels=labels, carry=carry or [])}"
+        )
+        for i, j in enumerate(joins):
+            if not j.features:
+                continue
+            # tables, not CTEs: DuckDB spills them past memory_limit
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {PAIRS} AS {matched_pairs_sql(j, i)}")
+            try:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {TIES} AS {tie_fix_sql(joins, i)}")
+                if con.execute(f"SELECT count(*) FROM {TIES}").fetchall()[0][0]:
+                    con.execute(tie_fix_update_sql(j))
+            finally:
+                con.execute(f"DROP TABLE IF EXISTS {TIES}")
+                con.execute(f"DROP TABLE IF EXISTS {PAIRS}")
+
+    @staticmethod
+    def _types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+        rel = con.sql(f"SELECT * FROM {table} LIMIT 0")
+        return {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
+
+    @staticmethod
+    def _check_key_types(
+        con: duckdb.DuckDBPyConnection, label_types: dict[str, str], joins: list[ViewJoin]
+    ) -> None:
         for j in joins:
-            view_types = columns_types(f"SELECT * FROM ({j.sql}\n) LIMIT 0")
+            rel = con.sql(f"SELECT * FROM ({j.sql}\n) LIMIT 0")
+            view_types = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
             for k in j.entity:
                 lt, vt = label_types.get(k, "NULL"), view_types.get(k, "")
                 if lt == "NULL" or lt == vt:
@@ -250,6 +365,28 @@ class DuckDBEngine:
 
     def latest_rows(self, join: ViewJoin, end: Any, since: Any = None) -> ArrowLatestRows:
         return ArrowLatestRows(self.latest(join, end, since), join.entity)
+
+
+def _closing_reader(
+    reader: pa.RecordBatchReader, con: duckdb.DuckDBPyConnection, schema: pa.Schema
+) -> pa.RecordBatchReader:
+    """``reader``'s batches cast to ``schema`` (as they are if it cannot be), closing ``con``
+    once drained, failed or dropped."""
+    import pyarrow as pa
+
+    try:
+        reader.schema.empty_table().cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        schema = reader.schema
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in reader:
+                yield batch if schema is reader.schema else batch.cast(schema)
+        finally:
+            con.close()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 class ArrowLatestRows:
