@@ -186,6 +186,7 @@ def check_online(
     seed: int | None = None,
     limit: int | None = 10_000,
     progress: bool = True,
+    join_of: Callable[[FeatureView], ViewJoin] = ViewJoin.of,
 ) -> OnlineCheck:
     """Compare what ``store`` serves for each of ``views`` with an offline recompute.
 
@@ -194,7 +195,8 @@ def check_online(
     incremental run serves. ``resolve`` finds the registry version the served version was
     materialized from when it is not the definition given. ``sample=N`` compares N entities
     drawn at random from both sides (``seed`` repeats a draw); ``limit`` caps the rows of
-    ``mismatches``, ``missing`` and ``extra`` per view (None: all).
+    ``mismatches``, ``missing`` and ``extra`` per view (None: all). ``join_of`` gives the rows a
+    view is recomputed from (the workspace adds its push log to the view's own rows).
     """
     import pandas as pd
 
@@ -207,7 +209,7 @@ def check_online(
     frames: dict[str, list[pd.DataFrame]] = {"mismatches": [], "missing": [], "extra": []}
     try:
         for view in views:
-            check, found = _check_view(engine, store, view, resolve, sample, at, seed, limit, bar)
+            check, found = _check_view(engine, store, view, resolve, sample, at, seed, limit, bar, join_of)
             checks.append(check)
             for name, frame in found.items():
                 frames[name].append(frame)
@@ -239,6 +241,7 @@ def _check_view(
     seed: int | None,
     limit: int | None,
     bar: Any,
+    join_of: Callable[[FeatureView], ViewJoin] = ViewJoin.of,
 ) -> tuple[ViewCheck, dict[str, pd.DataFrame]]:
     started = time.perf_counter()
 
@@ -259,14 +262,14 @@ def _check_view(
         # The store is read while the engine recomputes: one waits on I/O while the other computes.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jf-scan") as pool:
             scanning = pool.submit(_scan, store, view.name)
-            expected = canonical_rows(engine.latest(ViewJoin.of(definition), end), served_table)
+            expected = canonical_rows(engine.latest(join_of(definition), end), served_table)
             step("scan")
             scanned, served = scanning.result()
         if scanned.version != served_table.version:  # a run switched versions meanwhile
             served_table = scanned
             definition = _definition(view, scanned, resolve)
             end = scanned.end if at is None else end
-            expected = canonical_rows(engine.latest(ViewJoin.of(definition), end), scanned)
+            expected = canonical_rows(engine.latest(join_of(definition), end), scanned)
         step("compare")
         counts, found = compare(expected, served, served_table, sample=sample, seed=seed, limit=limit)
     except _Unchecked as exc:

@@ -601,6 +601,7 @@ class Workspace:
         check = check_online(
             self.engine, target, views, resolve=resolve, sample=sample, at=at, seed=seed, limit=limit,
             progress=progress,
+            join_of=lambda v: self.push_log.join(v, ViewJoin.of(v), typed=self.engine is self.duckdb),
         )  # fmt: skip
         self._record_activity("check", check.to_dict())
         return OnlineReport.of(check)

@@ -197,6 +197,7 @@ def test_pushes_are_read_at_once_and_by_training_frames(tmp_path: Path, store_ur
         99.0,
         3.0,
     ]
+    assert ws.check_online(["spend"], progress=False).ok  # its recompute reads the push log too
     # online only: served, not trained on; offline only: trained on, served after the next run
     ws.push("spend", [{"user_id": 4, "ts": datetime(2024, 1, 11), "amount": 1.0}], to="online")
     ws.push("spend", [{"user_id": 5, "ts": datetime(2024, 1, 11), "amount": 2.0}], to="offline")
