@@ -1,0 +1,499 @@
+"""Window aggregates at each label's own time, on DuckDB.
+
+For a label (keys, t) and a window w a feature aggregates the rows with those keys and event
+time in (t - w, t]. One query sorts the view's rows together with "probes" — each label row at
+t and at t - w for every window — by (keys, time), rows before probes at equal times; a probe's
+place in that order, less the probes before it, is the number of rows up to its time, so every
+label's window is a range [a, b) of the sorted rows. The ranges then go to array kernels
+(``window_arrays``): prefix sums for counts, sums, averages and variances, a block/sparse-table
+structure for min and max. The cost is one sort of rows + probes, whatever the windows hold.
+
+count(DISTINCT x) takes a second sort: per (keys, x), the times t at which x is in the window
+form intervals [first, last + w) of merged occurrences; a marker +1 at each interval's start
+and -1 at its end, summed up to t, is the number of distinct values in (t - w, t].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+
+from ..errors import EngineError, LabelFrameError, UnknownFeatureError, did_you_mean
+from ..pit import LABEL_TS, LABELS, ROW, quote
+from ..windows import EVENT_TS, Aggregate, TimeWindow, WindowPlan, value_class
+from . import window_arrays as wa
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["window_features", "latest_windows_sql", "relation_types"]
+
+_REL = "__jf_rel"
+_EV = "__jf_ev"
+_TAG = "__jf_tag"
+_KIND = "__jf_kind"
+_SEG = "__jf_seg"
+
+
+def relation_types(con: duckdb.DuckDBPyConnection, plan: WindowPlan) -> dict[str, str]:
+    """The DuckDB types of the plan's relation columns (binds the SQL; reads no rows)."""
+    try:
+        rel = con.sql(f"SELECT * FROM ({plan.relation_sql}) LIMIT 0")
+    except duckdb.Error as exc:
+        raise EngineError(f"{plan.owner}: DuckDB cannot run the view's SQL: {exc}") from exc
+    return {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
+
+
+@dataclass
+class _Carried:
+    """A value column carried through the sort for one aggregate input."""
+
+    input: str
+    kind: str  # int, float, time, bool, other (a dictionary code), valid (only whether non-null)
+    name: str
+    dictionary: str | None = None  # temp table of (value, code) for 'other'
+
+
+@dataclass
+class _Events:
+    """The sorted rows' arrays and every label's range per window."""
+
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # carried column → values
+    valid: dict[str, np.ndarray] = field(default_factory=dict)  # carried column → non-null
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
+    segments: np.ndarray | None = None  # start of each key's run
+    ranges: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # window text → (a, b)
+    size: int = 0
+
+
+def window_features(
+    con: duckdb.DuckDBPyConnection,
+    plan: WindowPlan,
+    *,
+    features: Sequence[str] | None = None,
+    output: Sequence[str] | None = None,
+    labels: str = LABELS,
+) -> pd.DataFrame:
+    """The plan's features (all, or ``features``, named ``output``) for every row of ``labels``.
+
+    ``labels`` is a table or view on ``con`` with ROW (0..n-1), LABEL_TS and the entity keys,
+    as the point-in-time join registers it; the sources the plan reads are on ``con`` too.
+    Returns one column per feature and one row per label row, in ROW order.
+    """
+    import pandas as pd
+
+    selected = _select(plan, features)
+    names = [n for n, _, _ in selected] if output is None else list(output)
+    if len(names) != len(selected):
+        raise EngineError(f"{plan.owner}: {len(selected)} features but {len(names)} output names")
+    types = relation_types(con, plan)
+    out_types = plan.output_types(types)
+    label_types = _label_types(con, labels, plan)
+    count = con.execute(f"SELECT count(*) FROM {labels}").fetchone()
+    n = int(count[0]) if count else 0
+    windows = list(dict.fromkeys(w for _, _, w in selected))
+    plain = [(name, a, w) for name, a, w in selected if not a.distinct]
+    columns: dict[str, Any] = {}
+    carried = _carried([a for _, a, _ in plain], types)
+    try:
+        if plain:
+            events = _sorted_events(con, plan, carried, windows, n, labels, label_types, selected)
+            columns.update(_compute(plain, events, carried, out_types, con))
+        for (inp, flag), group in _distinct_groups(selected).items():
+            counts = _distinct_counts(con, plan, inp, flag, [w for _, _, w in group], n, labels, label_types)
+            for name, _, w in group:
+                columns[name] = counts[w.text]
+    except duckdb.Error as exc:
+        raise EngineError(f"{plan.owner}: computing the windows failed: {exc}") from exc
+    finally:
+        for c in carried.values():
+            if c.dictionary:
+                con.execute(f"DROP TABLE IF EXISTS {c.dictionary}")
+    return pd.DataFrame({new: columns[old] for new, (old, _, _) in zip(names, selected, strict=True)})
+
+
+def _select(plan: WindowPlan, features: Sequence[str] | None) -> list[tuple[str, Aggregate, TimeWindow]]:
+    if features is None:
+        return plan.features
+    by_name = {name: (name, a, w) for name, a, w in plan.features}
+    out = []
+    for f in features:
+        if f not in by_name:
+            raise UnknownFeatureError(
+                f"{plan.owner} has no feature '{f}'{did_you_mean(f, by_name)}; it has: {', '.join(by_name)}"
+            )
+        out.append(by_name[f])
+    return out
+
+
+def _numeric(t: str) -> bool:
+    return value_class(t) in ("int", "float")
+
+
+def _label_types(con: duckdb.DuckDBPyConnection, labels: str, plan: WindowPlan) -> dict[str, str]:
+    rel = con.sql(f"SELECT * FROM {labels} LIMIT 0")
+    label_types = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
+    view_types = relation_types(con, plan)
+    for k in plan.entity:
+        lt, vt = label_types.get(k), view_types.get(k, "")
+        if lt is None:
+            raise LabelFrameError(f"label frame: it has no column '{k}', an entity key of {plan.owner}")
+        if lt != "NULL" and lt != vt and _numeric(lt) != _numeric(vt):
+            raise LabelFrameError(
+                f"label frame: key '{k}' is {lt} but {plan.owner} has it as {vt}; cast one to the other's type"
+            )
+    return label_types
+
+
+def _probe_time(label_types: Mapping[str, str]) -> str:
+    """The label time as a TIMESTAMP (microseconds, floored: an event at t + 0.5us is after t)."""
+    t = f"l.{LABEL_TS}"
+    if label_types.get(LABEL_TS, "").upper() == "TIMESTAMP_NS":
+        return f"make_timestamp(CAST(floor(epoch_ns({t}) / 1000) AS BIGINT))"
+    return f"CAST({t} AS TIMESTAMP)"
+
+
+def _carried(aggregates: list[Aggregate], types: Mapping[str, str]) -> dict[str, _Carried]:
+    """One carried column per input: its values when an aggregate reads them, else its validity."""
+    kinds: dict[str, str] = {}
+    for a in aggregates:
+        if a.input is not None:
+            kind = "valid" if a.function == "count" else value_class(types[a.input])
+            if kinds.get(a.input, "valid") == "valid":
+                kinds[a.input] = kind
+    out = {}
+    for i, (inp, kind) in enumerate(kinds.items()):
+        out[inp] = _Carried(inp, kind, f"__jf_c{i}", f"__jf_dict{i}" if kind == "other" else None)
+    return out
+
+
+def _carried_sql(c: _Carried) -> str:
+    x = f"{_REL}.{quote(c.input)}"
+    if c.kind == "int" or c.kind == "bool":
+        return f"CAST({x} AS BIGINT)"
+    if c.kind == "float":
+        return f"CAST({x} AS DOUBLE)"
+    if c.kind == "time":
+        return f"epoch_us(CAST({x} AS TIMESTAMP))"
+    if c.kind == "other":
+        return f"{c.dictionary}.code"
+    return f"{x} IS NOT NULL"
+
+
+def _events_cte(plan: WindowPlan, select: list[str], joins: str = "", where: str = "") -> str:
+    keys = [f"{_REL}.{quote(k)}" for k in plan.entity]
+    not_null = " AND ".join(f"{e} IS NOT NULL" for e in [f"{_REL}.{EVENT_TS}", *keys])
+    cols = ", ".join([*keys, f"CAST({_REL}.{EVENT_TS} AS TIMESTAMP) AS {EVENT_TS}", *select])
+    return (
+        f"{_REL} AS ({plan.relation_sql}\n), {_EV} AS (SELECT {cols} FROM {_REL}{joins} "
+        f"WHERE {not_null}{where})"
+    )
+
+
+def _probes(
+    plan: WindowPlan, offsets: list[int], labels: str, label_types: Mapping[str, str], extra: str = ""
+) -> str:
+    """Label rows at t - offset for each offset, tagged ROW * len(offsets) + the offset's index."""
+    keys = ", ".join(f"l.{quote(k)}" for k in plan.entity)
+    values = ", ".join(f"({j}, CAST({us} AS BIGINT))" for j, us in enumerate(offsets))
+    not_null = " AND ".join(f"l.{x} IS NOT NULL" for x in [LABEL_TS, *map(quote, plan.entity)])
+    return (
+        f"SELECT {keys}, {_probe_time(label_types)} - to_microseconds(w.us) AS {EVENT_TS}, 1 AS {_KIND}, "
+        f"l.{ROW} * {len(offsets)} + w.j AS {_TAG}{extra} FROM {labels} l, (VALUES {values}) w(j, us) "
+        f"WHERE {not_null}"
+    )
+
+
+def _sorted_events(
+    con: duckdb.DuckDBPyConnection,
+    plan: WindowPlan,
+    carried: dict[str, _Carried],
+    windows: list[TimeWindow],
+    n: int,
+    labels: str,
+    label_types: Mapping[str, str],
+    selected: list[tuple[str, Aggregate, TimeWindow]],
+) -> _Events:
+    for c in carried.values():
+        if c.dictionary:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {c.dictionary} AS SELECT v, row_number() OVER (ORDER BY v) - 1 "
+                f"AS code FROM (SELECT DISTINCT {quote(c.input)} AS v FROM ({plan.relation_sql}) "
+                f"WHERE {quote(c.input)} IS NOT NULL)"
+            )
+    flags = list(dict.fromkeys(a.flag for _, a, _ in selected if a.flag and not a.distinct))
+    with_segments = any(a.function in ("var_samp", "stddev_samp") for _, a, _ in selected)
+    payload = [c.name for c in carried.values()] + [quote(f) for f in flags]
+    if with_segments:
+        payload.append(_SEG)
+    event_cols = [f"{_carried_sql(c)} AS {c.name}" for c in carried.values()]
+    event_cols += [f"{_REL}.{quote(f)} AS {quote(f)}" for f in flags]
+    if with_segments:
+        event_cols.append(f"hash({', '.join(f'{_REL}.{quote(k)}' for k in plan.entity)}) AS {_SEG}")
+    joins = "".join(
+        f" LEFT JOIN {c.dictionary} ON {c.dictionary}.v = {_REL}.{quote(c.input)}"
+        for c in carried.values()
+        if c.dictionary
+    )
+    keys = ", ".join(quote(k) for k in plan.entity)
+    extra = "".join(f", NULL AS {p}" for p in payload)
+    probes = _probes(plan, [0] + [w.micros for w in windows], labels, label_types, extra)
+    events = ", ".join([keys, EVENT_TS, f"0 AS {_KIND}", f"CAST(-1 AS BIGINT) AS {_TAG}", *payload])
+    sql = (
+        f"WITH {_events_cte(plan, event_cols, joins)}\n"
+        f"SELECT {', '.join([_TAG, *payload])} FROM (SELECT {events} FROM {_EV}\n"
+        f"UNION ALL {probes})\n"
+        f"ORDER BY {keys}, {EVENT_TS}, {_KIND}"
+    )
+    result = con.execute(sql).fetchnumpy()
+    tag = np.asarray(result.pop(_TAG))
+    is_event = tag < 0
+    probe_at = np.flatnonzero(~is_event)
+    flat = np.zeros(n * (len(windows) + 1), dtype=np.int64)
+    flat[tag[probe_at]] = probe_at - np.arange(probe_at.size)  # rows before each probe
+    del tag, probe_at
+    slots = flat.reshape(n, len(windows) + 1)
+    out = _Events(size=int(is_event.sum()))
+    b = np.ascontiguousarray(slots[:, 0])
+    for j, w in enumerate(windows):
+        out.ranges[w.text] = (np.ascontiguousarray(slots[:, j + 1]), b)
+    for c in carried.values():
+        column: Any = result.pop(c.name)
+        data = np.asarray(np.ma.getdata(column))[is_event]
+        mask = np.ma.getmaskarray(column)[is_event]
+        out.valid[c.name] = ~mask if c.kind != "valid" else data.astype(bool) & ~mask
+        out.values[c.name] = data
+    for f in flags:
+        column = result.pop(f)
+        out.flags[f] = np.asarray(np.ma.getdata(column))[is_event].astype(bool)
+    if with_segments:
+        seg = np.asarray(np.ma.getdata(result.pop(_SEG)))[is_event]
+        # a hash collision between neighbouring keys only moves the centering constant
+        out.segments = np.flatnonzero(np.concatenate(([True], seg[1:] != seg[:-1]))) if seg.size else seg
+    return out
+
+
+def _compute(
+    plain: list[tuple[str, Aggregate, TimeWindow]],
+    events: _Events,
+    carried: dict[str, _Carried],
+    out_types: Mapping[str, str],
+    con: duckdb.DuckDBPyConnection,
+) -> dict[str, Any]:
+    """Every plain (not DISTINCT) feature's column from the sorted rows' arrays."""
+    import pandas as pd
+
+    cache: dict[tuple[Any, ...], Any] = {}
+    texts = list(dict.fromkeys(w.text for _, _, w in plain))
+    ranges = [events.ranges[t] for t in texts]
+
+    def use(a: Aggregate) -> np.ndarray:
+        key = ("use", a.input, a.flag)
+        if key not in cache:
+            mask = np.ones(events.size, dtype=bool)
+            if a.input is not None:
+                mask = events.valid[carried[a.input].name].copy()
+            if a.flag is not None:
+                mask &= events.flags[a.flag]
+            cache[key] = mask
+        result: np.ndarray = cache[key]
+        return result
+
+    def counts(a: Aggregate) -> dict[str, np.ndarray]:
+        key = ("count", a.input, a.flag)
+        if key not in cache:
+            pre = wa.prefix(use(a))
+            cache[key] = {t: wa.range_sum(pre, *r) for t, r in zip(texts, ranges, strict=True)}
+        result: dict[str, np.ndarray] = cache[key]
+        return result
+
+    def per_window(kind: str, a: Aggregate, fn: Any) -> dict[str, np.ndarray]:
+        key = (kind, a.input, a.flag)
+        if key not in cache:
+            cache[key] = dict(zip(texts, fn(), strict=True))
+        result: dict[str, np.ndarray] = cache[key]
+        return result
+
+    out: dict[str, Any] = {}
+    for name, a, w in plain:
+        n = counts(a)[w.text]
+        if a.function == "count":
+            out[name] = n
+            continue
+        assert a.input is not None
+        c = carried[a.input]
+        values = events.values[c.name]
+        empty = n == 0
+        if a.function in ("sum", "avg") and c.kind in ("int", "bool"):
+            sums = per_window("isum", a, lambda a=a, values=values: _int_sums(a, values, use(a), ranges))
+            total = sums[w.text]
+            if a.function == "sum":
+                out[name] = pd.arrays.IntegerArray(np.where(empty, 0, total), empty)
+            else:
+                out[name] = np.where(empty, np.nan, total.astype(np.float64) / np.maximum(n, 1))
+        elif a.function in ("sum", "avg"):
+            fsum = per_window(
+                "fsum", a, lambda a=a, values=values: wa.float_window_sums(values, use(a), ranges)
+            )
+            total = fsum[w.text]
+            out[name] = np.where(empty, np.nan, total if a.function == "sum" else total / np.maximum(n, 1))
+        elif a.function in ("var_samp", "stddev_samp"):
+            assert events.segments is not None
+            var = per_window(
+                "var", a,
+                lambda a=a, values=values: wa.window_variances(
+                    values.astype(np.float64), use(a), events.segments, ranges  # type: ignore[arg-type]
+                ),
+            )[w.text]  # fmt: skip
+            out[name] = var if a.function == "var_samp" else np.sqrt(var)
+        else:
+            extreme = per_window(a.function, a, lambda a=a, c=c: _extremes(a, c, events, use(a), ranges))
+            out[name] = _typed(extreme[w.text], empty, c, out_types[name], con)
+    return out
+
+
+def _int_sums(
+    a: Aggregate, values: np.ndarray, use: np.ndarray, ranges: list[tuple[np.ndarray, np.ndarray]]
+) -> list[np.ndarray]:
+    sums, fits = wa.int_window_sums(values, use, ranges)
+    if not fits:
+        raise EngineError(
+            f"sum({a.argument}) AS {a.alias}: a window's sum may not fit in a 64-bit integer; "
+            f"sum a DOUBLE instead: sum(CAST({a.argument} AS DOUBLE))"
+        )
+    return sums
+
+
+def _extremes(
+    a: Aggregate, c: _Carried, events: _Events, use: np.ndarray, ranges: list[tuple[np.ndarray, np.ndarray]]
+) -> list[np.ndarray]:
+    values = events.values[c.name]
+    if c.kind == "float":
+        values = values.astype(np.float64, copy=False)
+        identity: Any = -np.inf if a.function == "max" else np.inf
+    else:
+        values = values.astype(np.int64, copy=False)
+        info = np.iinfo(np.int64)
+        identity = info.min if a.function == "max" else info.max
+    op = np.maximum if a.function == "max" else np.fmin if c.kind == "float" else np.minimum
+    longest = max((int((b - lo).max()) if b.size else 0) for lo, b in ranges)
+    rmq = wa.RangeExtreme(np.where(use, values, identity), op, identity, longest=longest)
+    return [rmq.query(lo, b) for lo, b in ranges]
+
+
+def _typed(
+    values: np.ndarray, empty: np.ndarray, c: _Carried, duckdb_type: str, con: duckdb.DuckDBPyConnection
+) -> Any:
+    """A min/max column as the product types it: nullable ints and bools, NaN floats, naive times."""
+    import pandas as pd
+
+    if c.kind == "float":
+        return np.where(empty, np.nan, values)
+    if c.kind == "int":
+        return pd.arrays.IntegerArray(np.where(empty, 0, values), empty)
+    if c.kind == "bool":
+        return pd.arrays.BooleanArray(np.where(empty, 0, values).astype(bool), empty)
+    if c.kind == "time":
+        stamps = np.where(empty, 0, values).astype("datetime64[us]")
+        stamps[empty] = np.datetime64("NaT")
+        return stamps
+    assert c.dictionary is not None
+    table = con.execute(f"SELECT v FROM {c.dictionary} ORDER BY code").fetchnumpy()["v"]
+    picked = np.full(values.size, None, dtype=object)
+    if len(table):
+        picked[~empty] = np.asarray(table, dtype=object)[values[~empty]]
+    return pd.array(picked, dtype="str") if duckdb_type.upper() == "VARCHAR" else picked
+
+
+def _distinct_groups(
+    selected: list[tuple[str, Aggregate, TimeWindow]],
+) -> dict[tuple[str, str | None], list[tuple[str, Aggregate, TimeWindow]]]:
+    groups: dict[tuple[str, str | None], list[tuple[str, Aggregate, TimeWindow]]] = {}
+    for name, a, w in selected:
+        if a.distinct:
+            assert a.input is not None
+            groups.setdefault((a.input, a.flag), []).append((name, a, w))
+    return groups
+
+
+def _distinct_counts(
+    con: duckdb.DuckDBPyConnection,
+    plan: WindowPlan,
+    inp: str,
+    flag: str | None,
+    windows: list[TimeWindow],
+    n: int,
+    labels: str,
+    label_types: Mapping[str, str],
+) -> dict[str, np.ndarray]:
+    """count(DISTINCT inp) FILTER (WHERE flag) per window for every label row, in ROW order."""
+    windows = list(dict.fromkeys(windows))
+    keys = ", ".join(quote(k) for k in plan.entity)
+    where = f" AND {_REL}.{quote(inp)} IS NOT NULL" + (f" AND {_REL}.{quote(flag)}" if flag else "")
+    ev = _events_cte(plan, [f"{_REL}.{quote(inp)} AS __jf_v"], where=where)
+    spans = ", ".join(f"({j}, CAST({w.micros} AS BIGINT))" for j, w in enumerate(windows))
+    gap = "epoch_us({0}) - epoch_us({1}) > w.us"
+    sql = (
+        f"WITH {ev}, __jf_r AS (SELECT {keys}, {EVENT_TS}, lag({EVENT_TS}) OVER o AS __jf_prev, "
+        f"lead({EVENT_TS}) OVER o AS __jf_next FROM {_EV} "
+        f"WINDOW o AS (PARTITION BY {keys}, __jf_v ORDER BY {EVENT_TS}))\n"
+        f"SELECT {_TAG} FROM (\n"
+        f"SELECT {keys}, {EVENT_TS}, 0 AS {_KIND}, -2 - 2 * w.j AS {_TAG} FROM __jf_r, (VALUES {spans}) w(j, us) "
+        f"WHERE __jf_prev IS NULL OR {gap.format(EVENT_TS, '__jf_prev')}\n"
+        f"UNION ALL SELECT {keys}, {EVENT_TS} + to_microseconds(w.us), 0, -3 - 2 * w.j FROM __jf_r, "
+        f"(VALUES {spans}) w(j, us) WHERE __jf_next IS NULL OR {gap.format('__jf_next', EVENT_TS)}\n"
+        f"UNION ALL {_probes(plan, [0], labels, label_types)})\n"
+        f"ORDER BY {keys}, {EVENT_TS}, {_KIND}"
+    )
+    tag = np.asarray(con.execute(sql).fetchnumpy()[_TAG])
+    probe_at = np.flatnonzero(tag >= 0)
+    rows = tag[probe_at]
+    out = {}
+    for j, w in enumerate(windows):
+        weight = (tag == -2 - 2 * j).astype(np.int64) - (tag == -3 - 2 * j)
+        running = np.cumsum(weight)
+        counts = np.zeros(n, dtype=np.int64)
+        counts[rows] = running[probe_at]
+        out[w.text] = counts
+    return out
+
+
+# -- materialization ----------------------------------------------------------------------------
+
+
+def latest_windows_sql(plan: WindowPlan, *, end_literal: str, input_types: Mapping[str, str]) -> str:
+    """Per entity with a row in the longest window before ``end``: every feature at t = end.
+
+    Entities without such a row are left out (all their counts are 0, all else null).
+    ``input_types`` are the relation's column types (``relation_types``).
+    """
+    out_types = plan.output_types(input_types)
+    longest = max(w.micros for w in plan.windows)
+    t = "__jf_t"
+    cols = [quote(k) for k in plan.entity]
+    for name, a, w in plan.features:
+        cond = f"{t} > {end_literal} - to_microseconds({w.micros})"
+        if a.flag:
+            cond += f" AND {quote(a.flag)}"
+        x = quote(a.input) if a.input else "*"
+        if a.distinct:
+            x = f"DISTINCT {x}"
+        elif out_types[name] == "TIMESTAMP" and a.input:
+            x = f"CAST({x} AS TIMESTAMP)"
+        elif out_types[name] == "DOUBLE" and a.input and a.function in ("sum", "min", "max"):
+            x = f"CAST({x} AS DOUBLE)"
+        agg = f"{a.function}({x}) FILTER (WHERE {cond})"
+        if a.function == "sum" and out_types[name] == "BIGINT":
+            agg = f"CAST({agg} AS BIGINT)"
+        cols.append(f"{agg} AS {quote(name)}")
+    keys = ", ".join(quote(k) for k in plan.entity)
+    not_null = "".join(f" AND {quote(k)} IS NOT NULL" for k in plan.entity)
+    return (
+        f"SELECT {', '.join(cols)} FROM (SELECT *, CAST({EVENT_TS} AS TIMESTAMP) AS {t} "
+        f"FROM ({plan.relation_sql})) WHERE {t} <= {end_literal} AND {t} > {end_literal} - "
+        f"to_microseconds({longest}){not_null} GROUP BY {keys}"
+    )

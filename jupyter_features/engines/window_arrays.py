@@ -1,0 +1,317 @@
+"""Array kernels for window aggregates over events sorted by (keys, event time).
+
+Every window of every label is a range [a, b) of that sorted array (the events of the
+label's keys with event time in (t - w, t]), so each aggregate is a range query:
+
+- counts and integer sums: differences of prefix sums (int64; an integer sum wraps like
+  two's complement arithmetic, so a window's sum is exact whenever it fits in int64);
+- float sums: differences of compensated prefix sums (each step's rounding error is
+  recovered exactly by TwoSum and summed apart, so a window's sum keeps about twice the
+  precision of a double whatever came before it in the array);
+- variances: the same over values centered per key, with exact squares (TwoProduct) and
+  the final ``sum(y^2) - sum(y)^2 / n`` in double-double arithmetic, so a large mean with
+  a small spread does not cancel the answer away;
+- min and max: ``RangeExtreme``, prefix/suffix extremes inside fixed blocks plus a sparse
+  table over the blocks' extremes: two or three lookups per range whatever its length.
+
+numpy only; nothing here knows about SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "prefix", "range_sum", "CompensatedPrefix", "float_window_sums", "window_variances",
+    "RangeExtreme", "int_window_sums",
+]  # fmt: skip
+
+_SPLITTER = 134217729.0  # 2**27 + 1, Veltkamp's split of a double into two 26-bit halves
+
+
+def prefix(values: np.ndarray) -> np.ndarray:
+    """[0, v0, v0+v1, ...]: ``out[b] - out[a]`` is the sum of values[a:b]."""
+    out = np.empty(values.size + 1, dtype=np.int64 if values.dtype.kind in "bi" else values.dtype)
+    out[0] = 0
+    np.cumsum(values, out=out[1:])
+    return out
+
+
+def range_sum(pre: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return pre[b] - pre[a]
+
+
+# -- error-free transformations (vectorized) --------------------------------------------------
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c = _SPLITTER * a
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _two_prod(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _dd_norm(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _two_sum(hi, lo)
+
+
+def _dd_sub(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    s, e = _two_sum(a[0], -b[0])
+    return _dd_norm(s, e + (a[1] - b[1]))
+
+
+def _dd_mul(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    p, e = _two_prod(a[0], b[0])
+    return _dd_norm(p, e + (a[0] * b[1] + a[1] * b[0]))
+
+
+def _dd_div(a: tuple[np.ndarray, np.ndarray], n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a / n for doubles n (exact integers here)."""
+    q1 = a[0] / n
+    p, e = _two_prod(q1, n)
+    r = ((a[0] - p) - e) + a[1]
+    return _dd_norm(q1, r / n)
+
+
+# -- sums ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class CompensatedPrefix:
+    """Prefix sums of float64 values as hi + lo: ``hi`` is numpy's running sum, ``lo`` the running
+    sum of each step's exact rounding error."""
+
+    hi: np.ndarray
+    lo: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray, extra_error: np.ndarray | None = None) -> CompensatedPrefix:
+        hi = prefix(values)
+        # step i computed hi[i+1] = fl(hi[i] + values[i]); TwoSum recovers what it rounded away
+        _, err = _two_sum(hi[:-1], values)
+        if extra_error is not None:
+            err += extra_error
+        lo = prefix(err)
+        return cls(hi, lo)
+
+    def window(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The sum over [a, b) as a normalized double-double."""
+        hi, err = _two_sum(self.hi[b], -self.hi[a])
+        return _dd_norm(hi, err + (self.lo[b] - self.lo[a]))
+
+
+def _nonfinite(values: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Values with non-finite ones zeroed, and prefix counts of NaN, +inf and -inf; None if all finite."""
+    finite = np.isfinite(values)
+    if finite[use].all():
+        return None
+    counts = {
+        "nan": prefix(use & np.isnan(values)),
+        "pinf": prefix(use & (values == np.inf)),
+        "ninf": prefix(use & (values == -np.inf)),
+    }
+    return np.where(finite, values, 0.0), counts
+
+
+def _apply_nonfinite(
+    result: np.ndarray, counts: dict[str, np.ndarray], a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    nan, pinf, ninf = (range_sum(counts[k], a, b) for k in ("nan", "pinf", "ninf"))
+    result = np.where(pinf > 0, np.inf, result)
+    result = np.where(ninf > 0, -np.inf, result)
+    return np.where((nan > 0) | ((pinf > 0) & (ninf > 0)), np.nan, result)
+
+
+def float_window_sums(
+    values: np.ndarray, use: np.ndarray, ranges: list[tuple[np.ndarray, np.ndarray]]
+) -> list[np.ndarray]:
+    """Per range [a, b): the sum of values[i] over i in it with use[i] (IEEE rules for inf/NaN)."""
+    special = _nonfinite(values, use)
+    x = np.where(use, values if special is None else special[0], 0.0)
+    pre = CompensatedPrefix.of(x)
+    del x
+    out = []
+    for a, b in ranges:
+        hi, lo = pre.window(a, b)
+        total = hi + lo
+        out.append(total if special is None else _apply_nonfinite(total, special[1], a, b))
+    return out
+
+
+def int_window_sums(
+    values: np.ndarray, use: np.ndarray, ranges: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[list[np.ndarray], bool]:
+    """Per range: the exact int64 sum of the used values, and whether every one fits in int64."""
+    x = np.where(use, values.astype(np.int64, copy=False), 0)
+    pre = prefix(x)
+    magnitude = float(np.abs(x.astype(np.float64)).sum())
+    out = [range_sum(pre, a, b) for a, b in ranges]
+    fits = True
+    if magnitude >= 2.0**62:  # some window could overflow: check each one's magnitude
+        mag = prefix(np.abs(x.astype(np.float64)))
+        fits = all(bool((range_sum(mag, a, b) < 2.0**62).all()) for a, b in ranges)
+    return out, fits
+
+
+def window_variances(
+    values: np.ndarray,
+    use: np.ndarray,
+    segments: np.ndarray,
+    ranges: list[tuple[np.ndarray, np.ndarray]],
+) -> list[np.ndarray]:
+    """Per range: the sample variance of the used values (NaN where fewer than two).
+
+    ``segments`` holds the start index of each key's run of events: values are centered on
+    their key's mean, which changes nothing mathematically and keeps the prefix sums small.
+    """
+    special = _nonfinite(values, use)
+    x = np.where(use, values if special is None else special[0], 0.0)
+    used = use.astype(np.float64)
+    if x.size:
+        sums = np.add.reduceat(x, segments)
+        counts = np.add.reduceat(used, segments)
+        means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+        lengths = np.diff(np.append(segments, x.size))
+        y = np.where(use, x - np.repeat(means, lengths), 0.0)
+    else:
+        y = x
+    count_pre = prefix(use)
+    used_values = x[use]  # a window of equal values has variance 0 exactly, not a rounding residue
+    changes = prefix(used_values[1:] != used_values[:-1])
+    del used_values
+    first = CompensatedPrefix.of(y)
+    sq, sq_err = _two_prod(y, y)
+    second = CompensatedPrefix.of(sq, extra_error=sq_err)
+    del y, sq, sq_err
+    out = []
+    for a, b in ranges:
+        n = range_sum(count_pre, a, b).astype(np.float64)
+        total = first.window(a, b)
+        squares = second.window(a, b)
+        safe_n = np.maximum(n, 1.0)
+        m2 = _dd_sub(squares, _dd_div(_dd_mul(total, total), safe_n))
+        var = np.maximum(m2[0] + m2[1], 0.0) / np.maximum(n - 1.0, 1.0)
+        top = changes.size - 1
+        first_used, end_used = np.minimum(count_pre[a], top), np.minimum(count_pre[b], top + 1)
+        varied = changes[np.maximum(end_used - 1, first_used)] - changes[first_used]
+        var = np.where(n >= 2, np.where(varied > 0, var, 0.0), np.nan)
+        if special is not None:
+            bad = sum(range_sum(special[1][k], a, b) for k in ("nan", "pinf", "ninf"))
+            var = np.where((bad > 0) & (n >= 2), np.nan, var)
+        out.append(var)
+    return out
+
+
+# -- min / max ------------------------------------------------------------------------------------
+
+
+class RangeExtreme:
+    """min or max over index ranges of ``values`` (int64 or float64), answered in O(1) per range.
+
+    The array is cut into blocks of ``block`` values; each position knows the extreme from its
+    block's start (prefix) and to its block's end (suffix), and a sparse table holds the extreme
+    of every run of 2^k whole blocks, up to the longest run a query spans. A range within one
+    block is scanned (at most ``block`` steps, vectorized over the ranges).
+    """
+
+    def __init__(
+        self, values: np.ndarray, op: Any, identity: Any, *, block: int = 32, longest: int = 0
+    ) -> None:
+        self.op, self.identity, self.block = op, identity, block
+        n = values.size
+        blocks = max(-(-n // block), 1)
+        padded = np.full(blocks * block, identity, dtype=values.dtype)
+        padded[:n] = values
+        self.values = padded
+        grid = padded.reshape(blocks, block)
+        self.pre = op.accumulate(grid, axis=1).ravel()
+        self.suf = op.accumulate(grid[:, ::-1], axis=1)[:, ::-1].ravel()
+        table = [self.pre[block - 1 :: block].copy()]
+        span = min(max(longest // block, 1), blocks)
+        while (2 ** len(table)) <= span:
+            prev, half = table[-1], 2 ** (len(table) - 1)
+            table.append(op(prev[:-half], prev[half:]))
+        self.table = table
+
+    def query(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The extreme over [a, b) per range; ``identity`` where the range is empty."""
+        op, B = self.op, self.block
+        out = np.full(a.size, self.identity, dtype=self.values.dtype)
+        last = b - 1
+        first_block, last_block = a // B, last // B
+        nonempty = b > a
+        cross = np.flatnonzero(nonempty & (first_block < last_block))
+        if cross.size:
+            lo, hi = a[cross], last[cross]
+            res = op(self.suf[lo], self.pre[hi])
+            mid_lo, mid_hi = first_block[cross] + 1, last_block[cross] - 1
+            count = mid_hi - mid_lo + 1
+            has_mid = count > 0
+            level = np.zeros(count.size, dtype=np.int64)
+            level[has_mid] = np.frexp(count[has_mid].astype(np.float64))[1] - 1
+            for k in np.unique(level[has_mid]):
+                sel = np.flatnonzero(has_mid & (level == k))
+                if k >= len(self.table):  # longer than announced: fold the table's top level
+                    res[sel] = op(res[sel], self._fold(mid_lo[sel], mid_hi[sel]))
+                    continue
+                t = self.table[k]
+                res[sel] = op(res[sel], op(t[mid_lo[sel]], t[mid_hi[sel] - (1 << int(k)) + 1]))
+            out[cross] = res
+        inside = np.flatnonzero(nonempty & (first_block == last_block))
+        if inside.size:
+            out[inside] = self._scan(a[inside], last[inside])
+        return out
+
+    def _fold(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Extreme of blocks lo..hi (inclusive) with the top table level, step by step."""
+        k = len(self.table) - 1
+        t, step = self.table[k], 1 << k
+        res = np.full(lo.size, self.identity, dtype=self.values.dtype)
+        pos = lo.copy()
+        while True:
+            room = hi - pos + 1
+            active = room >= step
+            if not active.any():
+                break
+            res[active] = self.op(res[active], t[pos[active]])
+            pos[active] += step
+        rest = pos <= hi
+        if rest.any():
+            res[rest] = self.op(res[rest], t[hi[rest] - step + 1])
+        return res
+
+    def _scan(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Extreme of values[lo..hi] (inclusive, inside one block), vectorized over the ranges."""
+        B = self.block
+        res = np.where(lo % B == 0, self.pre[hi], self.suf[lo])  # exact if the range touches an edge
+        todo = np.flatnonzero((lo % B != 0) & (hi % B != B - 1))
+        idx, pos, end = todo, lo[todo].copy(), hi[todo]
+        acc = self.values[pos]
+        while idx.size:
+            pos += 1
+            more = pos <= end
+            if not more.all():
+                res[idx[~more]] = acc[~more]
+                idx, pos, end, acc = idx[more], pos[more], end[more], acc[more]
+            if idx.size:
+                acc = self.op(acc, self.values[pos])
+        return res
