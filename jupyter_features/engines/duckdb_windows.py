@@ -264,9 +264,11 @@ def _sorted_events(
     for c in carried.values():
         column: Any = result.pop(c.name)
         data = np.asarray(np.ma.getdata(column))[is_event]
-        mask = np.ma.getmaskarray(column)[is_event]
-        out.valid[c.name] = ~mask if c.kind != "valid" else data.astype(bool) & ~mask
-        out.values[c.name] = data
+        valid = np.logical_not(np.ma.getmaskarray(column)[is_event])
+        del column
+        if c.kind == "valid":  # the column holds "x IS NOT NULL" itself
+            valid &= data.astype(bool)
+        out.valid[c.name], out.values[c.name] = valid, data
     for f in flags:
         column = result.pop(f)
         out.flags[f] = np.asarray(np.ma.getdata(column))[is_event].astype(bool)
@@ -294,11 +296,12 @@ def _compute(
     def use(a: Aggregate) -> np.ndarray:
         key = ("use", a.input, a.flag)
         if key not in cache:
-            mask = np.ones(events.size, dtype=bool)
-            if a.input is not None:
-                mask = events.valid[carried[a.input].name].copy()
-            if a.flag is not None:
-                mask &= events.flags[a.flag]
+            if a.input is None:
+                mask = events.flags[a.flag] if a.flag else np.ones(events.size, dtype=bool)
+            else:
+                mask = events.valid[carried[a.input].name]
+                if a.flag is not None:
+                    mask = mask & events.flags[a.flag]
             cache[key] = mask
         result: np.ndarray = cache[key]
         return result
@@ -306,8 +309,11 @@ def _compute(
     def counts(a: Aggregate) -> dict[str, np.ndarray]:
         key = ("count", a.input, a.flag)
         if key not in cache:
-            pre = wa.prefix(use(a))
-            cache[key] = {t: wa.range_sum(pre, *r) for t, r in zip(texts, ranges, strict=True)}
+            if a.input is None and a.flag is None:  # every row counts: the range's length
+                cache[key] = {t: b - lo for t, (lo, b) in zip(texts, ranges, strict=True)}
+            else:
+                pre = wa.prefix(use(a))
+                cache[key] = {t: wa.range_sum(pre, *r) for t, r in zip(texts, ranges, strict=True)}
         result: dict[str, np.ndarray] = cache[key]
         return result
 
@@ -381,7 +387,7 @@ def _extremes(
         identity = info.min if a.function == "max" else info.max
     op = np.maximum if a.function == "max" else np.fmin if c.kind == "float" else np.minimum
     longest = max((int((b - lo).max()) if b.size else 0) for lo, b in ranges)
-    rmq = wa.RangeExtreme(np.where(use, values, identity), op, identity, longest=longest)
+    rmq = wa.RangeExtreme(values, op, identity, use=use, longest=longest)
     return [rmq.query(lo, b) for lo, b in ranges]
 
 

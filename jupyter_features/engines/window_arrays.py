@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = [
     "prefix", "range_sum", "CompensatedPrefix", "float_window_sums", "window_variances",
-    "RangeExtreme", "int_window_sums",
+    "RangeExtreme", "int_window_sums", "used_values",
 ]  # fmt: skip
 
 _SPLITTER = 134217729.0  # 2**27 + 1, Veltkamp's split of a double into two 26-bit halves
@@ -95,22 +95,39 @@ def _dd_div(a: tuple[np.ndarray, np.ndarray], n: np.ndarray) -> tuple[np.ndarray
 # -- sums ---------------------------------------------------------------------------------------
 
 
+_CHUNK = 1 << 18  # elementwise work goes in chunks: small temporaries, reused, in cache
+
+
+def used_values(values: np.ndarray, use: np.ndarray, fill: Any, dtype: Any = None) -> np.ndarray:
+    """``values`` where ``use``, else ``fill`` (one allocation, no temporaries)."""
+    out = np.full(values.size, fill, dtype=dtype or values.dtype)
+    np.copyto(out, values, where=use, casting="unsafe")
+    return out
+
+
 @dataclass
 class CompensatedPrefix:
     """Prefix sums of float64 values as hi + lo: ``hi`` is numpy's running sum, ``lo`` the running
-    sum of each step's exact rounding error."""
+    sum of each step's exact rounding error (and of ``extra_error``, values' own low parts)."""
 
     hi: np.ndarray
     lo: np.ndarray
 
     @classmethod
     def of(cls, values: np.ndarray, extra_error: np.ndarray | None = None) -> CompensatedPrefix:
+        n = values.size
         hi = prefix(values)
-        # step i computed hi[i+1] = fl(hi[i] + values[i]); TwoSum recovers what it rounded away
-        _, err = _two_sum(hi[:-1], values)
-        if extra_error is not None:
-            err += extra_error
-        lo = prefix(err)
+        lo = np.empty(n + 1, dtype=np.float64)
+        lo[0] = 0.0
+        err = lo[1:]
+        for i in range(0, n, _CHUNK):
+            j = min(i + _CHUNK, n)
+            # step k computed hi[k+1] = fl(hi[k] + values[k]); TwoSum recovers what it rounded away
+            _, e = _two_sum(hi[i:j], values[i:j])
+            if extra_error is not None:
+                e += extra_error[i:j]
+            err[i:j] = e
+        np.cumsum(err, out=err)
         return cls(hi, lo)
 
     def window(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,17 +136,19 @@ class CompensatedPrefix:
         return _dd_norm(hi, err + (self.lo[b] - self.lo[a]))
 
 
-def _nonfinite(values: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-    """Values with non-finite ones zeroed, and prefix counts of NaN, +inf and -inf; None if all finite."""
-    finite = np.isfinite(values)
-    if finite[use].all():
+def _nonfinite(x: np.ndarray, use: np.ndarray) -> dict[str, np.ndarray] | None:
+    """Prefix counts of the used NaN, +inf and -inf in ``x`` (zeroing them in place); None if none."""
+    bad = ~np.isfinite(x)
+    if not bad.any():
         return None
+    bad &= use
     counts = {
-        "nan": prefix(use & np.isnan(values)),
-        "pinf": prefix(use & (values == np.inf)),
-        "ninf": prefix(use & (values == -np.inf)),
+        "nan": prefix(bad & np.isnan(x)),
+        "pinf": prefix(bad & (x == np.inf)),
+        "ninf": prefix(bad & (x == -np.inf)),
     }
-    return np.where(finite, values, 0.0), counts
+    x[~np.isfinite(x)] = 0.0
+    return counts
 
 
 def _apply_nonfinite(
@@ -145,15 +164,15 @@ def float_window_sums(
     values: np.ndarray, use: np.ndarray, ranges: list[tuple[np.ndarray, np.ndarray]]
 ) -> list[np.ndarray]:
     """Per range [a, b): the sum of values[i] over i in it with use[i] (IEEE rules for inf/NaN)."""
-    special = _nonfinite(values, use)
-    x = np.where(use, values if special is None else special[0], 0.0)
+    x = used_values(values, use, 0.0, np.float64)
+    special = _nonfinite(x, use)
     pre = CompensatedPrefix.of(x)
     del x
     out = []
     for a, b in ranges:
         hi, lo = pre.window(a, b)
         total = hi + lo
-        out.append(total if special is None else _apply_nonfinite(total, special[1], a, b))
+        out.append(total if special is None else _apply_nonfinite(total, special, a, b))
     return out
 
 
@@ -161,13 +180,14 @@ def int_window_sums(
     values: np.ndarray, use: np.ndarray, ranges: list[tuple[np.ndarray, np.ndarray]]
 ) -> tuple[list[np.ndarray], bool]:
     """Per range: the exact int64 sum of the used values, and whether every one fits in int64."""
-    x = np.where(use, values.astype(np.int64, copy=False), 0)
+    x = used_values(values, use, 0, np.int64)
     pre = prefix(x)
-    magnitude = float(np.abs(x.astype(np.float64)).sum())
     out = [range_sum(pre, a, b) for a, b in ranges]
+    del pre
     fits = True
-    if magnitude >= 2.0**62:  # some window could overflow: check each one's magnitude
-        mag = prefix(np.abs(x.astype(np.float64)))
+    magnitude = np.abs(x.astype(np.float64))
+    if float(magnitude.sum()) >= 2.0**62:  # some window could overflow: check each one's magnitude
+        mag = prefix(magnitude)
         fits = all(bool((range_sum(mag, a, b) < 2.0**62).all()) for a, b in ranges)
     return out, fits
 
@@ -183,8 +203,8 @@ def window_variances(
     ``segments`` holds the start index of each key's run of events: values are centered on
     their key's mean, which changes nothing mathematically and keeps the prefix sums small.
     """
-    special = _nonfinite(values, use)
-    x = np.where(use, values if special is None else special[0], 0.0)
+    x = used_values(values, use, 0.0, np.float64)
+    special = _nonfinite(x, use)
     used = use.astype(np.float64)
     if x.size:
         sums = np.add.reduceat(x, segments)
@@ -195,9 +215,9 @@ def window_variances(
     else:
         y = x
     count_pre = prefix(use)
-    used_values = x[use]  # a window of equal values has variance 0 exactly, not a rounding residue
-    changes = prefix(used_values[1:] != used_values[:-1])
-    del used_values
+    kept = x[use]  # a window of equal values has variance 0 exactly, not a rounding residue
+    changes = prefix(kept[1:] != kept[:-1])
+    del kept
     first = CompensatedPrefix.of(y)
     sq, sq_err = _two_prod(y, y)
     second = CompensatedPrefix.of(sq, extra_error=sq_err)
@@ -215,7 +235,7 @@ def window_variances(
         varied = changes[np.maximum(end_used - 1, first_used)] - changes[first_used]
         var = np.where(n >= 2, np.where(varied > 0, var, 0.0), np.nan)
         if special is not None:
-            bad = sum(range_sum(special[1][k], a, b) for k in ("nan", "pinf", "ninf"))
+            bad = sum(range_sum(special[k], a, b) for k in ("nan", "pinf", "ninf"))
             var = np.where((bad > 0) & (n >= 2), np.nan, var)
         out.append(var)
     return out
@@ -225,7 +245,8 @@ def window_variances(
 
 
 class RangeExtreme:
-    """min or max over index ranges of ``values`` (int64 or float64), answered in O(1) per range.
+    """min or max over index ranges of ``values`` (int64 or float64; only where ``use``), answered
+    in O(1) per range.
 
     The array is cut into blocks of ``block`` values; each position knows the extreme from its
     block's start (prefix) and to its block's end (suffix), and a sparse table holds the extreme
@@ -234,17 +255,26 @@ class RangeExtreme:
     """
 
     def __init__(
-        self, values: np.ndarray, op: Any, identity: Any, *, block: int = 32, longest: int = 0
+        self,
+        values: np.ndarray,
+        op: Any,
+        identity: Any,
+        *,
+        use: np.ndarray | None = None,
+        block: int = 32,
+        longest: int = 0,
     ) -> None:
         self.op, self.identity, self.block = op, identity, block
         n = values.size
         blocks = max(-(-n // block), 1)
         padded = np.full(blocks * block, identity, dtype=values.dtype)
-        padded[:n] = values
+        np.copyto(padded[:n], values, where=True if use is None else use)
         self.values = padded
         grid = padded.reshape(blocks, block)
-        self.pre = op.accumulate(grid, axis=1).ravel()
-        self.suf = op.accumulate(grid[:, ::-1], axis=1)[:, ::-1].ravel()
+        self.pre = np.empty_like(padded)
+        self.suf = np.empty_like(padded)
+        op.accumulate(grid, axis=1, out=self.pre.reshape(blocks, block))
+        op.accumulate(grid[:, ::-1], axis=1, out=self.suf.reshape(blocks, block)[:, ::-1])
         table = [self.pre[block - 1 :: block].copy()]
         span = min(max(longest // block, 1), blocks)
         while (2 ** len(table)) <= span:
