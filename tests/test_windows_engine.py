@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from window_oracle import (
     BASE,
@@ -318,3 +318,79 @@ def test_latest_windows_sql_is_the_windows_at_end(tx: pd.DataFrame) -> None:
     con.register(LABELS, _frame(user_id=[1, 2], **{LABEL_TS: [_ts(5), _ts(5)], ROW: [0, 1]}))
     frame = window_features(con, plan)
     assert [tuple(plain(v) for v in row) for row in frame.itertuples(index=False)] == [rows[1], rows[2]]
+
+
+# -- Spark against the same oracle (few examples: Spark is slow on two cores) -----------------
+
+
+@pytest.fixture(scope="module")
+def spark_engine() -> Any:
+    pytest.importorskip("pyspark")
+    import warnings
+
+    from jupyter_features.engines.spark import SparkEngine, default_session
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    session = default_session(
+        "local[2]",
+        {
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "2",
+            "spark.sql.adaptive.enabled": "false",
+        },
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return SparkEngine(session=session)
+
+
+def _check_spark(engine: Any, cases: list[WindowCase], labels: pd.DataFrame) -> None:
+    from jupyter_features.engines.spark_windows import window_features as spark_window_features
+    from jupyter_features.sources import Source
+
+    keys = list(dict.fromkeys(k for c in cases for k in c.entity))
+    frame = pd.DataFrame({k: labels[k].array for k in keys})
+    frame[LABEL_TS] = labels["label_ts"].to_numpy()
+    frame[ROW] = np.arange(len(labels), dtype=np.int64)
+    for case in cases:
+        engine.register_source(Source(name=case.source, kind="dataframe", data=case.frame))
+        plan = window_plan(case.sql, case.entity, "ts", case.windows, owner=f"feature view '{case.name}'")
+        result = spark_window_features(engine, frame, plan)
+        assert list(result.columns) == plan.feature_names and len(result) == len(labels)
+        assert_matches(result, oracle_windows(labels, "label_ts", case))
+
+
+SPARK_SETTINGS = settings(
+    max_examples=6, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)  # fmt: skip
+
+
+@pytest.mark.spark
+@SPARK_SETTINGS
+@given(data=st.data())
+def test_spark_matches_oracle(spark_engine: Any, data: st.DataObject) -> None:
+    single = data.draw(window_cases("by_a", ["a"]))
+    composite = data.draw(window_cases("by_ab", ["a", "b"]))
+    labels = data.draw(window_labels(["a", "b"], [single, composite]))
+    _check_spark(spark_engine, [single, composite], labels)
+
+
+@pytest.mark.spark
+def test_spark_boundaries_and_every_aggregate(spark_engine: Any, tx: pd.DataFrame) -> None:
+    frame = tx.rename(columns={"amount": "v_int", "price": "v_float"}).assign(
+        v_time=[_ts(3), None, _ts(1), _ts(2), _ts(0), _ts(9)], cat=["a", "b", None, "a", "c", "b"]
+    )
+    aggregates = [
+        Agg(f, arg, distinct, flt, f"a{i}")
+        for i, (f, arg, distinct, flt) in enumerate(
+            [("count", None, False, None), ("count", "cat", True, None), ("sum", "v_int", False, "v_int > 0"),
+             ("avg", "v_float", False, None), ("min", "v_time", False, None), ("max", "cat", False, None),
+             ("var_samp", "v_float", False, None), ("stddev", "v_int", False, "cat = 'a'")]
+        )
+    ]  # fmt: skip
+    case = WindowCase("v", frame, ["user_id"], aggregates, ["1h", "1d"])
+    labels = _frame(
+        user_id=pd.array([1, 1, 1, 2, 3, None, 1], dtype="Int64"),
+        label_ts=[_ts(1), _ts(2), _ts(5.5), _ts(1), _ts(1), _ts(1), pd.NaT],
+    )
+    _check_spark(spark_engine, [case], labels)
