@@ -25,6 +25,7 @@ from window_oracle import (
     window_labels,
 )
 
+from jupyter_features.engines import window_arrays as wa
 from jupyter_features.engines.duckdb_windows import latest_windows_sql, relation_types, window_features
 from jupyter_features.errors import FeaturesError, FeatureViewError, LabelFrameError, UnsafeSQLError
 from jupyter_features.pit import LABEL_TS, LABELS, ROW
@@ -110,6 +111,36 @@ def test_output_types_refuse_sums_of_text() -> None:
     plan = _plan("SELECT user_id, sum(name) AS s FROM t GROUP BY user_id")
     with pytest.raises(FeatureViewError, match=r"needs a number.*CAST\(name AS DOUBLE\)"):
         plan.output_types({"__jf_x0": "VARCHAR"})
+
+
+# -- the array kernels -------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.integers(-50, 50), min_size=0, max_size=200),
+    data=st.data(),
+    block=st.sampled_from([1, 2, 4, 8]),
+    announced=st.integers(0, 64),
+)
+def test_range_extreme_matches_brute_force(
+    values: list[int], data: st.DataObject, block: int, announced: int
+) -> None:
+    """Every path: inside a block, across blocks, across runs longer than the table announced."""
+    arr = np.array(values, dtype=np.int64)
+    n = arr.size
+    use = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    pairs = data.draw(st.lists(st.tuples(st.integers(0, n), st.integers(0, n)), max_size=30))
+    a = np.array([min(p) for p in pairs], dtype=np.int64)
+    b = np.array([max(p) for p in pairs], dtype=np.int64)
+    lo = np.iinfo(np.int64).min
+    rmq = wa.RangeExtreme(arr, np.maximum, lo, use=use, block=block, longest=announced)
+    expected = [
+        max([v for v, u in zip(values[x:y], use[x:y], strict=True) if u], default=lo)
+        for x, y in zip(a.tolist(), b.tolist(), strict=True)
+    ]
+    assert rmq.query(a, b).tolist() == expected
+    assert wa.range_extremes(arr, use, np.maximum, lo, [(a, b)])[0].tolist() == expected
 
 
 # -- DuckDB against the oracle ------------------------------------------------------------------

@@ -386,9 +386,7 @@ def _extremes(
         info = np.iinfo(np.int64)
         identity = info.min if a.function == "max" else info.max
     op = np.maximum if a.function == "max" else np.fmin if c.kind == "float" else np.minimum
-    longest = max((int((b - lo).max()) if b.size else 0) for lo, b in ranges)
-    rmq = wa.RangeExtreme(values, op, identity, use=use, longest=longest)
-    return [rmq.query(lo, b) for lo, b in ranges]
+    return wa.range_extremes(values, use, op, identity, ranges)
 
 
 def _typed(

@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = [
     "prefix", "range_sum", "CompensatedPrefix", "float_window_sums", "window_variances",
-    "RangeExtreme", "int_window_sums", "used_values",
+    "RangeExtreme", "range_extremes", "int_window_sums", "used_values",
 ]  # fmt: skip
 
 _SPLITTER = 134217729.0  # 2**27 + 1, Veltkamp's split of a double into two 26-bit halves
@@ -242,6 +242,47 @@ def window_variances(
 
 
 # -- min / max ------------------------------------------------------------------------------------
+
+
+def range_extremes(
+    values: np.ndarray, use: np.ndarray, op: Any, identity: Any, ranges: list[tuple[np.ndarray, np.ndarray]]
+) -> list[np.ndarray]:
+    """min or max (``op``) of the used values per range; ``identity`` where none.
+
+    Short ranges in total (sparse data) are scanned directly; otherwise a ``RangeExtreme`` is
+    built once and answers every range in O(1).
+    """
+    rmq: RangeExtreme | None = None
+    out = []
+    for a, b in ranges:
+        lengths = b - a
+        if not lengths.size or (int(lengths.sum()) <= values.size // 4 and int(lengths.max()) <= 256):
+            out.append(_scan_ranges(values, use, op, identity, a, b))
+            continue
+        if rmq is None:
+            longest = max(int((hi - lo).max()) for lo, hi in ranges)
+            rmq = RangeExtreme(values, op, identity, use=use, longest=longest)
+        out.append(rmq.query(a, b))
+    return out
+
+
+def _scan_ranges(
+    values: np.ndarray, use: np.ndarray, op: Any, identity: Any, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """Fold ``op`` over each range, one step for all ranges at a time (as long as the longest)."""
+    out = np.full(a.size, identity, dtype=values.dtype)
+    idx = np.flatnonzero(b > a)
+    pos, end = a[idx], b[idx]
+    acc = np.full(idx.size, identity, dtype=values.dtype)
+    while idx.size:
+        acc = op(acc, np.where(use[pos], values[pos], identity))
+        pos = pos + 1
+        done = pos >= end
+        if done.any():
+            out[idx[done]] = acc[done]
+            more = ~done
+            idx, pos, end, acc = idx[more], pos[more], end[more], acc[more]
+    return out
 
 
 class RangeExtreme:
