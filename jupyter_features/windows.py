@@ -139,7 +139,7 @@ def value_class(duckdb_type: str) -> str:
         ("DECIMAL", "NUMERIC")
     ):
         return "float"
-    if t.startswith(("TIMESTAMP", "DATE")) and t != "DATETIME_INTERVAL":
+    if t.startswith(("TIMESTAMP", "DATE")):
         return "time"
     if t in ("BOOLEAN", "BOOL"):
         return "bool"

@@ -425,3 +425,14 @@ def test_spark_boundaries_and_every_aggregate(spark_engine: Any, tx: pd.DataFram
         label_ts=[_ts(1), _ts(2), _ts(5.5), _ts(1), _ts(1), _ts(1), pd.NaT],
     )
     _check_spark(spark_engine, [case], labels)
+
+
+def test_nanosecond_label_times_are_not_rounded_into_the_future() -> None:
+    con = duckdb.connect()
+    con.register("ev", _frame(k=[1], ts=[_ts(0)]))
+    ns = pd.Series([_ts(0), _ts(0), _ts(1)]).astype("datetime64[ns]") + pd.to_timedelta(
+        [-1, 999, 999], unit="ns"
+    )
+    con.register(LABELS, pd.DataFrame({"k": [1, 1, 1], LABEL_TS: ns, ROW: [0, 1, 2]}))
+    plan = window_plan("SELECT k, count(*) AS n FROM ev GROUP BY k", "k", "ts", ["1h"], owner=OWNER)
+    assert window_features(con, plan)["n_1h"].tolist() == [0, 1, 0]

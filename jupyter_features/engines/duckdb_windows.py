@@ -92,7 +92,7 @@ def window_features(
         raise EngineError(f"{plan.owner}: {len(selected)} features but {len(names)} output names")
     types = relation_types(con, plan)
     out_types = plan.output_types(types)
-    label_types = _label_types(con, labels, plan)
+    label_types = _label_types(con, labels, plan, types)
     count = con.execute(f"SELECT count(*) FROM {labels}").fetchone()
     n = int(count[0]) if count else 0
     windows = list(dict.fromkeys(w for _, _, w in selected))
@@ -134,10 +134,12 @@ def _numeric(t: str) -> bool:
     return value_class(t) in ("int", "float")
 
 
-def _label_types(con: duckdb.DuckDBPyConnection, labels: str, plan: WindowPlan) -> dict[str, str]:
+def _label_types(
+    con: duckdb.DuckDBPyConnection, labels: str, plan: WindowPlan, view_types: Mapping[str, str]
+) -> dict[str, str]:
+    """The label table's column types, once its keys are known to meet the view's."""
     rel = con.sql(f"SELECT * FROM {labels} LIMIT 0")
     label_types = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
-    view_types = relation_types(con, plan)
     for k in plan.entity:
         lt, vt = label_types.get(k), view_types.get(k, "")
         if lt is None:
@@ -153,7 +155,8 @@ def _probe_time(label_types: Mapping[str, str]) -> str:
     """The label time as a TIMESTAMP (microseconds, floored: an event at t + 0.5us is after t)."""
     t = f"l.{LABEL_TS}"
     if label_types.get(LABEL_TS, "").upper() == "TIMESTAMP_NS":
-        return f"make_timestamp(CAST(floor(epoch_ns({t}) / 1000) AS BIGINT))"
+        ns = f"epoch_ns({t})"
+        return f"make_timestamp(({ns} - (({ns} % 1000) + 1000) % 1000) // 1000)"
     return f"CAST({t} AS TIMESTAMP)"
 
 
