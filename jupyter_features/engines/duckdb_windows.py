@@ -35,7 +35,7 @@ __all__ = ["window_features", "latest_windows_sql", "relation_types"]
 _REL = "__jf_rel"
 _EV = "__jf_ev"
 _TAG = "__jf_tag"
-_KIND = "__jf_kind"
+_ORDER = "__jf_o"  # 2 * time in microseconds, + 1 on probes: rows before probes at equal times
 _SEG = "__jf_seg"
 
 
@@ -205,7 +205,7 @@ def _probes(
     values = ", ".join(f"({j}, CAST({us} AS BIGINT))" for j, us in enumerate(offsets))
     not_null = " AND ".join(f"l.{x} IS NOT NULL" for x in [LABEL_TS, *map(quote, plan.entity)])
     return (
-        f"SELECT {keys}, {_probe_time(label_types)} - to_microseconds(w.us) AS {EVENT_TS}, 1 AS {_KIND}, "
+        f"SELECT {keys}, (epoch_us({_probe_time(label_types)}) - w.us) * 2 + 1 AS {_ORDER}, "
         f"l.{ROW} * {len(offsets)} + w.j AS {_TAG}{extra} FROM {labels} l, (VALUES {values}) w(j, us) "
         f"WHERE {not_null}"
     )
@@ -245,12 +245,14 @@ def _sorted_events(
     keys = ", ".join(quote(k) for k in plan.entity)
     extra = "".join(f", NULL AS {p}" for p in payload)
     probes = _probes(plan, [0] + [w.micros for w in windows], labels, label_types, extra)
-    events = ", ".join([keys, EVENT_TS, f"0 AS {_KIND}", f"CAST(-1 AS BIGINT) AS {_TAG}", *payload])
+    events = ", ".join(
+        [keys, f"epoch_us({EVENT_TS}) * 2 AS {_ORDER}", f"CAST(-1 AS BIGINT) AS {_TAG}", *payload]
+    )
     sql = (
         f"WITH {_events_cte(plan, event_cols, joins)}\n"
         f"SELECT {', '.join([_TAG, *payload])} FROM (SELECT {events} FROM {_EV}\n"
         f"UNION ALL {probes})\n"
-        f"ORDER BY {keys}, {EVENT_TS}, {_KIND}"
+        f"ORDER BY {keys}, {_ORDER}"
     )
     result = con.execute(sql).fetchnumpy()
     tag = np.asarray(result.pop(_TAG))
@@ -312,7 +314,7 @@ def _compute(
     def counts(a: Aggregate) -> dict[str, np.ndarray]:
         key = ("count", a.input, a.flag)
         if key not in cache:
-            if a.input is None and a.flag is None:  # every row counts: the range's length
+            if (a.input is None and a.flag is None) or use(a).all():  # every row counts: the range's length
                 cache[key] = {t: b - lo for t, (lo, b) in zip(texts, ranges, strict=True)}
             else:
                 pre = wa.prefix(use(a))
@@ -449,12 +451,13 @@ def _distinct_counts(
         f"lead({EVENT_TS}) OVER o AS __jf_next FROM {_EV} "
         f"WINDOW o AS (PARTITION BY {keys}, __jf_v ORDER BY {EVENT_TS}))\n"
         f"SELECT {_TAG} FROM (\n"
-        f"SELECT {keys}, {EVENT_TS}, 0 AS {_KIND}, -2 - 2 * w.j AS {_TAG} FROM __jf_r, (VALUES {spans}) w(j, us) "
+        f"SELECT {keys}, epoch_us({EVENT_TS}) * 2 AS {_ORDER}, -2 - 2 * w.j AS {_TAG} "
+        f"FROM __jf_r, (VALUES {spans}) w(j, us) "
         f"WHERE __jf_prev IS NULL OR {gap.format(EVENT_TS, '__jf_prev')}\n"
-        f"UNION ALL SELECT {keys}, {EVENT_TS} + to_microseconds(w.us), 0, -3 - 2 * w.j FROM __jf_r, "
+        f"UNION ALL SELECT {keys}, (epoch_us({EVENT_TS}) + w.us) * 2, -3 - 2 * w.j FROM __jf_r, "
         f"(VALUES {spans}) w(j, us) WHERE __jf_next IS NULL OR {gap.format('__jf_next', EVENT_TS)}\n"
         f"UNION ALL {_probes(plan, [0], labels, label_types)})\n"
-        f"ORDER BY {keys}, {EVENT_TS}, {_KIND}"
+        f"ORDER BY {keys}, {_ORDER}"
     )
     tag = np.asarray(con.execute(sql).fetchnumpy()[_TAG])
     probe_at = np.flatnonzero(tag >= 0)
