@@ -27,7 +27,13 @@ from window_oracle import (
 
 from jupyter_features.engines import window_arrays as wa
 from jupyter_features.engines.duckdb_windows import latest_windows_sql, relation_types, window_features
-from jupyter_features.errors import FeaturesError, FeatureViewError, LabelFrameError, UnsafeSQLError
+from jupyter_features.errors import (
+    EngineError,
+    FeaturesError,
+    FeatureViewError,
+    LabelFrameError,
+    UnsafeSQLError,
+)
 from jupyter_features.pit import LABEL_TS, LABELS, ROW
 from jupyter_features.windows import window_plan
 
@@ -436,3 +442,44 @@ def test_nanosecond_label_times_are_not_rounded_into_the_future() -> None:
     con.register(LABELS, pd.DataFrame({"k": [1, 1, 1], LABEL_TS: ns, ROW: [0, 1, 2]}))
     plan = window_plan("SELECT k, count(*) AS n FROM ev GROUP BY k", "k", "ts", ["1h"], owner=OWNER)
     assert window_features(con, plan)["n_1h"].tolist() == [0, 1, 0]
+
+
+def test_long_history_with_a_large_mean_stays_exact() -> None:
+    """Thousands of rows per key before the window, values near 1e6 that step by 50 every ten
+    days, a spread of 1e-3 inside a window: sums, means and variances against exact arithmetic."""
+    rng = np.random.default_rng(7)
+    n = 6000
+    hours = np.sort(rng.integers(0, 24 * 200, n))
+    values = 1e6 + (hours // 240) * 50.0 + np.round(rng.normal(0, 1e-3, n), 6)  # a new level every 10 days
+    con = duckdb.connect()
+    con.register("ev", _frame(k=rng.integers(0, 2, n), ts=[_ts(int(h)) for h in hours], x=values))
+    at = np.sort(rng.choice(hours, 25)) + 1
+    con.register(
+        LABELS, _frame(k=[i % 2 for i in range(25)], **{LABEL_TS: [_ts(int(h)) for h in at], ROW: range(25)})
+    )
+    plan = window_plan(
+        "SELECT k, sum(x) AS s, avg(x) AS m, var_samp(x) AS v FROM ev GROUP BY k",
+        "k",
+        "ts",
+        ["12h", "3d"],
+        owner=OWNER,
+    )
+    out = window_features(con, plan)
+    events = con.execute("SELECT k, ts, x FROM ev").fetchall()
+    for i, h in enumerate(at):
+        for w, span in (("12h", 12), ("3d", 72)):
+            xs = [Fraction(x) for k, ts, x in events if k == i % 2 and _ts(int(h) - span) < ts <= _ts(int(h))]
+            if len(xs) < 2:
+                continue
+            assert out[f"s_{w}"][i] == pytest.approx(float(sum(xs)), rel=1e-12)
+            assert out[f"m_{w}"][i] == pytest.approx(float(sum(xs) / len(xs)), rel=1e-12)
+            assert out[f"v_{w}"][i] == pytest.approx(float(statistics.variance(xs)), rel=1e-9)
+
+
+def test_integer_sums_that_may_overflow_are_refused() -> None:
+    con = duckdb.connect()
+    con.register("ev", _frame(k=[1, 1], ts=[_ts(0), _ts(0)], x=[2**62, 2**62]))
+    con.register(LABELS, _frame(k=[1], **{LABEL_TS: [_ts(0)], ROW: [0]}))
+    plan = window_plan("SELECT k, sum(x) AS s FROM ev GROUP BY k", "k", "ts", ["1h"], owner=OWNER)
+    with pytest.raises(EngineError, match=r"sum\(CAST\(x AS DOUBLE\)\)"):
+        window_features(con, plan)
