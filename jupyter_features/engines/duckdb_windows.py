@@ -35,6 +35,8 @@ __all__ = ["window_features", "latest_windows_sql", "relation_types"]
 _REL = "__jf_rel"
 _EV = "__jf_ev"
 _TAG = "__jf_tag"
+_ZEROS = {"int": "CAST(0 AS BIGINT)", "bool": "CAST(0 AS BIGINT)", "float": "CAST(0 AS DOUBLE)",
+          "time": "CAST(0 AS BIGINT)", "other": "CAST(0 AS BIGINT)", "valid": "FALSE"}  # fmt: skip
 _ORDER = "__jf_o"  # 2 * time in microseconds, + 1 on probes: rows before probes at equal times
 _SEG = "__jf_seg"
 
@@ -63,7 +65,7 @@ class _Events:
     """The sorted rows' arrays and every label's range per window."""
 
     values: dict[str, np.ndarray] = field(default_factory=dict)  # carried column → values
-    valid: dict[str, np.ndarray] = field(default_factory=dict)  # carried column → non-null
+    valid: dict[str, np.ndarray | None] = field(default_factory=dict)  # carried column → non-null (None: all)
     flags: dict[str, np.ndarray] = field(default_factory=dict)
     segments: np.ndarray | None = None  # start of each key's run
     ranges: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # window text → (a, b)
@@ -101,7 +103,7 @@ def window_features(
     carried = _carried([a for _, a, _ in plain], types)
     try:
         if plain:
-            events = _sorted_events(con, plan, carried, windows, n, labels, label_types, selected)
+            events = _sorted_events(con, plan, carried, windows, n, labels, label_types, selected, types)
             columns.update(_compute(plain, events, carried, out_types, con))
         for (inp, flag), group in _distinct_groups(selected).items():
             counts = _distinct_counts(con, plan, inp, flag, [w for _, _, w in group], n, labels, label_types)
@@ -211,6 +213,45 @@ def _probes(
     )
 
 
+def _scope(
+    con: duckdb.DuckDBPyConnection,
+    plan: WindowPlan,
+    labels: str,
+    label_types: Mapping[str, str],
+    types: Mapping[str, str],
+    longest: int,
+) -> tuple[str, str]:
+    """The sort order of rows and probes, and a filter keeping only rows some window can hold.
+
+    Rows after the last label time, or a longest window before the first, are dropped, as are
+    rows whose (integer) key is outside the labels' keys. When one integer key and the times
+    then fit in 62 bits, the order is that one BIGINT: DuckDB sorts it much faster than two
+    columns.
+    """
+    t = f"epoch_us({_probe_time(label_types)})"
+    key = plan.entity[0]
+    packable = len(plan.entity) == 1 and value_class(types[key]) == value_class(label_types[key]) == "int"
+    bounds = [f"min({t})", f"max({t})"] + (
+        [f"min(l.{quote(key)})", f"max(l.{quote(key)})"] if packable else []
+    )
+    not_null = " AND ".join(f"l.{x} IS NOT NULL" for x in [LABEL_TS, *map(quote, plan.entity)])
+    row = con.execute(f"SELECT {', '.join(bounds)} FROM {labels} l WHERE {not_null}").fetchone()
+    keys = ", ".join(quote(k) for k in plan.entity)
+    if row is None or row[0] is None:  # no label row can hold anything
+        return f"{keys}, {_ORDER}", " AND FALSE"
+    lo, hi = int(row[0]) - longest, int(row[1])
+    event_us = f"epoch_us(CAST({_REL}.{EVENT_TS} AS TIMESTAMP))"
+    where = f" AND {event_us} > {lo} AND {event_us} <= {hi}"
+    if not packable:
+        return f"{keys}, {_ORDER}", where
+    kmin, kmax = int(row[2]), int(row[3])
+    where += f" AND {_REL}.{quote(key)} BETWEEN {kmin} AND {kmax}"
+    time_bits = (2 * (hi - lo) + 2).bit_length()  # the order column runs over (2 lo, 2 hi + 1]
+    if (kmax - kmin).bit_length() + time_bits > 62:
+        return f"{keys}, {_ORDER}", where
+    return f"((CAST({quote(key)} AS BIGINT) - {kmin}) << {time_bits}) | ({_ORDER} - {2 * lo})", where
+
+
 def _sorted_events(
     con: duckdb.DuckDBPyConnection,
     plan: WindowPlan,
@@ -220,6 +261,7 @@ def _sorted_events(
     labels: str,
     label_types: Mapping[str, str],
     selected: list[tuple[str, Aggregate, TimeWindow]],
+    types: Mapping[str, str],
 ) -> _Events:
     for c in carried.values():
         if c.dictionary:
@@ -243,16 +285,20 @@ def _sorted_events(
         if c.dictionary
     )
     keys = ", ".join(quote(k) for k in plan.entity)
-    extra = "".join(f", NULL AS {p}" for p in payload)
+    # probes carry zeros, not nulls: a column of the view without nulls then comes back unmasked
+    zeros = {c.name: _ZEROS[c.kind] for c in carried.values()} | {quote(f): "FALSE" for f in flags}
+    zeros[_SEG] = "CAST(0 AS UBIGINT)"
+    extra = "".join(f", {zeros[p]} AS {p}" for p in payload)
     probes = _probes(plan, [0] + [w.micros for w in windows], labels, label_types, extra)
     events = ", ".join(
         [keys, f"epoch_us({EVENT_TS}) * 2 AS {_ORDER}", f"CAST(-1 AS BIGINT) AS {_TAG}", *payload]
     )
+    order, scope = _scope(con, plan, labels, label_types, types, max(w.micros for w in windows))
     sql = (
-        f"WITH {_events_cte(plan, event_cols, joins)}\n"
+        f"WITH {_events_cte(plan, event_cols, joins, scope)}\n"
         f"SELECT {', '.join([_TAG, *payload])} FROM (SELECT {events} FROM {_EV}\n"
         f"UNION ALL {probes})\n"
-        f"ORDER BY {keys}, {_ORDER}"
+        f"ORDER BY {order}"
     )
     result = con.execute(sql).fetchnumpy()
     tag = np.asarray(result.pop(_TAG))
@@ -269,10 +315,11 @@ def _sorted_events(
     for c in carried.values():
         column: Any = result.pop(c.name)
         data = np.asarray(np.ma.getdata(column))[is_event]
-        valid = np.logical_not(np.ma.getmaskarray(column)[is_event])
-        del column
+        mask = np.ma.getmask(column)
+        valid = None if mask is np.ma.nomask else np.logical_not(mask[is_event])
+        del column, mask
         if c.kind == "valid":  # the column holds "x IS NOT NULL" itself
-            valid &= data.astype(bool)
+            valid = data.astype(bool)
         out.valid[c.name], out.values[c.name] = valid, data
     for f in flags:
         column = result.pop(f)
@@ -298,23 +345,27 @@ def _compute(
     texts = list(dict.fromkeys(w.text for _, _, w in plain))
     ranges = [events.ranges[t] for t in texts]
 
+    def every(a: Aggregate) -> bool:
+        """Whether every row passes: no filter, and no null in the input."""
+        return a.flag is None and (a.input is None or events.valid[carried[a.input].name] is None)
+
     def use(a: Aggregate) -> np.ndarray:
         key = ("use", a.input, a.flag)
         if key not in cache:
-            if a.input is None:
-                mask = events.flags[a.flag] if a.flag else np.ones(events.size, dtype=bool)
+            valid = events.valid[carried[a.input].name] if a.input is not None else None
+            flag = events.flags[a.flag] if a.flag is not None else None
+            if valid is None or flag is None:
+                mask = valid if flag is None else flag
+                cache[key] = np.ones(events.size, dtype=bool) if mask is None else mask
             else:
-                mask = events.valid[carried[a.input].name]
-                if a.flag is not None:
-                    mask = mask & events.flags[a.flag]
-            cache[key] = mask
+                cache[key] = valid & flag
         result: np.ndarray = cache[key]
         return result
 
     def counts(a: Aggregate) -> dict[str, np.ndarray]:
         key = ("count", a.input, a.flag)
         if key not in cache:
-            if (a.input is None and a.flag is None) or use(a).all():  # every row counts: the range's length
+            if every(a):  # every row counts: the range's length
                 cache[key] = {t: b - lo for t, (lo, b) in zip(texts, ranges, strict=True)}
             else:
                 pre = wa.prefix(use(a))

@@ -130,10 +130,24 @@ class CompensatedPrefix:
         np.cumsum(err, out=err)
         return cls(hi, lo)
 
-    def window(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The sum over [a, b) as a normalized double-double."""
-        hi, err = _two_sum(self.hi[b], -self.hi[a])
-        return _dd_norm(hi, err + (self.lo[b] - self.lo[a]))
+    def at(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.hi[p], self.lo[p]
+
+    def window(
+        self, a: np.ndarray, b: np.ndarray, at_b: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The sum over [a, b) as a normalized double-double (``at_b``: ``at(b)`` if known)."""
+        hi_b, lo_b = self.at(b) if at_b is None else at_b
+        hi, err = _two_sum(hi_b, -self.hi[a])
+        return _dd_norm(hi, err + (lo_b - self.lo[a]))
+
+
+def _ends(
+    pre: CompensatedPrefix, ranges: list[tuple[np.ndarray, np.ndarray]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``pre.at(b)`` per range, gathered once for ranges sharing their ends (every window of a label)."""
+    seen: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    return [seen.setdefault(id(b), pre.at(b)) for _, b in ranges]
 
 
 def _nonfinite(x: np.ndarray, use: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -172,8 +186,8 @@ def float_window_sums(
     pre = CompensatedPrefix.of(x)
     del x
     out = []
-    for a, b in ranges:
-        hi, lo = pre.window(a, b)
+    for (a, b), at_b in zip(ranges, _ends(pre, ranges), strict=True):
+        hi, lo = pre.window(a, b, at_b)
         total = hi + lo
         out.append(total if special is None else _apply_nonfinite(total, special, a, b))
     return out
@@ -226,10 +240,11 @@ def window_variances(
     second = CompensatedPrefix.of(sq, extra_error=sq_err)
     del y, sq, sq_err
     out = []
-    for a, b in ranges:
+    ends = zip(_ends(first, ranges), _ends(second, ranges), strict=True)
+    for (a, b), (first_b, second_b) in zip(ranges, ends, strict=True):
         n = range_sum(count_pre, a, b).astype(np.float64)
-        total = first.window(a, b)
-        squares = second.window(a, b)
+        total = first.window(a, b, first_b)
+        squares = second.window(a, b, second_b)
         safe_n = np.maximum(n, 1.0)
         m2 = _dd_sub(squares, _dd_div(_dd_mul(total, total), safe_n))
         var = np.maximum(m2[0] + m2[1], 0.0) / np.maximum(n - 1.0, 1.0)
@@ -255,17 +270,19 @@ def range_extremes(
     Short ranges in total (sparse data) are scanned directly; otherwise a ``RangeExtreme`` is
     built once and answers every range in O(1).
     """
-    rmq: RangeExtreme | None = None
+    # A scan costs about its ranges' total length; the structure about 2.5 steps per value to
+    # build and 3 per range to query. Build it when a window's scan would cost more than that.
+    lengths = [(int((b - a).sum()), int((b - a).max())) if a.size else (0, 0) for a, b in ranges]
+    build = any(total > values.size * 3 // 4 or longest > 256 for total, longest in lengths)
+    rmq = None
+    if build:
+        rmq = RangeExtreme(values, op, identity, use=use)
     out = []
-    for a, b in ranges:
-        lengths = b - a
-        if not lengths.size or (int(lengths.sum()) <= values.size // 4 and int(lengths.max()) <= 256):
+    for (a, b), (total, longest) in zip(ranges, lengths, strict=True):
+        if rmq is not None and (total > 3 * a.size or longest > 256):
+            out.append(rmq.query(a, b))
+        else:
             out.append(_scan_ranges(values, use, op, identity, a, b))
-            continue
-        if rmq is None:
-            longest = max(int((hi - lo).max()) for lo, hi in ranges)
-            rmq = RangeExtreme(values, op, identity, use=use, longest=longest)
-        out.append(rmq.query(a, b))
     return out
 
 
@@ -294,37 +311,38 @@ class RangeExtreme:
 
     The array is cut into blocks of ``block`` values; each position knows the extreme from its
     block's start (prefix) and to its block's end (suffix), and a sparse table holds the extreme
-    of every run of 2^k whole blocks, up to the longest run a query spans. A range within one
+    of every run of 2^k whole blocks, grown to the longest run a query spans. A range within one
     block is scanned (at most ``block`` steps, vectorized over the ranges).
     """
 
     def __init__(
-        self,
-        values: np.ndarray,
-        op: Any,
-        identity: Any,
-        *,
-        use: np.ndarray | None = None,
-        block: int = 32,
-        longest: int = 0,
+        self, values: np.ndarray, op: Any, identity: Any, *, use: np.ndarray | None = None, block: int = 32
     ) -> None:
         self.op, self.identity, self.block = op, identity, block
+        if use is not None and not use.all():
+            values = used_values(values, use, identity)
         n = values.size
-        blocks = max(-(-n // block), 1)
-        padded = np.full(blocks * block, identity, dtype=values.dtype)
-        np.copyto(padded[:n], values, where=True if use is None else use)
-        self.values = padded
-        grid = padded.reshape(blocks, block)
-        self.pre = np.empty_like(padded)
-        self.suf = np.empty_like(padded)
-        op.accumulate(grid, axis=1, out=self.pre.reshape(blocks, block))
-        op.accumulate(grid[:, ::-1], axis=1, out=self.suf.reshape(blocks, block)[:, ::-1])
-        table = [self.pre[block - 1 :: block].copy()]
-        span = min(max(longest // block, 1), blocks)
-        while (2 ** len(table)) <= span:
-            prev, half = table[-1], 2 ** (len(table) - 1)
-            table.append(op(prev[:-half], prev[half:]))
-        self.table = table
+        self.values = values
+        self.pre, self.suf = np.empty_like(values), np.empty_like(values)
+        whole = n - n % block
+        grid = values[:whole].reshape(-1, block)
+        op.accumulate(grid, axis=1, out=self.pre[:whole].reshape(-1, block))
+        op.accumulate(grid[:, ::-1], axis=1, out=self.suf[:whole].reshape(-1, block)[:, ::-1])
+        if whole < n:  # the last, shorter block
+            op.accumulate(values[whole:], out=self.pre[whole:])
+            op.accumulate(values[whole:][::-1], out=self.suf[whole:][::-1])
+        # row k: the extreme of blocks i .. i + 2^k - 1 (identity past the end)
+        ends = np.minimum(np.arange(block - 1, n + block - 1, block), n - 1) if n else np.zeros(0, np.int64)
+        self.table = self.pre[ends][np.newaxis, :] if n else np.full((1, 1), identity, dtype=values.dtype)
+
+    def _grow(self, level: int) -> None:
+        rows = list(self.table)
+        while len(rows) <= level:
+            prev, half = rows[-1], 1 << (len(rows) - 1)
+            row = np.full_like(prev, self.identity)
+            row[: max(prev.size - half, 0)] = self.op(prev[:-half], prev[half:]) if prev.size > half else []
+            rows.append(row)
+        self.table = np.stack(rows)
 
     def query(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """The extreme over [a, b) per range; ``identity`` where the range is empty."""
@@ -336,42 +354,20 @@ class RangeExtreme:
         cross = np.flatnonzero(nonempty & (first_block < last_block))
         if cross.size:
             lo, hi = a[cross], last[cross]
+            fb, lb = first_block[cross], last_block[cross]
+            between = lb - fb - 1  # whole blocks strictly inside the range
+            level = np.frexp(np.maximum(between, 1).astype(np.float64))[1] - 1
+            top = int(level.max())
+            if top >= self.table.shape[0]:
+                self._grow(top)
+            # two runs of 2^level blocks cover the blocks between; gathers stay in bounds when none
+            mid = op(self.table[level, fb + 1], self.table[level, lb - (1 << level)])
             res = op(self.suf[lo], self.pre[hi])
-            mid_lo, mid_hi = first_block[cross] + 1, last_block[cross] - 1
-            count = mid_hi - mid_lo + 1
-            has_mid = count > 0
-            level = np.zeros(count.size, dtype=np.int64)
-            level[has_mid] = np.frexp(count[has_mid].astype(np.float64))[1] - 1
-            for k in np.unique(level[has_mid]):
-                sel = np.flatnonzero(has_mid & (level == k))
-                if k >= len(self.table):  # longer than announced: fold the table's top level
-                    res[sel] = op(res[sel], self._fold(mid_lo[sel], mid_hi[sel]))
-                    continue
-                t = self.table[k]
-                res[sel] = op(res[sel], op(t[mid_lo[sel]], t[mid_hi[sel] - (1 << int(k)) + 1]))
-            out[cross] = res
+            out[cross] = np.where(between > 0, op(res, mid), res)
         inside = np.flatnonzero(nonempty & (first_block == last_block))
         if inside.size:
             out[inside] = self._scan(a[inside], last[inside])
         return out
-
-    def _fold(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Extreme of blocks lo..hi (inclusive) with the top table level, step by step."""
-        k = len(self.table) - 1
-        t, step = self.table[k], 1 << k
-        res = np.full(lo.size, self.identity, dtype=self.values.dtype)
-        pos = lo.copy()
-        while True:
-            room = hi - pos + 1
-            active = room >= step
-            if not active.any():
-                break
-            res[active] = self.op(res[active], t[pos[active]])
-            pos[active] += step
-        rest = pos <= hi
-        if rest.any():
-            res[rest] = self.op(res[rest], t[hi[rest] - step + 1])
-        return res
 
     def _scan(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Extreme of values[lo..hi] (inclusive, inside one block), vectorized over the ranges."""
