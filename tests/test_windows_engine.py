@@ -483,3 +483,31 @@ def test_integer_sums_that_may_overflow_are_refused() -> None:
     plan = window_plan("SELECT k, sum(x) AS s FROM ev GROUP BY k", "k", "ts", ["1h"], owner=OWNER)
     with pytest.raises(EngineError, match=r"sum\(CAST\(x AS DOUBLE\)\)"):
         window_features(con, plan)
+
+
+@pytest.mark.parametrize("keys", [[0, 1], [0, 2**61], ["a", "b"]], ids=["packed", "wide", "text"])
+def test_each_way_of_numbering_keys(keys: list[Any]) -> None:
+    """A compact integer key is its own id; a wide one or text is numbered through the labels' keys."""
+    con = duckdb.connect()
+    k0, k1 = keys
+    con.register(
+        "ev",
+        _frame(
+            k=[k0, k0, k1, k1],
+            ts=[_ts(0), _ts(1), _ts(1), _ts(9)],
+            x=[1.0, 2.0, 4.0, 8.0],
+            c=["p", "q", "p", "p"],
+        ),
+    )
+    con.register(
+        LABELS, _frame(k=[k1, k0, k1, k0], **{LABEL_TS: [_ts(1), _ts(1), _ts(9), _ts(30)], ROW: range(4)})
+    )
+    plan = window_plan(
+        "SELECT k, count(*) AS n, sum(x) AS s, max(x) AS m, count(DISTINCT c) AS d FROM ev GROUP BY k",
+        "k", "ts", ["2h", "1d"], owner=OWNER,
+    )  # fmt: skip
+    out = window_features(con, plan)
+    assert out["n_2h"].tolist() == [1, 2, 1, 0] and out["n_1d"].tolist() == [1, 2, 2, 0]
+    assert [plain(v) for v in out["s_1d"]] == [4.0, 3.0, 12.0, None]
+    assert [plain(v) for v in out["m_2h"]] == [4.0, 2.0, 8.0, None]
+    assert out["d_1d"].tolist() == [1, 2, 1, 0]

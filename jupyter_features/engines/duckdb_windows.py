@@ -37,7 +37,9 @@ _EV = "__jf_ev"
 _TAG = "__jf_tag"
 _ZEROS = {"int": "CAST(0 AS BIGINT)", "bool": "CAST(0 AS BIGINT)", "float": "CAST(0 AS DOUBLE)",
           "time": "CAST(0 AS BIGINT)", "other": "CAST(0 AS BIGINT)", "valid": "FALSE"}  # fmt: skip
-_ORDER = "__jf_o"  # 2 * time in microseconds, + 1 on probes: rows before probes at equal times
+_ORDER = "__jf_o"
+_KEY = "__jf_k"  # the key's id in the sort
+_KEYS = "__jf_keys"  # temp table: the labels' distinct keys and their ids  # 2 * time in microseconds, + 1 on probes: rows before probes at equal times
 _SEG = "__jf_seg"
 
 
@@ -106,7 +108,8 @@ def window_features(
             events = _sorted_events(con, plan, carried, windows, n, labels, label_types, selected, types)
             columns.update(_compute(plain, events, carried, out_types, con))
         for (inp, flag), group in _distinct_groups(selected).items():
-            counts = _distinct_counts(con, plan, inp, flag, [w for _, _, w in group], n, labels, label_types)
+            spans = [w for _, _, w in group]
+            counts = _distinct_counts(con, plan, inp, flag, spans, n, labels, label_types, types)
             for name, _, w in group:
                 columns[name] = counts[w.text]
     except duckdb.Error as exc:
@@ -200,17 +203,44 @@ def _events_cte(plan: WindowPlan, select: list[str], joins: str = "", where: str
 
 
 def _probes(
-    plan: WindowPlan, offsets: list[int], labels: str, label_types: Mapping[str, str], extra: str = ""
+    scope: _Scope, offsets: list[int], labels: str, label_types: Mapping[str, str], extra: str = ""
 ) -> str:
     """Label rows at t - offset for each offset, tagged ROW * len(offsets) + the offset's index."""
-    keys = ", ".join(f"l.{quote(k)}" for k in plan.entity)
     values = ", ".join(f"({j}, CAST({us} AS BIGINT))" for j, us in enumerate(offsets))
-    not_null = " AND ".join(f"l.{x} IS NOT NULL" for x in [LABEL_TS, *map(quote, plan.entity)])
     return (
-        f"SELECT {keys}, (epoch_us({_probe_time(label_types)}) - w.us) * 2 + 1 AS {_ORDER}, "
-        f"l.{ROW} * {len(offsets)} + w.j AS {_TAG}{extra} FROM {labels} l, (VALUES {values}) w(j, us) "
-        f"WHERE {not_null}"
+        f"SELECT {scope.probe_key} AS {_KEY}, (epoch_us({_probe_time(label_types)}) - w.us) * 2 + 1 AS {_ORDER}, "
+        f"l.{ROW} * {len(offsets)} + w.j AS {_TAG}{extra} FROM {labels} l{scope.probe_join}, "
+        f"(VALUES {values}) w(j, us) WHERE {scope.probe_where}"
     )
+
+
+@dataclass
+class _Scope:
+    """How the view's rows and the probes meet in a sort: a key id on both sides, and the
+    range of times ``(lo, hi]`` (microseconds) in which a row can be in some label's window."""
+
+    event_key: str
+    event_join: str
+    probe_key: str
+    probe_join: str
+    probe_where: str
+    key_where: str = ""  # rows whose key no label has
+    lo: int = 0
+    hi: int = -1
+    packed: bool = False  # the order is one BIGINT: (key id << time_bits) | (order - 2 lo)
+    time_bits: int = 0
+    table: str | None = None  # a temp table of the labels' keys, to drop afterwards
+
+    @property
+    def time_where(self) -> str:
+        event_us = f"epoch_us(CAST({_REL}.{EVENT_TS} AS TIMESTAMP))"
+        return f" AND {event_us} > {self.lo} AND {event_us} <= {self.hi}"
+
+    @property
+    def order(self) -> str:
+        if self.packed:
+            return f"({_KEY} << {self.time_bits}) | ({_ORDER} - {2 * self.lo})"
+        return f"{_KEY}, {_ORDER}"
 
 
 def _scope(
@@ -220,36 +250,48 @@ def _scope(
     label_types: Mapping[str, str],
     types: Mapping[str, str],
     longest: int,
-) -> tuple[str, str]:
-    """The sort order of rows and probes, and a filter keeping only rows some window can hold.
-
-    Rows after the last label time, or a longest window before the first, are dropped, as are
-    rows whose (integer) key is outside the labels' keys. When one integer key and the times
-    then fit in 62 bits, the order is that one BIGINT: DuckDB sorts it much faster than two
-    columns.
-    """
+) -> _Scope:
+    """Rows after the last label time, or a longest window before the first, cannot be in any
+    window, nor can rows whose keys no label has. A key is its own id when it is one integer
+    column whose range fits; otherwise ids number the labels' distinct keys (a small hash join).
+    When the id and the time fit in 62 bits the order is one BIGINT, which DuckDB sorts much
+    faster than two columns."""
     t = f"epoch_us({_probe_time(label_types)})"
     key = plan.entity[0]
-    packable = len(plan.entity) == 1 and value_class(types[key]) == value_class(label_types[key]) == "int"
+    integer = len(plan.entity) == 1 and value_class(types[key]) == value_class(label_types[key]) == "int"
     bounds = [f"min({t})", f"max({t})"] + (
-        [f"min(l.{quote(key)})", f"max(l.{quote(key)})"] if packable else []
+        [f"min(l.{quote(key)})", f"max(l.{quote(key)})"] if integer else []
     )
-    not_null = " AND ".join(f"l.{x} IS NOT NULL" for x in [LABEL_TS, *map(quote, plan.entity)])
-    row = con.execute(f"SELECT {', '.join(bounds)} FROM {labels} l WHERE {not_null}").fetchone()
-    keys = ", ".join(quote(k) for k in plan.entity)
+    present = " AND ".join(f"l.{x} IS NOT NULL" for x in [LABEL_TS, *map(quote, plan.entity)])
+    row = con.execute(f"SELECT {', '.join(bounds)} FROM {labels} l WHERE {present}").fetchone()
     if row is None or row[0] is None:  # no label row can hold anything
-        return f"{keys}, {_ORDER}", " AND FALSE"
+        return _Scope("0", "", "0", "", "FALSE", key_where=" AND FALSE")
     lo, hi = int(row[0]) - longest, int(row[1])
-    event_us = f"epoch_us(CAST({_REL}.{EVENT_TS} AS TIMESTAMP))"
-    where = f" AND {event_us} > {lo} AND {event_us} <= {hi}"
-    if not packable:
-        return f"{keys}, {_ORDER}", where
-    kmin, kmax = int(row[2]), int(row[3])
-    where += f" AND {_REL}.{quote(key)} BETWEEN {kmin} AND {kmax}"
     time_bits = (2 * (hi - lo) + 2).bit_length()  # the order column runs over (2 lo, 2 hi + 1]
-    if (kmax - kmin).bit_length() + time_bits > 62:
-        return f"{keys}, {_ORDER}", where
-    return f"((CAST({quote(key)} AS BIGINT) - {kmin}) << {time_bits}) | ({_ORDER} - {2 * lo})", where
+    if integer and (int(row[3]) - int(row[2])).bit_length() + time_bits <= 62:
+        kmin, kmax = int(row[2]), int(row[3])
+        return _Scope(
+            event_key=f"CAST({_REL}.{quote(key)} AS BIGINT) - {kmin}", event_join="",
+            probe_key=f"CAST(l.{quote(key)} AS BIGINT) - {kmin}", probe_join="", probe_where=present,
+            key_where=f" AND {_REL}.{quote(key)} BETWEEN {kmin} AND {kmax}",
+            lo=lo, hi=hi, packed=True, time_bits=time_bits,
+        )  # fmt: skip
+    cols = ", ".join(f"l.{quote(k)} AS {quote(k)}" for k in plan.entity)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_KEYS} AS SELECT *, row_number() OVER () - 1 AS {_KEY} "
+        f"FROM (SELECT DISTINCT {cols} FROM {labels} l WHERE {present})"
+    )
+    count = con.execute(f"SELECT count(*) FROM {_KEYS}").fetchone()
+
+    def join(side: str) -> str:
+        on = " AND ".join(f"{side}.{quote(k)} = __jf_d.{quote(k)}" for k in plan.entity)
+        return f" JOIN {_KEYS} __jf_d ON {on}"
+
+    return _Scope(
+        event_key=f"__jf_d.{_KEY}", event_join=join(_REL), probe_key=f"__jf_d.{_KEY}", probe_join=join("l"),
+        probe_where=present, lo=lo, hi=hi, time_bits=time_bits, table=_KEYS,
+        packed=int(count[0] if count else 0).bit_length() + time_bits <= 62,
+    )  # fmt: skip
 
 
 def _sorted_events(
@@ -275,32 +317,36 @@ def _sorted_events(
     payload = [c.name for c in carried.values()] + [quote(f) for f in flags]
     if with_segments:
         payload.append(_SEG)
-    event_cols = [f"{_carried_sql(c)} AS {c.name}" for c in carried.values()]
+    scope = _scope(con, plan, labels, label_types, types, max(w.micros for w in windows))
+    event_cols = [f"{scope.event_key} AS {_KEY}"]
+    event_cols += [f"{_carried_sql(c)} AS {c.name}" for c in carried.values()]
     event_cols += [f"{_REL}.{quote(f)} AS {quote(f)}" for f in flags]
     if with_segments:
         event_cols.append(f"hash({', '.join(f'{_REL}.{quote(k)}' for k in plan.entity)}) AS {_SEG}")
-    joins = "".join(
+    joins = scope.event_join + "".join(
         f" LEFT JOIN {c.dictionary} ON {c.dictionary}.v = {_REL}.{quote(c.input)}"
         for c in carried.values()
         if c.dictionary
     )
-    keys = ", ".join(quote(k) for k in plan.entity)
     # probes carry zeros, not nulls: a column of the view without nulls then comes back unmasked
     zeros = {c.name: _ZEROS[c.kind] for c in carried.values()} | {quote(f): "FALSE" for f in flags}
     zeros[_SEG] = "CAST(0 AS UBIGINT)"
     extra = "".join(f", {zeros[p]} AS {p}" for p in payload)
-    probes = _probes(plan, [0] + [w.micros for w in windows], labels, label_types, extra)
+    probes = _probes(scope, [0] + [w.micros for w in windows], labels, label_types, extra)
     events = ", ".join(
-        [keys, f"epoch_us({EVENT_TS}) * 2 AS {_ORDER}", f"CAST(-1 AS BIGINT) AS {_TAG}", *payload]
+        [_KEY, f"epoch_us({EVENT_TS}) * 2 AS {_ORDER}", f"CAST(-1 AS BIGINT) AS {_TAG}", *payload]
     )
-    order, scope = _scope(con, plan, labels, label_types, types, max(w.micros for w in windows))
     sql = (
-        f"WITH {_events_cte(plan, event_cols, joins, scope)}\n"
+        f"WITH {_events_cte(plan, event_cols, joins, scope.key_where + scope.time_where)}\n"
         f"SELECT {', '.join([_TAG, *payload])} FROM (SELECT {events} FROM {_EV}\n"
         f"UNION ALL {probes})\n"
-        f"ORDER BY {order}"
+        f"ORDER BY {scope.order}"
     )
-    result = con.execute(sql).fetchnumpy()
+    try:
+        result = con.execute(sql).fetchnumpy()
+    finally:
+        if scope.table:
+            con.execute(f"DROP TABLE IF EXISTS {scope.table}")
     tag = np.asarray(result.pop(_TAG))
     is_event = tag < 0
     probe_at = np.flatnonzero(~is_event)
@@ -489,28 +535,40 @@ def _distinct_counts(
     n: int,
     labels: str,
     label_types: Mapping[str, str],
+    types: Mapping[str, str],
 ) -> dict[str, np.ndarray]:
     """count(DISTINCT inp) FILTER (WHERE flag) per window for every label row, in ROW order."""
     windows = list(dict.fromkeys(windows))
-    keys = ", ".join(quote(k) for k in plan.entity)
+    scope = _scope(con, plan, labels, label_types, types, max(w.micros for w in windows))
     where = f" AND {_REL}.{quote(inp)} IS NOT NULL" + (f" AND {_REL}.{quote(flag)}" if flag else "")
-    ev = _events_cte(plan, [f"{_REL}.{quote(inp)} AS __jf_v"], where=where)
+    ev = _events_cte(
+        plan, [f"{scope.event_key} AS {_KEY}", f"{_REL}.{quote(inp)} AS __jf_v"], scope.event_join,
+        where + scope.key_where,  # every time: a run of occurrences may start before any window
+    )  # fmt: skip
     spans = ", ".join(f"({j}, CAST({w.micros} AS BIGINT))" for j, w in enumerate(windows))
     gap = "epoch_us({0}) - epoch_us({1}) > w.us"
+    # markers before every probe are clamped to the first window's start, markers after every
+    # probe to just after the last label time: the order stays within the packed range, and the
+    # running sum over every key's markers still returns to 0 before the next key
+    at = f"least(greatest({{0}}, {2 * scope.lo}), {2 * scope.hi + 2})"
     sql = (
-        f"WITH {ev}, __jf_r AS (SELECT {keys}, {EVENT_TS}, lag({EVENT_TS}) OVER o AS __jf_prev, "
+        f"WITH {ev}, __jf_r AS (SELECT {_KEY}, {EVENT_TS}, lag({EVENT_TS}) OVER o AS __jf_prev, "
         f"lead({EVENT_TS}) OVER o AS __jf_next FROM {_EV} "
-        f"WINDOW o AS (PARTITION BY {keys}, __jf_v ORDER BY {EVENT_TS}))\n"
-        f"SELECT {_TAG} FROM (\n"
-        f"SELECT {keys}, epoch_us({EVENT_TS}) * 2 AS {_ORDER}, -2 - 2 * w.j AS {_TAG} "
+        f"WINDOW o AS (PARTITION BY {_KEY}, __jf_v ORDER BY {EVENT_TS})),\n"
+        f"__jf_m AS (SELECT {_KEY}, epoch_us({EVENT_TS}) * 2 AS {_ORDER}, -2 - 2 * w.j AS {_TAG} "
         f"FROM __jf_r, (VALUES {spans}) w(j, us) "
         f"WHERE __jf_prev IS NULL OR {gap.format(EVENT_TS, '__jf_prev')}\n"
-        f"UNION ALL SELECT {keys}, (epoch_us({EVENT_TS}) + w.us) * 2, -3 - 2 * w.j FROM __jf_r, "
-        f"(VALUES {spans}) w(j, us) WHERE __jf_next IS NULL OR {gap.format('__jf_next', EVENT_TS)}\n"
-        f"UNION ALL {_probes(plan, [0], labels, label_types)})\n"
-        f"ORDER BY {keys}, {_ORDER}"
+        f"UNION ALL SELECT {_KEY}, (epoch_us({EVENT_TS}) + w.us) * 2, -3 - 2 * w.j FROM __jf_r, "
+        f"(VALUES {spans}) w(j, us) WHERE __jf_next IS NULL OR {gap.format('__jf_next', EVENT_TS)})\n"
+        f"SELECT {_TAG} FROM (SELECT {_KEY}, {at.format(_ORDER)} AS {_ORDER}, {_TAG} FROM __jf_m\n"
+        f"UNION ALL {_probes(scope, [0], labels, label_types)})\n"
+        f"ORDER BY {scope.order}"
     )
-    tag = np.asarray(con.execute(sql).fetchnumpy()[_TAG])
+    try:
+        tag = np.asarray(con.execute(sql).fetchnumpy()[_TAG])
+    finally:
+        if scope.table:
+            con.execute(f"DROP TABLE IF EXISTS {scope.table}")
     probe_at = np.flatnonzero(tag >= 0)
     rows = tag[probe_at]
     out = {}
