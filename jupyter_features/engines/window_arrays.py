@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = [
     "prefix", "range_sum", "CompensatedPrefix", "float_window_sums", "window_variances",
-    "RangeExtreme", "range_extremes", "int_window_sums", "used_values",
+    "RangeExtreme", "range_extremes", "int_window_sums", "used_values", "Segments",
 ]  # fmt: skip
 
 _SPLITTER = 134217729.0  # 2**27 + 1, Veltkamp's split of a double into two 26-bit halves
@@ -42,6 +42,24 @@ def prefix(values: np.ndarray) -> np.ndarray:
 
 def range_sum(pre: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return pre[b] - pre[a]
+
+
+@dataclass
+class Segments:
+    """The sorted rows cut at every range end, so that each range is a run of whole segments:
+    reducing the rows once per segment (one sequential pass) leaves every range query to
+    arrays as long as the number of distinct range ends, not the number of rows."""
+
+    cuts: np.ndarray  # each segment's first row, strictly increasing, from 0
+    rows: int
+
+    def reduce(self, ufunc: Any, values: np.ndarray, identity: Any, dtype: Any = None) -> np.ndarray:
+        """``ufunc`` over each segment's values; ``identity`` for a segment past the last row."""
+        out = np.full(self.cuts.size, identity, dtype=dtype or values.dtype)
+        inner = int(np.searchsorted(self.cuts, self.rows))
+        if inner:
+            out[:inner] = ufunc.reduceat(values, self.cuts[:inner], dtype=dtype or values.dtype)
+        return out
 
 
 # -- error-free transformations (vectorized) --------------------------------------------------
@@ -175,14 +193,26 @@ def _apply_nonfinite(
 
 
 def float_window_sums(
-    values: np.ndarray, use: np.ndarray, ranges: list[tuple[np.ndarray, np.ndarray]]
+    values: np.ndarray,
+    use: np.ndarray,
+    ranges: list[tuple[np.ndarray, np.ndarray]],
+    segments: Segments | None = None,
 ) -> list[np.ndarray]:
-    """Per range [a, b): the sum of values[i] over i in it with use[i] (IEEE rules for inf/NaN)."""
+    """Per range [a, b): the sum of values[i] over i in it with use[i] (IEEE rules for inf/NaN).
+
+    With ``segments`` the ranges are runs of segments; each segment's sum rounds once, like any
+    sum of its few values, and the runs are then summed exactly.
+    """
     if values.dtype == np.float64 and use.all() and np.isfinite(values).all():
         x, special = values, None  # nothing to leave out: sum the values as they are
     else:
         x = used_values(values, use, 0.0, np.float64)
         special = _nonfinite(x, use)
+    if segments is not None:
+        x = segments.reduce(np.add, x, 0.0)
+        if special is not None:
+            special = {k: segments.reduce(np.add, np.diff(v), 0, np.int64) for k, v in special.items()}
+            special = {k: prefix(v) for k, v in special.items()}
     pre = CompensatedPrefix.of(x)
     del x
     out = []
@@ -194,15 +224,22 @@ def float_window_sums(
 
 
 def int_window_sums(
-    values: np.ndarray, use: np.ndarray, ranges: list[tuple[np.ndarray, np.ndarray]]
+    values: np.ndarray,
+    use: np.ndarray,
+    ranges: list[tuple[np.ndarray, np.ndarray]],
+    segments: Segments | None = None,
 ) -> tuple[list[np.ndarray], bool]:
-    """Per range: the exact int64 sum of the used values, and whether every one fits in int64."""
+    """Per range: the exact int64 sum of the used values, and whether every one fits in int64
+    (sums wrap like two's complement on the way, which leaves a sum that fits exact)."""
     x = used_values(values, use, 0, np.int64)
+    magnitude = np.abs(x.astype(np.float64))
+    if segments is not None:
+        x = segments.reduce(np.add, x, 0)
+        magnitude = segments.reduce(np.add, magnitude, 0.0)
     pre = prefix(x)
     out = [range_sum(pre, a, b) for a, b in ranges]
     del pre
     fits = True
-    magnitude = np.abs(x.astype(np.float64))
     if float(magnitude.sum()) >= 2.0**62:  # some window could overflow: check each one's magnitude
         mag = prefix(magnitude)
         fits = all(bool((range_sum(mag, a, b) < 2.0**62).all()) for a, b in ranges)
@@ -263,7 +300,11 @@ def window_variances(
 
 
 def range_extremes(
-    values: np.ndarray, use: np.ndarray, op: Any, identity: Any, ranges: list[tuple[np.ndarray, np.ndarray]]
+    values: np.ndarray,
+    use: np.ndarray | None,
+    op: Any,
+    identity: Any,
+    ranges: list[tuple[np.ndarray, np.ndarray]],
 ) -> list[np.ndarray]:
     """min or max (``op``) of the used values per range; ``identity`` where none.
 
@@ -287,7 +328,7 @@ def range_extremes(
 
 
 def _scan_ranges(
-    values: np.ndarray, use: np.ndarray, op: Any, identity: Any, a: np.ndarray, b: np.ndarray
+    values: np.ndarray, use: np.ndarray | None, op: Any, identity: Any, a: np.ndarray, b: np.ndarray
 ) -> np.ndarray:
     """Fold ``op`` over each range, one step for all ranges at a time (as long as the longest)."""
     out = np.full(a.size, identity, dtype=values.dtype)
@@ -295,7 +336,7 @@ def _scan_ranges(
     pos, end = a[idx], b[idx]
     acc = np.full(idx.size, identity, dtype=values.dtype)
     while idx.size:
-        acc = op(acc, np.where(use[pos], values[pos], identity))
+        acc = op(acc, values[pos] if use is None else np.where(use[pos], values[pos], identity))
         pos = pos + 1
         done = pos >= end
         if done.any():
