@@ -82,15 +82,11 @@ def window_features_frame(
     computed = events.unionByName(label_rows).select(_col(_LABEL), _col(ROW), *columns).where(_col(_LABEL))
     # label rows with a null key or time never met a row: counts 0, the rest null
     every = labels.select(_col(ROW).cast("long").alias(ROW)).join(computed.drop(_LABEL), on=ROW, how="left")
-    return every.select(
-        _col(ROW),
-        *[
-            (F.coalesce(_col(f"__jf_o{i}"), F.lit(0)) if a.function == "count" else _col(f"__jf_o{i}")).alias(
-                n
-            )
-            for i, ((_, a, _), n) in enumerate(zip(selected, names, strict=True))
-        ],
-    )
+    out = [_col(ROW)]
+    for i, ((_, a, _), name) in enumerate(zip(selected, names, strict=True)):
+        value = _col(f"__jf_o{i}")
+        out.append((F.coalesce(value, F.lit(0)) if a.function == "count" else value).alias(name))
+    return every.select(*out)
 
 
 def window_features(
