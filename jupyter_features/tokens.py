@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["SCOPES", "Identity", "default_token_name", "identity_of", "load_tokens"]
+__all__ = ["SCOPES", "Identity", "default_token_name", "identity_of", "is_loopback", "load_tokens"]
 
 #: Scopes from least to most allowed.
 SCOPES = ("read", "write", "admin")
@@ -89,3 +90,14 @@ def identity_of(tokens: Mapping[str, Identity], presented: str) -> Identity | No
         if hmac.compare_digest(token.encode("utf-8"), offered):
             found = identity
     return found
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` only accepts connections from this machine (servers without
+    tokens may only bind such an address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

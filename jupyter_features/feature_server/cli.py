@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import ipaddress
 import os
 import shutil
 import tempfile
@@ -17,15 +16,6 @@ __all__ = ["serve", "add_cli"]
 
 #: Seconds a stopping server gives requests in flight to finish (SIGTERM, Ctrl-C).
 GRACEFUL_SECONDS = 30
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
@@ -48,13 +38,13 @@ def serve(
 
     from ..online import open_store
     from ..online.layout import redact
-    from ..tokens import load_tokens
+    from ..tokens import is_loopback, load_tokens
     from .app import DEFAULT_PORT, MAX_BODY, MAX_IN_FLIGHT, create_app, read_only
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: run at least 1 worker")
     tokens = load_tokens(token_file) if token_file else None
-    if tokens is None and not _is_loopback(host):
+    if tokens is None and not is_loopback(host):
         raise ConfigError(
             f"refusing to serve features on {host} without tokens: anyone who can reach it could read them; "
             "pass --token-file FILE (lines 'TOKEN read [NAME]') or use --host 127.0.0.1"

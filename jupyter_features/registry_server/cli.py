@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -15,25 +14,16 @@ __all__ = ["add_cli", "serve"]
 DEFAULT_PORT = 8765
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def serve(store: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token_file: str | None = None,
           log_level: str = "info") -> None:  # fmt: skip
     """Run the registry server in the foreground until interrupted."""
     import uvicorn
 
-    from ..tokens import load_tokens
+    from ..tokens import is_loopback, load_tokens
     from .app import create_app
 
     tokens = load_tokens(token_file) if token_file else None
-    if tokens is None and not _is_loopback(host):
+    if tokens is None and not is_loopback(host):
         raise ConfigError(
             f"refusing to serve on {host} without tokens: anyone could write to the registry; "
             "pass --token-file FILE (lines 'TOKEN read|write|admin [NAME]') or use --host 127.0.0.1"
