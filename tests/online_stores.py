@@ -1,4 +1,5 @@
-"""Online store URLs for tests: a SQLite file per test, or Redis db 2 under a unique key prefix."""
+"""Online store URLs for tests: a SQLite file per test, Redis db 2 or the test session's Redis Cluster,
+under a unique key prefix."""
 
 from __future__ import annotations
 
@@ -22,11 +23,29 @@ def redis_store_url(base: str, prefix: str) -> str:
     return urlunsplit(parts._replace(path=f"/{REDIS_DB}", query=f"prefix={prefix}:"))
 
 
+def cluster_store_url(base: str, prefix: str) -> str:
+    """The cluster URL ``base`` with the keys under ``prefix:``."""
+    return f"{base}?prefix={prefix}:"
+
+
 def drop_redis_prefix(url: str) -> None:
     import redis
 
     parts = urlsplit(url)
-    prefix = parts.query.split("prefix=", 1)[1]
+    prefix = parts.query.split("prefix=", 1)[1].split("&", 1)[0]
+    if parts.scheme == "redis+cluster":
+        from jupyter_features.online.redis_cluster import RedisClusterStore
+
+        store = RedisClusterStore(url)
+        try:
+            for node in store.client.get_primaries():
+                client = node.redis_connection
+                keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+                for key in keys:
+                    client.unlink(key)
+        finally:
+            store.close()
+        return
     client = redis.Redis.from_url(urlunsplit(parts._replace(query="")))
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
@@ -34,6 +53,35 @@ def drop_redis_prefix(url: str) -> None:
             client.delete(*keys[i : i + 500])
     finally:
         client.close()
+
+
+def redis_keys(url: str) -> dict[str, object]:
+    """Every key under the store's prefix, with a client of the node holding it (single node or cluster)."""
+    import redis
+
+    parts = urlsplit(url)
+    prefix = parts.query.split("prefix=", 1)[1].split("&", 1)[0] if "prefix=" in parts.query else "jf:"
+    escaped = "".join("\\" + c if c in "*?[]{}\\" else c for c in prefix)
+    if parts.scheme == "redis+cluster":
+        from jupyter_features.online.redis_cluster import RedisClusterStore
+
+        store = RedisClusterStore(url)
+        clients = [node.redis_connection for node in store.client.get_primaries()]
+    else:
+        clients = [redis.Redis.from_url(urlunsplit(parts._replace(query="")))]
+    return {k.decode(): c for c in clients for k in c.scan_iter(match=f"{escaped}*", count=1000)}
+
+
+def stored_versions(url: str, view: str) -> dict[int, int]:
+    """Every version of ``view`` with data in a Redis store (served or garbage): its entities."""
+    import re
+
+    found: dict[int, int] = {}
+    for key, client in redis_keys(url).items():
+        m = re.search(r"\{" + view + r"(:p\d+)?\}:v(\d+)$", key)
+        if m:
+            found[int(m.group(2))] = found.get(int(m.group(2)), 0) + int(client.hlen(key))  # type: ignore[attr-defined]
+    return found
 
 
 def start_redis_server(folder: Path, port: int) -> subprocess.Popen[bytes]:

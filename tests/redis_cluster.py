@@ -66,7 +66,9 @@ class LocalRedisCluster:
                       "--cluster-replicas", str(self.replicas), "--cluster-yes"]  # fmt: skip
             done = subprocess.run(create, capture_output=True, text=True, timeout=60)
             if done.returncode != 0:
-                raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+                raise RuntimeError(
+                    f"redis-cli --cluster create failed: {done.stdout[-2000:]} {done.stderr[-2000:]}"
+                )
             self.wait_ok()
         except BaseException:
             self.stop()
@@ -98,7 +100,9 @@ class LocalRedisCluster:
         cli = _binary("redis-cli")
         out = subprocess.run(
             [cli, "-p", str(port), section, *(["info"] if section == "cluster" else [])],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout
         return dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
 

@@ -276,6 +276,13 @@ class RedisStore:
             table = self._meta(view, number)
             if table.entity != old.entity or table.key_types != old.key_types:
                 return self.read(view, features, entity_rows, at_us)
+        return table, self.columns(view, features, table, raws, at_us)
+
+    def columns(
+        self, view: str, features: Sequence[str] | None, table: OnlineTable, raws: Sequence[Any], at_us: int
+    ) -> list[list[Any]]:
+        """The requested features' values of each entity's stored rows (``raws``: the stored text,
+        None when absent) as of ``at_us``, one list per feature."""
         plan = self._plans.get((view, features))
         if plan is None or plan[0] is not table:
             first = 1 + table.created  # a stored row: event time, [created,] features
@@ -297,7 +304,7 @@ class RedisStore:
             for j, d in enumerate(decoders):
                 if d is not None:
                     columns[j] = [d(v) for v in columns[j]]
-        return table, columns
+        return columns
 
     def scan(self, view: str, *, count: int = 2_000) -> tuple[OnlineTable, pa.RecordBatchReader]:
         """Every row readers are served now, in the canonical form (see ``scan.py``): ``HSCAN`` of
@@ -380,6 +387,7 @@ class RedisStore:
         lease: Lease,
         base: OnlineTable | None = None,
         covered: Collection[int] = (),
+        rows: int | None = None,
     ) -> RedisWriter:
         """Start writing a new version of ``table.view`` into a hash readers do not see until
         ``switch()``; for an incremental run (``base`` is the served version) only changes are

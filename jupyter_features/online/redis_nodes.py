@@ -1,0 +1,167 @@
+"""Commands to a Redis Cluster grouped by node: one pipelined round trip per node, all nodes at once.
+
+A batch of script calls, each bound to a hash slot, is split by the primary that serves the slot
+(redis-py's slot map); every node's commands go out in one write before any reply is read, so
+the nodes work in parallel and a batch costs about one round trip whatever its size. A moved
+slot, a failover or a script the node lacks refreshes the map (or loads the script) and runs the
+batch again; a node that stays unreachable is an ``OnlineStoreError`` that names it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import OnlineStoreError
+
+if TYPE_CHECKING:
+    from redis.cluster import ClusterNode, RedisCluster
+
+__all__ = ["ClusterCalls", "Call"]
+
+#: (slot, Lua source, keys, arguments) of one script call
+Call = tuple[int, str, Sequence[str], Sequence[Any]]
+
+ATTEMPTS = 12  # a failover takes the cluster about node-timeout x 2 (a few seconds) to settle
+_BACKOFF = 0.05  # seconds, doubled per attempt up to 1 s
+
+
+class ClusterCalls:
+    """Script calls over a ``RedisCluster``'s nodes (see the module's docstring)."""
+
+    def __init__(self, client: RedisCluster, url: str) -> None:
+        self.client = client
+        self.url = url
+        self.shas: dict[str, str] = {}
+        self.slots: dict[str, int] = {}
+
+    def slot(self, key: str) -> int:
+        found = self.slots.get(key)
+        if found is None:
+            found = self.slots[key] = int(self.client.keyslot(key))
+        return found
+
+    def node(self, slot: int) -> ClusterNode:
+        nodes = self.client.nodes_manager.slots_cache.get(slot)
+        if not nodes:
+            self.refresh()
+            nodes = self.client.nodes_manager.slots_cache.get(slot)
+            if not nodes:
+                raise OnlineStoreError(
+                    f"online store {self.url}: no node serves hash slot {slot} (is the cluster down? "
+                    "`redis-cli --cluster check` one of its nodes)"
+                )
+        return nodes[0]
+
+    def refresh(self) -> None:
+        import redis as redis_lib
+
+        try:
+            self.client.nodes_manager.initialize()
+        except redis_lib.RedisError:
+            pass  # the next attempt tells
+
+    def sha(self, source: str) -> str:
+        found = self.shas.get(source)
+        if found is None:
+            from hashlib import sha1
+
+            found = self.shas[source] = sha1(source.encode()).hexdigest()
+        return found
+
+    def run(self, calls: Sequence[Call], what: str) -> list[Any]:
+        """The reply of each call, in order; error replies other than routing ones are raised."""
+        import redis as redis_lib
+        from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
+
+        delay = _BACKOFF
+        failing: tuple[str, Exception] | None = None
+        for attempt in range(ATTEMPTS):
+            try:
+                replies = self._once(calls)
+            except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+                failing = (getattr(exc, "node", "?"), exc)
+            else:
+                retry = False
+                for i, reply in enumerate(replies):
+                    if isinstance(reply, NoScriptError):
+                        self._load(calls[i][0], calls[i][1])
+                        retry = True
+                    elif isinstance(reply, (MovedError, AskError, TryAgainError, ClusterDownError)):
+                        failing = (self.node(calls[i][0]).name, reply)
+                        retry = True
+                    elif isinstance(reply, redis_lib.ResponseError):
+                        raise reply
+                if not retry:
+                    return replies
+                if failing is None:
+                    continue  # only scripts loaded: at once
+            if attempt + 1 < ATTEMPTS:
+                time.sleep(delay)
+                delay = min(1.0, delay * 2)
+                self.refresh()
+        name, exc = failing or ("?", Exception("no reply"))
+        raise OnlineStoreError(
+            f"online store {self.url}: node {name} is unreachable or not serving its slots while {what} "
+            f"({type(exc).__name__}: {exc}); check it with `redis-cli -h {name.split(':')[0]} -p "
+            f"{name.rsplit(':', 1)[-1]} cluster info` — with replicas the cluster fails over by itself, "
+            "then retry"
+        )
+
+    def _load(self, slot: int, source: str) -> None:
+        node = self.node(slot)
+        assert node.redis_connection is not None
+        self.shas[source] = node.redis_connection.script_load(source)
+
+    def _once(self, calls: Sequence[Call]) -> list[Any]:
+        """Send every node its calls in one write, then read every reply."""
+        import redis as redis_lib
+
+        by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
+        for i, (slot, _, _, _) in enumerate(calls):
+            node = self.node(slot)
+            entry = by_node.get(node.name)
+            if entry is None:
+                by_node[node.name] = (node, [i])
+            else:
+                entry[1].append(i)
+        out: list[Any] = [None] * len(calls)
+        opened: list[tuple[Any, Any, str]] = []
+        try:
+            for name, (node, indexes) in by_node.items():
+                if node.redis_connection is None:
+                    self.client.nodes_manager.create_redis_connections([node])
+                pool = node.redis_connection.connection_pool  # type: ignore[union-attr]
+                try:
+                    conn = pool.get_connection()
+                except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+                    exc.node = name  # type: ignore[attr-defined]
+                    raise
+                opened.append((pool, conn, name))
+                commands = [
+                    ("EVALSHA", self.sha(calls[i][1]), len(calls[i][2]), *calls[i][2], *calls[i][3])
+                    for i in indexes
+                ]
+                try:
+                    conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+                    exc.node = name  # type: ignore[attr-defined]
+                    raise
+            for (_, indexes), (_, conn, name) in zip(by_node.values(), opened, strict=True):
+                for i in indexes:
+                    try:
+                        out[i] = conn.read_response()
+                    except redis_lib.ResponseError as exc:
+                        out[i] = exc
+                    except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+                        exc.node = name  # type: ignore[attr-defined]
+                        raise
+        except BaseException:
+            for pool, conn, _ in opened:
+                conn.disconnect()
+                pool.release(conn)
+            raise
+        for pool, conn, _ in opened:
+            pool.release(conn)
+        return out
