@@ -49,9 +49,9 @@ PARTITIONS_PER_PRIMARY = 4
 MAX_PARTITIONS = 1024
 
 
-def partition_of(key: str, n: int) -> int:
-    """The partition of one encoded entity key among ``n``."""
-    return binascii.crc_hqx(key.encode(), 0) % n
+def partition_of(key: str | bytes, n: int) -> int:
+    """The partition of one encoded entity key (text, or its UTF-8 bytes) among ``n``."""
+    return binascii.crc_hqx(key if type(key) is bytes else key.encode(), 0) % n  # type: ignore[union-attr]
 
 
 def _crc_table() -> np.ndarray:
@@ -117,7 +117,7 @@ class Partitions:
     def pend(self, p: int) -> str:
         return f"{self.tag(p)}:pend"
 
-    def of(self, key: str) -> int:
+    def of(self, key: str | bytes) -> int:
         return partition_of(key, self.n)
 
 
