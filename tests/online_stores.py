@@ -3,15 +3,19 @@ under a unique key prefix."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from jupyter_features.online.redis_partitions import partition_of
 
 #: Redis database the online-store tests use (other suites use other numbers).
 REDIS_DB = 2
@@ -82,6 +86,28 @@ def stored_versions(url: str, view: str) -> dict[int, int]:
         if m:
             found[int(m.group(2))] = found.get(int(m.group(2)), 0) + int(client.hlen(key))  # type: ignore[attr-defined]
     return found
+
+
+def entity_hash(url: str, view: str, version: int, key: str) -> tuple[Any, str]:
+    """A client and the hash of version ``version`` of ``view`` that holds entity ``key`` (encoded),
+    in a Redis store's own layout: one hash per version, or its partition's on a cluster."""
+    import redis
+
+    parts = urlsplit(url)
+    prefix = parts.query.split("prefix=", 1)[1].split("&", 1)[0] if "prefix=" in parts.query else "jf:"
+    if parts.scheme != "redis+cluster":
+        return redis.Redis.from_url(urlunsplit(parts._replace(query=""))), f"{prefix}{{{view}}}:v{version}"
+    from jupyter_features.online.redis_cluster import RedisClusterStore
+    from jupyter_features.online.redis_partitions import Partitions
+
+    store = RedisClusterStore(url)
+    store.current(view)
+    store.route(view, fresh=True)
+    meta = json.loads(store.client.get(store.ks.key(view, f"meta:{version}")))
+    name = Partitions(prefix, view, int(meta["partitions"])).data(
+        partition_of(key, int(meta["partitions"])), version
+    )
+    return store.client, name
 
 
 def start_redis_server(folder: Path, port: int) -> subprocess.Popen[bytes]:
