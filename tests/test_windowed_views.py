@@ -235,3 +235,53 @@ def test_windowed_and_plain_views_match_oracles(engine: Any, tmp_path: Path) -> 
         _check_mixed(ws, [single, composite], [plain], labels)
 
     check()
+
+
+# -- materialization (the values as of the run's end, until windows are evaluated online) --------
+
+
+def test_materialize_writes_the_windows_at_end(flights: jf.Workspace, store_url: str) -> None:
+    ws = flights
+    fv = ws.feature_view("ph", PLANES, entity=["tailnum"], timestamp="dep_ts", windows=["1h", "24h"])
+    end = BASE + timedelta(hours=24, minutes=30)
+    result = ws.materialize(["ph"], store=store_url, end=end, progress=False)["ph"]
+    assert result.rows == 1 and result.mode == "full"  # N2's last flight (0h) is out of every window
+    rows = [{"tailnum": "N1"}, {"tailnum": "N2"}]
+    read = ws.online_features(["ph:*"], rows, store=store_url, at=end).to_pandas()
+    read.columns = [c.split("__")[-1] for c in read.columns]
+    labels = pd.DataFrame({"tailnum": ["N1", "N2"], "label_ts": [end, end]})
+    frame = ws.training_frame(labels, ["ph:*"], timestamp="label_ts", plain_names=True)
+    assert normalize(read.loc[0, fv.feature_names]) == normalize(frame.loc[0, fv.feature_names])
+    assert normalize(read.loc[0, ["flights_1h", "flights_24h", "delay_24h"]]) == [1.0, 2.0, 30.0]
+    assert normalize(read.loc[1, fv.feature_names]) == [None] * len(fv.feature_names)
+    # windows slide: an incremental run is a full one
+    later = ws.materialize(
+        ["ph"], store=store_url, end=end + timedelta(hours=1), incremental=True, progress=False
+    )
+    assert later["ph"].mode == "full"
+    assert ws.check_online(["ph"], store=store_url, progress=False).ok
+    with pytest.raises(jf.errors.PushError, match="windowed view"):
+        ws.push("ph", [{"tailnum": "N1"}], store=store_url)
+
+
+@pytest.mark.spark
+def test_spark_windows_at_end_match_duckdb(spark_session: Any, tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "tailnum": ["N1", "N1", "N1", "N2", "N1", "N3"],
+            "dep_ts": _hours(0, 1, 30, 0, 24, 2),
+            "dep_delay": pd.array([10, 20, None, 5, 40, 1], dtype="Int32"),
+        }
+    )
+    results = []
+    for engine in ("duckdb", spark_session):
+        ws = jf.Workspace(tmp_path, engine=engine)
+        ws.register_source("flights", frame, timestamp="dep_ts")
+        fv = ws.feature_view("ph", PLANES, entity=["tailnum"], timestamp="dep_ts", windows=["1h", "24h"])
+        table = ws.engine.latest(ViewJoin.of(fv), BASE + timedelta(hours=24, minutes=30))
+        results.append(table.to_pandas().sort_values("tailnum").reset_index(drop=True))
+    duck, spark = results
+    assert list(duck["tailnum"]) == ["N1", "N3"]
+    assert list(spark.columns) == list(duck.columns)
+    for column in duck.columns:
+        assert normalize(spark[column]) == normalize(duck[column]), column
