@@ -502,9 +502,10 @@ class Workspace:
         feats = ", ".join(quote(f) for f in view.feature_names)
         try:
             with self.duckdb.feature_connection() as con:
+                rows = view.sql if not view.windows else _windows_at_last_event_sql(view, con)
                 prof = profile_query(
                     con,
-                    f"SELECT {feats} FROM ({view.sql}\n) AS __jf_v "
+                    f"SELECT {feats} FROM ({rows}\n) AS __jf_v "
                     f"USING SAMPLE reservoir({int(max_rows)} ROWS) REPEATABLE (7)",
                     bins=12,
                 )
@@ -916,6 +917,18 @@ def _window_texts(windows: Sequence[str] | str | None, who: str) -> tuple[str, .
             )
         out.append(w.strip())
     return tuple(out)
+
+
+def _windows_at_last_event_sql(view: FeatureView, con: Any) -> str:
+    """A windowed view's values per entity at its rows' last event time: what its statistics
+    (and the sidebar's histograms) describe."""
+    from .engines.duckdb.windows import latest_windows_sql, relation_types
+    from .sqltext import EVENT_TS
+
+    plan = view.window_plan()
+    assert plan is not None
+    end = f"(SELECT max(CAST({EVENT_TS} AS TIMESTAMP)) FROM ({plan.relation_sql}))"
+    return latest_windows_sql(plan, end_literal=end, input_types=relation_types(con, plan))
 
 
 def _describe(sql: str, schemas: dict[str, Any], who: str) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from oracle import ViewCase, normalize, oracle_join, view_frames
+from test_registry_contract import ADMIN, sqlite_server, token_file  # noqa: F401 - fixtures
 from window_oracle import WindowCase, assert_matches, oracle_windows, window_cases, window_labels
 
 import jupyter_features as jf
@@ -285,3 +286,70 @@ def test_spark_windows_at_end_match_duckdb(spark_session: Any, tmp_path: Path) -
     assert list(spark.columns) == list(duck.columns)
     for column in duck.columns:
         assert normalize(spark[column]) == normalize(duck[column]), column
+
+
+# -- registry, YAML, the server's checks ---------------------------------------------------------
+
+
+def test_registry_round_trip_through_a_server_and_yaml(
+    flights: jf.Workspace,
+    tmp_path: Path,
+    sqlite_server: str,  # noqa: F811
+) -> None:
+    import uuid
+
+    import httpx
+
+    import registry_client
+    from registry_client.yaml_folder import export_yaml, import_yaml
+
+    name = "ph_" + uuid.uuid4().hex[:8]
+    ws = jf.Workspace(tmp_path / "mine", registry=sqlite_server, token=ADMIN)
+    ws.register_source("flights", flights.sources["flights"].data, timestamp="dep_ts")
+    fv = ws.feature_view(name, PLANES, entity=["tailnum"], timestamp="dep_ts", windows=["1h", "24h"])
+    assert ws.export()[name].version == 1
+    assert ws.export()[name].version == 1  # unchanged: no new version
+    reg = ws.registry
+    record = reg.get(name)
+    assert record.spec["windows"] == ["1h", "24h"] and record.hash == fv.definition_hash
+    assert reg.lineage(name)["features"]["delay_24h"] == ["flights.dep_delay"]
+    # a colleague takes it from the registry: analysed again here, then joined
+    colleague = jf.Workspace(tmp_path / "colleague", registry=sqlite_server, token=ADMIN)
+    colleague.register_source("flights", flights.sources["flights"].data, timestamp="dep_ts")
+    theirs = colleague.get_view(name)
+    assert theirs.windows == ("1h", "24h") and theirs.feature_names == fv.feature_names
+    labels = pd.DataFrame({"tailnum": ["N1", "N2"], "label_ts": _hours(1, 1)})
+    frame = colleague.training_frame(labels, [f"{name}@1:flights_24h"], timestamp="label_ts")
+    assert frame[f"{name}__flights_24h"].tolist() == [2, 1]
+    # other windows: a new version
+    ws.feature_view(name, PLANES, entity=["tailnum"], timestamp="dep_ts", windows=["1h", "7d"])
+    assert ws.export()[name].version == 2
+    # YAML: export, import into an empty registry, the same records
+    folder = tmp_path / "yaml"
+    export_yaml(reg, folder)
+    assert "- 1h\n" in (folder / f"{name}.yaml").read_text()
+    empty = registry_client.connect(f"sqlite:///{tmp_path}/empty.db")
+    import_yaml(empty, folder)
+    assert [r.spec.get("windows") for r in empty.versions(name)] == [["1h", "24h"], ["1h", "7d"]]
+    assert [r.hash for r in empty.versions(name)] == [r.hash for r in reg.versions(name)]
+    # the server checks windows: 422 naming the field
+    spec = fv.to_spec()
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    for windows, said in [
+        (["soon"], "windows"), (["0h"], "positive"), ([f"{i + 1}h" for i in range(17)], "windows"),
+        (["1h", "60m"], "same length"), ("1h", "windows"), ([1], "windows"),
+    ]:  # fmt: skip
+        r = httpx.post(
+            f"{sqlite_server}/api/v1/views", json={"spec": {**spec, "windows": windows}}, headers=headers
+        )
+        assert r.status_code == 422 and said in r.text, (windows, r.status_code, r.text)
+    r = httpx.post(f"{sqlite_server}/api/v1/views", json={"spec": {**spec, "ttl": "2d"}}, headers=headers)
+    assert r.status_code == 422 and "neither ttl" in r.text
+
+
+def test_a_plain_spec_stays_without_windows_in_the_registry(ws: jf.Workspace) -> None:
+    ws.register_source("snap", pd.DataFrame({"k": [1], "ts": _hours(0), "x": [1.0]}), timestamp="ts")
+    fv = ws.feature_view("plain", "SELECT k, ts, x FROM snap", entity="k", timestamp="ts")
+    record = ws.export()["plain"]
+    assert "windows" not in record.spec and record.hash == fv.definition_hash
+    assert ws.registry.apply({**fv.to_spec(), "windows": []}).version == 1
