@@ -295,16 +295,21 @@ def _distinct_groups(
 # -- materialization ----------------------------------------------------------------------------
 
 
-def latest_windows_sql(plan: WindowPlan, *, end_literal: str, input_types: Mapping[str, str]) -> str:
+def latest_windows_sql(
+    plan: WindowPlan, *, end_literal: str, input_types: Mapping[str, str], event_time: bool = False
+) -> str:
     """Per entity with a row in the longest window before ``end``: every feature at t = end.
 
     Entities without such a row are left out (all their counts are 0, all else null).
-    ``input_types`` are the relation's column types (``relation_types``).
+    ``input_types`` are the relation's column types (``relation_types``). With ``event_time``,
+    EVENT_TS (the entity's last event time at or before ``end``) follows the keys.
     """
     out_types = plan.output_types(input_types)
     longest = max(w.micros for w in plan.windows)
     t = "__jf_t"
     cols = [quote(k) for k in plan.entity]
+    if event_time:
+        cols.append(f"max({t}) AS {EVENT_TS}")
     for name, a, w in plan.features:
         cond = f"{t} > {end_literal} - to_microseconds({w.micros})"
         if a.flag:
