@@ -497,12 +497,16 @@ class Workspace:
     def _feature_stats(self, view: FeatureView, *, max_rows: int = 100_000) -> dict[str, Any] | None:
         """Per-feature statistics of ``view``'s rows, or None when DuckDB cannot compute them
         here (e.g. a source only the Spark engine can read); statistics never block an export."""
+        from .engines.duckdb.windows import relation_types, windows_at_last_event_sql
         from .profile import profile_query
 
         feats = ", ".join(quote(f) for f in view.feature_names)
         try:
             with self.duckdb.feature_connection() as con:
-                rows = view.sql if not view.windows else _windows_at_last_event_sql(view, con)
+                plan = view.window_plan()
+                rows = (
+                    view.sql if plan is None else windows_at_last_event_sql(plan, relation_types(con, plan))
+                )
                 prof = profile_query(
                     con,
                     f"SELECT {feats} FROM ({rows}\n) AS __jf_v "
@@ -917,18 +921,6 @@ def _window_texts(windows: Sequence[str] | str | None, who: str) -> tuple[str, .
             )
         out.append(w.strip())
     return tuple(out)
-
-
-def _windows_at_last_event_sql(view: FeatureView, con: Any) -> str:
-    """A windowed view's values per entity at its rows' last event time: what its statistics
-    (and the sidebar's histograms) describe."""
-    from .engines.duckdb.windows import latest_windows_sql, relation_types
-    from .sqltext import EVENT_TS
-
-    plan = view.window_plan()
-    assert plan is not None
-    end = f"(SELECT max(CAST({EVENT_TS} AS TIMESTAMP)) FROM ({plan.relation_sql}))"
-    return latest_windows_sql(plan, end_literal=end, input_types=relation_types(con, plan))
 
 
 def _describe(sql: str, schemas: dict[str, Any], who: str) -> list[tuple[str, str]]:

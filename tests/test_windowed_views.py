@@ -353,3 +353,15 @@ def test_a_plain_spec_stays_without_windows_in_the_registry(ws: jf.Workspace) ->
     record = ws.export()["plain"]
     assert "windows" not in record.spec and record.hash == fv.definition_hash
     assert ws.registry.apply({**fv.to_spec(), "windows": []}).version == 1
+
+
+def test_preview_of_a_windowed_view_without_rows(ws: jf.Workspace) -> None:
+    empty = pd.DataFrame({"k": pd.array([], dtype="Int64"), "ts": pd.to_datetime([]), "x": []})
+    ws.register_source("nothing", empty.astype({"x": "float64"}), timestamp="ts")
+    fv = ws.feature_view(
+        "quiet", "SELECT k, count(*) AS n, avg(x) AS m FROM nothing GROUP BY k", entity="k", timestamp="ts",
+        windows=["1h"],
+    )  # fmt: skip
+    preview = fv.preview()
+    assert preview.rows == 0 and preview.slide is not None and preview.slide.empty
+    assert preview.slide_chart is None and "the windows sliding" in preview.html()

@@ -25,7 +25,7 @@ from .window_rows import Carried, SortedRows, carried_columns, distinct_counts, 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["window_features", "latest_windows_sql", "relation_types"]
+__all__ = ["window_features", "latest_windows_sql", "relation_types", "windows_at_last_event_sql"]
 
 
 def relation_types(con: duckdb.DuckDBPyConnection, plan: WindowPlan) -> dict[str, str]:
@@ -332,3 +332,10 @@ def latest_windows_sql(
         f"FROM ({plan.relation_sql})) WHERE {t} <= {end_literal} AND {t} > {end_literal} - "
         f"to_microseconds({longest}){not_null} GROUP BY {keys}"
     )
+
+
+def windows_at_last_event_sql(plan: WindowPlan, input_types: Mapping[str, str]) -> str:
+    """Every feature per entity at the last event time of all the plan's rows (``latest_windows_sql``
+    with that end): what a windowed view's statistics describe."""
+    end = f"(SELECT max(CAST({EVENT_TS} AS TIMESTAMP)) FROM ({plan.relation_sql}))"
+    return latest_windows_sql(plan, end_literal=end, input_types=input_types)

@@ -23,6 +23,7 @@ from ...sqltext import CREATED_TS, EVENT_TS, LABEL_TS, ROW
 from ...times import duration_micros, naive_utc_column, naive_utc_table
 from ...transpile import transpile
 from .executors import on_this_host, ship_package, spark_context
+from .spark_types import duckdb_type
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,15 +41,8 @@ _MATCH = "__jf_m"  # the last feature row at or before the label row
 _RANK = "__jf_rank"
 _CREATED = "__jf_created"
 
+
 #: Spark type name → the DuckDB type name the rest of the product speaks.
-_DUCKDB_TYPES = {
-    "bigint": "BIGINT", "int": "INTEGER", "smallint": "SMALLINT", "tinyint": "TINYINT",
-    "double": "DOUBLE", "float": "FLOAT", "string": "VARCHAR", "boolean": "BOOLEAN",
-    "timestamp": "TIMESTAMP WITH TIME ZONE", "timestamp_ntz": "TIMESTAMP", "date": "DATE",
-    "binary": "BLOB", "void": "NULL",
-}  # fmt: skip
-
-
 def default_session(master: str | None = None, config: Mapping[str, str] | None = None) -> SparkSession:
     """The active SparkSession, or a new one tuned for a notebook (UTC, no UI) on ``master``
     (default ``local[*]``) with the Spark ``config`` on top.
@@ -98,20 +92,6 @@ def _col(name: str) -> Column:
     from pyspark.sql import functions as F
 
     return F.col("`" + name.replace("`", "``") + "`")
-
-
-def duckdb_type(spark_type: Any) -> str:
-    """The DuckDB spelling of a Spark data type (for schemas and feature types)."""
-    from pyspark.sql import types as T
-
-    if isinstance(spark_type, T.ArrayType):
-        return duckdb_type(spark_type.elementType) + "[]"
-    if isinstance(spark_type, T.DecimalType):
-        return f"DECIMAL({spark_type.precision},{spark_type.scale})"
-    if isinstance(spark_type, (T.StructType, T.MapType)):
-        return "VARCHAR"  # not a feature type; analysed as text
-    name = spark_type.simpleString()
-    return _DUCKDB_TYPES.get(name, name.upper())
 
 
 def _utc_literal(value: Any) -> Column:
