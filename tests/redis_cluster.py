@@ -44,10 +44,13 @@ def _binary(name: str) -> str:
 class LocalRedisCluster:
     """``masters`` primaries (each with ``replicas`` replicas) in ``folder``; ``url`` for the store."""
 
-    def __init__(self, folder: Path, *, masters: int = 3, replicas: int = 1) -> None:
+    def __init__(
+        self, folder: Path, *, masters: int = 3, replicas: int = 1, full_coverage: bool = True
+    ) -> None:
         self.folder = folder
         self.masters = masters
         self.replicas = replicas
+        self.full_coverage = full_coverage
         self.ports = _free_ports(masters * (1 + replicas))
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -81,6 +84,7 @@ class LocalRedisCluster:
         self.procs[port] = subprocess.Popen(
             [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", str(node_dir / "nodes.conf"), "--cluster-node-timeout", "1000",
+             "--cluster-require-full-coverage", "yes" if self.full_coverage else "no",
              "--save", "", "--appendonly", "no", "--dir", str(node_dir), "--daemonize", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
