@@ -59,7 +59,7 @@ def redis_url() -> str:
 def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Redis Cluster of our own for the whole session: 3 primaries, each with a replica, on loopback
     ports (``redis-server --cluster-enabled yes`` + ``redis-cli --cluster create``), stopped at its end."""
-    from redis_cluster import LocalRedisCluster
+    from local_redis_cluster import LocalRedisCluster
 
     cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
     try:

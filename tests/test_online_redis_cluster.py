@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from online_stores import cluster_store_url, drop_redis_prefix, redis_keys
-from redis_cluster import LocalRedisCluster
+from local_redis_cluster import LocalRedisCluster
 
 import jupyter_features as jf
 from jupyter_features.errors import OnlineStoreError

@@ -3,7 +3,8 @@ the Lua that runs inside one partition.
 
 An entity's partition is ``CRC16(encoded key) mod N`` (CRC-16/XMODEM, the checksum Redis Cluster
 uses for slots: ``binascii.crc_hqx`` for one key, a vectorized table lookup for a batch). With
-``T = <prefix>{<view>:p<k>}`` partition k of every version lives in one hash slot of its own:
+``T = <prefix>{<view>:p<k>~<salt>}`` partition k of every version lives in one hash slot of its
+own, the salt chosen so that the n partitions' slots are evenly spaced (``spread_tags``):
 
 - ``T:v<N>``: hash of version N's entities in the partition (the single-node layout: field =
   encoded key, value = the entity's rows as JSON arrays joined by ',').
@@ -20,6 +21,7 @@ from __future__ import annotations
 import binascii
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from .redis_bulk import LAYERED_FN
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Partitions",
+    "spread_tags",
     "partition_of",
     "partitions_of",
     "default_partitions",
@@ -97,6 +100,26 @@ def default_partitions(rows: int | None, primaries: int) -> int:
     return min(MAX_PARTITIONS, max(floor, wanted))
 
 
+SLOTS = 16384
+
+
+@lru_cache(maxsize=256)
+def spread_tags(view: str, n: int) -> tuple[str, ...]:
+    """The hash tag of each of ``n`` partitions of ``view``: ``<view>:p<k>~<salt>``, the first salt
+    whose slot falls in the k-th n-th of the slot space. Clusters give each primary an even share
+    of the slots, so the partitions spread evenly over the primaries, not as the slots of n
+    random names would (that leaves one node with twice the mean)."""
+    tags = []
+    width = SLOTS / n
+    for k in range(n):
+        low, high = int(k * width), max(int((k + 1) * width), int(k * width) + 1)
+        salt = 0
+        while not low <= binascii.crc_hqx(f"{view}:p{k}~{salt}".encode(), 0) % SLOTS < high:
+            salt += 1
+        tags.append(f"{view}:p{k}~{salt}")
+    return tuple(tags)
+
+
 @dataclass(frozen=True)
 class Partitions:
     """The keys of a view's partitions (``n`` of them) under ``prefix``."""
@@ -106,7 +129,7 @@ class Partitions:
     n: int
 
     def tag(self, p: int) -> str:
-        return f"{self.prefix}{{{self.view}:p{p}}}"
+        return f"{self.prefix}{{{spread_tags(self.view, self.n)[p]}}}"
 
     def data(self, p: int, version: int | str) -> str:
         return f"{self.tag(p)}:v{version}"
