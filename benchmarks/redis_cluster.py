@@ -26,16 +26,15 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from online import FEATURES, END, interleaved, pct, source_file, start_redis  # noqa: E402
-from online import _cpu_seconds as cpu_seconds  # noqa: E402, PLC2701 - the same measure as online.py
 from local_redis_cluster import LocalRedisCluster  # noqa: E402
+from online import END, FEATURES, interleaved, pct, source_file, start_redis  # noqa: E402
+from online import _cpu_seconds as cpu_seconds  # noqa: E402 - the same measure as online.py
 
 TARGET_MATERIALIZE = 1.5
 TARGET_SINGLE = 1.3
@@ -67,7 +66,9 @@ def run(args: argparse.Namespace) -> None:
     cluster = LocalRedisCluster(workdir / "cluster", masters=args.masters, replicas=0).start()
     try:
         single = single_url + "?prefix=bench:"
-        clustered = cluster.url + "?prefix=bench:" + (f"&partitions={args.partitions}" if args.partitions else "")
+        clustered = (
+            cluster.url + "?prefix=bench:" + (f"&partitions={args.partitions}" if args.partitions else "")
+        )
         single_client = redis.Redis.from_url(single_url)
         nodes = [redis.Redis(port=p) for p in cluster.primaries()]
         data = source_file(args.entities)
@@ -120,11 +121,15 @@ def run(args: argparse.Namespace) -> None:
         times = interleaved(
             {
                 "redis 1×10": lambda: ws.online_features(refs, [{"user_id": nxt()}], store=single).to_dict(),
-                "cluster 1×10": lambda: ws.online_features(refs, [{"user_id": nxt()}], store=clustered).to_dict(),
+                "cluster 1×10": lambda: ws.online_features(
+                    refs, [{"user_id": nxt()}], store=clustered
+                ).to_dict(),
             },
             args.reads,
         )
-        batches = itertools.cycle([[{"user_id": rng.randrange(args.entities)} for _ in range(100)] for _ in range(64)])
+        batches = itertools.cycle(
+            [[{"user_id": rng.randrange(args.entities)} for _ in range(100)] for _ in range(64)]
+        )
         bn = batches.__next__
         big = interleaved(
             {
@@ -133,7 +138,9 @@ def run(args: argparse.Namespace) -> None:
             },
             max(args.reads // 10, 200),
         )
-        print(f"\nreads, ws.online_features(...).to_dict() (interleaved; load average {os.getloadavg()[0]:.1f}), µs")
+        print(
+            f"\nreads, ws.online_features(...).to_dict() (interleaved; load average {os.getloadavg()[0]:.1f}), µs"
+        )
         print(f"  {'':<18}{'p50':>8}{'p99':>9}")
         for name, values in {**times, **big}.items():
             print(f"  {name:<18}{pct(values, 0.5):8.1f}{pct(values, 0.99):9.1f}")
@@ -156,7 +163,7 @@ def run(args: argparse.Namespace) -> None:
             for row in batch:
                 key = encode_key((row["user_id"],), ("int64",))
                 groups.setdefault(route.parts.of(key), []).append(key)
-            return [(store.calls.slot(route.parts.live(p)), READ_PART, (route.parts.live(p), route.parts.pend(p)),
+            return [(store.calls.slot(route.parts.live(p)), READ_PART, (route.parts.live(p), route.parts.pend(p), route.parts.pushes(p)),
                      (route.pointer, route.data_prefix(p), *keys)) for p, keys in groups.items()]  # fmt: skip
 
         plans = itertools.cycle([calls_of(bn()) for _ in range(64)])
@@ -196,12 +203,16 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--entities", type=int, default=1_000_000)
     parser.add_argument("--reads", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--masters", type=int, default=3)
-    parser.add_argument("--partitions", type=int, default=None, help="default: the store's choice from the size")
+    parser.add_argument(
+        "--partitions", type=int, default=None, help="default: the store's choice from the size"
+    )
     run(parser.parse_args())
 
 

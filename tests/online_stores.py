@@ -82,7 +82,7 @@ def stored_versions(url: str, view: str) -> dict[int, int]:
 
     found: dict[int, int] = {}
     for key, client in redis_keys(url).items():
-        m = re.search(r"\{" + view + r"(:p\d+)?\}:v(\d+)$", key)
+        m = re.search(r"\{" + view + r"(:p\d+~\d+)?\}:v(\d+)$", key)
         if m:
             found[int(m.group(2))] = found.get(int(m.group(2)), 0) + int(client.hlen(key))  # type: ignore[attr-defined]
     return found

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from online_stores import cluster_store_url, drop_redis_prefix, redis_keys
 from local_redis_cluster import LocalRedisCluster
+from online_stores import cluster_store_url, drop_redis_prefix, redis_keys
 
 import jupyter_features as jf
 from jupyter_features.errors import OnlineStoreError
@@ -163,7 +163,7 @@ def test_a_pusher_stopped_half_way_is_finished_by_readers(tmp_path: Path, store_
         by_part: dict[int, list[Any]] = {}
         for u in users:
             by_part.setdefault(parts.of(u), []).extend([u, f"[{ts},7.0,{int(seq)}]"])
-        calls = [(store.calls.slot(parts.live(p)), APPLY_PART, (parts.live(p), parts.pend(p)),
+        calls = [(store.calls.slot(parts.live(p)), APPLY_PART, (parts.live(p), parts.pend(p), parts.pushes(p)),
                   (route.pointer, route.data_prefix(p), int(seq), "1", *a)) for p, a in by_part.items()]  # fmt: skip
         store.calls.run(calls, "staging")
         first = next(iter(by_part))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -38,7 +38,7 @@ from .layout import Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle, enc
 from .redis import Keyspace, RedisStore
 from .redis_bulk import scan_pages
 from .redis_nodes import Call, ClusterCalls
-from .redis_partitions import READ_PART, SNAP_PART, UNPEND_PART, Partitions, default_partitions
+from .redis_partitions import PUSHES_PART, READ_PART, SNAP_PART, UNPEND_PART, Partitions, default_partitions
 from .rows import dumps, loads
 from .scan import ScanPages, packed_rows
 
@@ -62,9 +62,23 @@ class Route:
     table: OnlineTable
     parts: Partitions
     at: float  # time.monotonic() when the pointer was read
+    cache: dict[int, tuple[int, tuple[str, str, str], str]] = field(default_factory=dict, compare=False)
 
     def data_prefix(self, p: int) -> str:
         return f"{self.parts.tag(p)}:v"
+
+    def keys(self, p: int, slot_of: Any) -> tuple[int, tuple[str, str, str], str]:
+        """(slot, (live, pend, pushes) keys, data prefix) of partition ``p``, built once per route."""
+        found = self.cache.get(p)
+        if found is None:
+            parts = self.parts
+            found = (
+                slot_of(parts.live(p)),
+                (parts.live(p), parts.pend(p), parts.pushes(p)),
+                self.data_prefix(p),
+            )
+            self.cache[p] = found
+        return found
 
 
 def _parse(url: str) -> tuple[list[tuple[str, int]], dict[str, Any], dict[str, str]]:
@@ -90,7 +104,7 @@ def _parse(url: str) -> tuple[list[tuple[str, int]], dict[str, Any], dict[str, s
 class RedisClusterStore(RedisStore):
     """Online store over a Redis Cluster (see the module's docstring)."""
 
-    events_channel = None  # replicas follow by polling the pointer slot (pub/sub is per node)
+    events_channel = None  # type: ignore[assignment]  # replicas follow by polling the pointer slot (pub/sub is per node)
 
     def __init__(self, url: str) -> None:
         from redis.cluster import ClusterNode, RedisCluster
@@ -115,7 +129,7 @@ class RedisClusterStore(RedisStore):
                 "redis+cluster:// takes prefix=, partitions= and chunk_rows="
             )
         try:
-            self.client: Any = RedisCluster(
+            client: Any = RedisCluster(
                 startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_connect_timeout=2,
                 socket_timeout=10, cluster_error_retry_attempts=3, **options,
             )  # fmt: skip
@@ -124,8 +138,9 @@ class RedisClusterStore(RedisStore):
                 f"online store {self.url}: no startup node of the cluster answers ({exc}); check the "
                 "host:port list and that the nodes run with cluster-enabled yes"
             ) from exc
-        self.ks = Keyspace(self.client, self.prefix, self.url)
-        self.calls = ClusterCalls(self.client, self.url)
+        self.client = client
+        self.ks = Keyspace(client, self.prefix, self.url)
+        self.calls = ClusterCalls(client, self.url, self.ks.failed)
         self._tables: dict[str, OnlineTable] = {}
         self._plans: dict[Any, Any] = {}
         self._identity: str | None = None
@@ -153,7 +168,7 @@ class RedisClusterStore(RedisStore):
         return table
 
     def primaries(self) -> int:
-        return max(1, len(self.client.get_primaries()))
+        return max(1, len(self.calls.client.get_primaries()))
 
     def route(self, view: str, *, fresh: bool = False) -> Route:
         """The pointer of ``view`` and what it names; cached for ``POINTER_TTL`` unless ``fresh``."""
@@ -172,7 +187,7 @@ class RedisClusterStore(RedisStore):
             raise self._missing(view)
         pointer = raw.decode()
         if found is not None and found.pointer == pointer:
-            route = Route(pointer, found.table, found.parts, now)
+            route = Route(pointer, found.table, found.parts, now, found.cache)
         else:
             table = self._meta(view, int(pointer.split(":", 1)[0]))
             route = Route(
@@ -221,27 +236,39 @@ class RedisClusterStore(RedisStore):
         calls: list[Call] = []
         spans: list[tuple[int, list[int]]] = []
         for p, positions in groups.items():
-            slot = self.calls.slot(parts.live(p))
+            slot, names, prefix = route.keys(p, self.calls.slot)
             for s in range(0, len(positions), _MAX_FIELDS):
                 chunk = positions[s : s + _MAX_FIELDS]
-                calls.append(
-                    (slot, READ_PART, (parts.live(p), parts.pend(p)),
-                     (route.pointer, route.data_prefix(p), *(keys[i] for i in chunk)))
-                )  # fmt: skip
+                calls.append((slot, READ_PART, names, (route.pointer, prefix, *(keys[i] for i in chunk))))
                 spans.append((p, chunk))
         replies = self.calls.run(calls, f"reading '{parts.view}'")
         raws: list[Any] = [None] * len(keys)
         pending: dict[int, set[int]] = {}
+        pushes: dict[int, Any] = {}
         for (p, chunk), reply in zip(spans, replies, strict=True):
             if not reply:
                 return None  # this partition no longer serves the pointer: a switch
-            values, pend = reply
+            values, pend, pushes[p] = reply
             if pend:
                 pending[p] = {int(s) for s in pend}
             for i, value in zip(chunk, values, strict=True):
                 raws[i] = value
         if pending and not self._settle(route, keys, groups, raws, pending, attempt):
             return None
+        if len(groups) > 1 and any(c not in (b"0", "0", 0) for c in pushes.values()):
+            # The version has pushes: were all partitions read while no push was half applied?
+            # A push visible in one partition was staged everywhere first, so a partition read
+            # before that staging sees its counter move by now.
+            version = route.pointer.split(":", 1)[0]
+            again = self.calls.run(
+                [
+                    (route.keys(p, self.calls.slot)[0], PUSHES_PART, (parts.pushes(p),), (version,))
+                    for p in groups
+                ],
+                f"reading '{parts.view}'",
+            )
+            if any(now != pushes[p] for p, now in zip(groups, again, strict=True)):
+                return None
         return raws
 
     def _settle(
@@ -336,8 +363,8 @@ class RedisClusterStore(RedisStore):
             rows: dict[str, list[Any]] = {}
             for _, top, below in replies:
                 for flat in (top, below):
-                    for field, value in zip(flat[::2], flat[1::2], strict=True):
-                        name = field.decode()
+                    for key, value in zip(flat[::2], flat[1::2], strict=True):
+                        name = key.decode()
                         if name not in rows:
                             rows[name] = [r for r in loads(b"[" + value + b"]") if len(r) <= width]
             return Snapshot(route.table, {k: v for k, v in rows.items() if v}, 0)

@@ -105,7 +105,7 @@ def _apply(store: RedisClusterStore, route: Any, rows: dict[str, bytes], seq: in
         by_part.setdefault(parts.of(field), []).extend((field, text))
     staged = "1" if len(by_part) > 1 else "0"
     calls: list[Call] = [
-        (store.calls.slot(parts.live(p)), APPLY_PART, (parts.live(p), parts.pend(p)),
+        (store.calls.slot(parts.live(p)), APPLY_PART, (parts.live(p), parts.pend(p), parts.pushes(p)),
          (route.pointer, route.data_prefix(p), seq, staged, *args))
         for p, args in by_part.items()
     ]  # fmt: skip

@@ -13,7 +13,7 @@ from .canonical import canonical_rows
 from .layout import Lease, OnlineTable, encode_key
 from .redis import RedisWriter
 from .redis_bulk import hset_header, packed_groups
-from .redis_nodes import Call
+from .redis_nodes import Call, NodeFailed
 from .redis_partitions import APPEND_PART, COUNT_PART, DROP_PART, SET_LIVE, Partitions, partitions_of
 from .redis_push import covered_entries, encode_push
 from .rows import push_rows_of
@@ -129,7 +129,7 @@ class RedisClusterWriter(RedisWriter):
         canonical = canonical_rows(rows, self.table)
         try:
             _bulk_hset(self, canonical, progress)
-        except redis_lib.RedisError as exc:
+        except (redis_lib.RedisError, NodeFailed) as exc:
             raise self._error(exc) from exc
         return canonical.num_rows
 
@@ -280,7 +280,7 @@ def _drop(store: RedisClusterStore, view: str, member: str) -> None:
     parts = Partitions(store.prefix, view, int(count or 1))
     try:
         store.calls.run(
-            [(store.calls.slot(parts.live(p)), DROP_PART, (parts.live(p),), (number, parts.data(p, number)))
+            [(store.calls.slot(parts.live(p)), DROP_PART, (parts.live(p), parts.pushes(p)), (number, parts.data(p, number)))
              for p in range(parts.n)],
             f"freeing version {number} of '{view}'",
         )  # fmt: skip
@@ -321,8 +321,7 @@ def _bulk_hset(writer: RedisClusterWriter, rows: pa.Table, progress: Callable[[i
             try:
                 conn.read_response()
             except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
-                exc.node = name  # type: ignore[attr-defined]
-                raise
+                raise NodeFailed(name, exc) from exc
             n = pending.pop(0)
             if progress is not None:
                 progress(n)
@@ -332,15 +331,14 @@ def _bulk_hset(writer: RedisClusterWriter, rows: pa.Table, progress: Callable[[i
             rows, writer.table, store.chunk_rows, lambda k: partitions_of(k, parts.n)
         ):
             node = store.calls.node(store.calls.slot(parts.live(p)))
-            if node.name not in conns:
-                pool = node.redis_connection.connection_pool  # type: ignore[union-attr]
-                conns[node.name] = (pool, pool.get_connection(), [])
-            _, conn, pending = conns[node.name]
             try:
+                if node.name not in conns:
+                    pool = node.redis_connection.connection_pool  # type: ignore[union-attr]
+                    conns[node.name] = (pool, pool.get_connection(), [])
+                _, conn, pending = conns[node.name]
                 conn.send_packed_command([hset_header(heads[p], n), body], check_health=False)
             except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
-                exc.node = node.name  # type: ignore[attr-defined]
-                raise
+                raise NodeFailed(node.name, exc) from exc
             pending.append(n)
             settle(node.name, _IN_FLIGHT)
             if time.monotonic() - renewed > _RENEW_EVERY:

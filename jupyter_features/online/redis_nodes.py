@@ -10,7 +10,7 @@ batch again; a node that stays unreachable is an ``OnlineStoreError`` that names
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import OnlineStoreError
@@ -18,7 +18,7 @@ from ..errors import OnlineStoreError
 if TYPE_CHECKING:
     from redis.cluster import ClusterNode, RedisCluster
 
-__all__ = ["ClusterCalls", "Call"]
+__all__ = ["ClusterCalls", "Call", "NodeFailed"]
 
 #: (slot, Lua source, keys, arguments) of one script call
 Call = tuple[int, str, Sequence[str], Sequence[Any]]
@@ -27,12 +27,24 @@ ATTEMPTS = 12  # a failover takes the cluster about node-timeout x 2 (a few seco
 _BACKOFF = 0.05  # seconds, doubled per attempt up to 1 s
 
 
+class NodeFailed(Exception):
+    """The connection to one node failed (``node``: its host:port; ``cause``: redis-py's error)."""
+
+    def __init__(self, node: str, cause: Exception) -> None:
+        super().__init__(f"{node}: {cause}")
+        self.node = node
+        self.cause = cause
+
+
 class ClusterCalls:
     """Script calls over a ``RedisCluster``'s nodes (see the module's docstring)."""
 
-    def __init__(self, client: RedisCluster, url: str) -> None:
+    def __init__(
+        self, client: RedisCluster, url: str, failed: Callable[[str, Exception], OnlineStoreError]
+    ) -> None:
         self.client = client
         self.url = url
+        self.failed = failed  # the store's error for a refused command
         self.shas: dict[str, str] = {}
         self.slots: dict[str, int] = {}
 
@@ -42,11 +54,16 @@ class ClusterCalls:
             found = self.slots[key] = int(self.client.keyslot(key))
         return found
 
+    @property
+    def slots_cache(self) -> dict[int, list[ClusterNode]]:
+        """redis-py's map of hash slot → nodes serving it (the primary first)."""
+        return self.client.nodes_manager.slots_cache  # type: ignore[return-value]
+
     def node(self, slot: int) -> ClusterNode:
-        nodes = self.client.nodes_manager.slots_cache.get(slot)
+        nodes = self.slots_cache.get(slot)
         if not nodes:
             self.refresh()
-            nodes = self.client.nodes_manager.slots_cache.get(slot)
+            nodes = self.slots_cache.get(slot)
             if not nodes:
                 raise OnlineStoreError(
                     f"online store {self.url}: no node serves hash slot {slot} (is the cluster down? "
@@ -80,8 +97,8 @@ class ClusterCalls:
         for attempt in range(ATTEMPTS):
             try:
                 replies = self._once(calls)
-            except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
-                failing = (getattr(exc, "node", "?"), exc)
+            except NodeFailed as exc:
+                failing = (exc.node, exc.cause)
             else:
                 retry = False
                 for i, reply in enumerate(replies):
@@ -92,7 +109,7 @@ class ClusterCalls:
                         failing = (self.node(calls[i][0]).name, reply)
                         retry = True
                     elif isinstance(reply, redis_lib.ResponseError):
-                        raise reply
+                        raise self.failed(what, reply)
                 if not retry:
                     return replies
                 if failing is None:
@@ -101,13 +118,41 @@ class ClusterCalls:
                 time.sleep(delay)
                 delay = min(1.0, delay * 2)
                 self.refresh()
-        name, exc = failing or ("?", Exception("no reply"))
+        name, cause = failing or ("?", Exception("no reply"))
         raise OnlineStoreError(
             f"online store {self.url}: node {name} is unreachable or not serving its slots while {what} "
-            f"({type(exc).__name__}: {exc}); check it with `redis-cli -h {name.split(':')[0]} -p "
+            f"({type(cause).__name__}: {cause}); check it with `redis-cli -h {name.split(':')[0]} -p "
             f"{name.rsplit(':', 1)[-1]} cluster info` — with replicas the cluster fails over by itself, "
             "then retry"
         )
+
+    def _one(self, call: Call) -> Any:
+        import redis as redis_lib
+
+        slot, source, keys, args = call
+        node = self.node(slot)
+        if node.redis_connection is None:
+            self.client.nodes_manager.create_redis_connections([node])
+        pool = node.redis_connection.connection_pool  # type: ignore[union-attr]
+        try:
+            conn = pool.get_connection()
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+            raise NodeFailed(node.name, exc) from exc
+        try:
+            conn.send_packed_command(
+                conn.pack_command("EVALSHA", self.sha(source), len(keys), *keys, *args), check_health=False
+            )
+            reply = conn.read_response()
+        except redis_lib.ResponseError as exc:
+            reply = exc
+        except BaseException as exc:
+            conn.disconnect()
+            pool.release(conn)
+            if isinstance(exc, (redis_lib.ConnectionError, redis_lib.TimeoutError)):
+                raise NodeFailed(node.name, exc) from exc
+            raise
+        pool.release(conn)
+        return reply
 
     def _load(self, slot: int, source: str) -> None:
         node = self.node(slot)
@@ -117,6 +162,9 @@ class ClusterCalls:
     def _once(self, calls: Sequence[Call]) -> list[Any]:
         """Send every node its calls in one write, then read every reply."""
         import redis as redis_lib
+
+        if len(calls) == 1:  # the single read: no grouping
+            return [self._one(calls[0])]
 
         by_node: dict[str, tuple[ClusterNode, list[int]]] = {}
         for i, (slot, _, _, _) in enumerate(calls):
@@ -136,8 +184,7 @@ class ClusterCalls:
                 try:
                     conn = pool.get_connection()
                 except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
-                    exc.node = name  # type: ignore[attr-defined]
-                    raise
+                    raise NodeFailed(name, exc) from exc
                 opened.append((pool, conn, name))
                 commands = [
                     ("EVALSHA", self.sha(calls[i][1]), len(calls[i][2]), *calls[i][2], *calls[i][3])
@@ -146,8 +193,7 @@ class ClusterCalls:
                 try:
                     conn.send_packed_command(conn.pack_commands(commands), check_health=False)
                 except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
-                    exc.node = name  # type: ignore[attr-defined]
-                    raise
+                    raise NodeFailed(name, exc) from exc
             for (_, indexes), (_, conn, name) in zip(by_node.values(), opened, strict=True):
                 for i in indexes:
                     try:
@@ -155,8 +201,7 @@ class ClusterCalls:
                     except redis_lib.ResponseError as exc:
                         out[i] = exc
                     except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
-                        exc.node = name  # type: ignore[attr-defined]
-                        raise
+                        raise NodeFailed(name, exc) from exc
         except BaseException:
             for pool, conn, _ in opened:
                 conn.disconnect()

@@ -14,6 +14,10 @@ own, the salt chosen so that the n partitions' slots are evenly spaced (``spread
 - ``T:pend``: push sequence numbers whose rows are staged here but not visible yet (a push over
   several partitions stages everywhere, then makes its rows visible partition by partition;
   readers of a batch that sees a push visible in one partition and pending in another retry).
+- ``T:pushes``: hash of version number → how many pushes were applied here. A batch read over
+  several partitions of a version that has pushes reads these counters once more after its
+  reads: a push can only have become visible in one partition read while another partition read
+  went before the push was staged there if that partition's counter moved in between.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ __all__ = [
     "READ_PART",
     "APPLY_PART",
     "UNPEND_PART",
+    "PUSHES_PART",
     "SET_LIVE",
     "DROP_PART",
     "COUNT_PART",
@@ -140,14 +145,17 @@ class Partitions:
     def pend(self, p: int) -> str:
         return f"{self.tag(p)}:pend"
 
+    def pushes(self, p: int) -> str:
+        return f"{self.tag(p)}:pushes"
+
     def of(self, key: str | bytes) -> int:
         return partition_of(key, self.n)
 
 
 _POINTER = "local v, b = string.match(ARGV[1], '^(%d+):?(%d*)$')\n"
 
-#: KEYS: live, pend. ARGV: pointer, data prefix (T:v), fields... → false when the pointer is not
-#: live here, else {values, pending push seqs}.
+#: KEYS: live, pend, pushes. ARGV: pointer, data prefix (T:v), fields... → false when the pointer
+#: is not live here, else {values, pending push seqs, pushes applied to the version}.
 READ_PART = (
     LAYERED_FN
     + """
@@ -156,12 +164,12 @@ if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end
     + _POINTER
     + """
 local vals = layered(ARGV[2] .. v, b ~= '' and (ARGV[2] .. b) or '', {unpack(ARGV, 3)})
-return {vals, redis.call('SMEMBERS', KEYS[2])}
+return {vals, redis.call('SMEMBERS', KEYS[2]), redis.call('HGET', KEYS[3], v) or '0'}
 """
 )
 
-#: KEYS: live, pend. ARGV: pointer, data prefix, push seq, staged ('1': pending until UNPEND_PART),
-#: field, rows, ... → 0 when the pointer is not live here (the switch replayed the push).
+#: KEYS: live, pend, pushes. ARGV: pointer, data prefix, push seq, staged ('1': pending until
+#: UNPEND_PART), field, rows, ... → 0 when the pointer is not live here (the switch replayed the push).
 APPLY_PART = (
     APPEND_FN
     + """
@@ -170,10 +178,16 @@ if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
     + _POINTER
     + """
 if ARGV[4] == '1' then redis.call('SADD', KEYS[2], ARGV[3]) end
+redis.call('HINCRBY', KEYS[3], v, 1)
 append(ARGV[2] .. v, b ~= '' and (ARGV[2] .. b) or '', ARGV, 5)
 return 1
 """
 )
+
+#: KEYS: pushes. ARGV: version → pushes applied to it here.
+PUSHES_PART = """
+return redis.call('HGET', KEYS[1], ARGV[1]) or '0'
+"""
 
 #: KEYS: pend. ARGV: push seqs made visible here.
 UNPEND_PART = """
@@ -199,11 +213,13 @@ for i = 3, #ARGV do redis.call('UNLINK', ARGV[i]) end
 return 1
 """
 
-#: KEYS: live. ARGV: version number, its hash: the version is no longer readable here, and freed.
+#: KEYS: live, pushes. ARGV: version number, its hash: the version is no longer readable here, and
+#: freed.
 DROP_PART = """
 for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if string.match(m, '^(%d+)') == ARGV[1] then redis.call('SREM', KEYS[1], m) end
 end
+redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('UNLINK', ARGV[2])
 return 1
 """
