@@ -55,6 +55,18 @@ def test_bulk_partitions_equal_one_key_partitions(keys: list[str], n: int) -> No
     assert partitions_of(pa.array(keys), n).tolist() == [partition_of(k, n) for k in keys]
 
 
+def test_bad_urls_are_clear_errors() -> None:
+    with pytest.raises(OnlineStoreError, match="'nohost' is not host:port"):
+        open_store("redis+cluster://nohost")
+    with pytest.raises(OnlineStoreError, match="partitions= must be 1 to 16384"):
+        open_store("redis+cluster://127.0.0.1:1?partitions=0")
+    with pytest.raises(OnlineStoreError, match="unknown option db"):
+        open_store("redis+cluster://127.0.0.1:1?db=2")
+    with pytest.raises(OnlineStoreError, match="no startup node of the cluster answers") as info:
+        open_store("redis+cluster://user:s3cret@127.0.0.1:1")
+    assert "s3cret" not in str(info.value)
+
+
 def test_partitions_spread_over_every_primary(tmp_path: Path, store_url: str) -> None:
     url = store_url.replace("?", "?partitions=12&")
     ws = _workspace(tmp_path, url, n=3000)
@@ -74,6 +86,7 @@ def test_partitions_spread_over_every_primary(tmp_path: Path, store_url: str) ->
     assert ws.materialize(["score"], end=END, progress=False)["score"].rows == 3000
     store = RedisClusterStore(store_url)
     try:
+        assert list(store.views()) == ["score"]  # found on whichever node holds the pointer
         assert store.route("score").parts.n == 12 and store.partition_count(None) == 12
         assert store.partition_count(1_000_000) == 20
     finally:
