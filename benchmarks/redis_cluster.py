@@ -42,6 +42,11 @@ TARGET_BATCH = 2.0
 
 
 def _memory(clients: list[Any]) -> list[int]:
+    """``used_memory`` of each server once the versions it unlinked are freed (lazily, in the background)."""
+    for _ in range(600):
+        if all(int(c.info("memory").get("lazyfree_pending_objects", 0)) == 0 for c in clients):
+            break
+        time.sleep(0.1)
     return [int(c.info("memory")["used_memory"]) for c in clients]
 
 
@@ -104,12 +109,20 @@ def run(args: argparse.Namespace) -> None:
         print(f"  the cluster version has {parts.n} partitions")
 
         after = {"redis": _memory([single_client]), "cluster": _memory(nodes)}
-        print("\nmemory held (used_memory after the runs, less before), MB")
+        print("\nmemory held (used_memory after the runs and the lazy frees, less before), MB")
         one = (after["redis"][0] - before["redis"][0]) / 1e6
         per_node = [(a - b) / 1e6 for a, b in zip(after["cluster"], before["cluster"], strict=True)]
         print(f"  redis    {one:7.1f}")
         print(f"  cluster  {' + '.join(f'{m:.1f}' for m in per_node)} = {sum(per_node):.1f} "
               f"(largest node {max(per_node) / (sum(per_node) / len(per_node)):.2f}× the mean)")  # fmt: skip
+        route = store.route("v")
+        held: dict[str, int] = {}
+        for p in range(parts.n):
+            node = store.calls.node(store.calls.slot(parts.live(p)))
+            held[node.name] = held.get(node.name, 0) + int(
+                store.client.hlen(parts.data(p, route.table.version))
+            )
+        print(f"  entities per node: {', '.join(f'{n:,}' for n in held.values())}")
 
         rng = random.Random(7)
         refs = [f"v:{f}" for f in FEATURES]
