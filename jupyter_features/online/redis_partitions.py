@@ -4,7 +4,7 @@ the Lua that runs inside one partition.
 An entity's partition is ``CRC16(encoded key) mod N`` (CRC-16/XMODEM, the checksum Redis Cluster
 uses for slots: ``binascii.crc_hqx`` for one key, a vectorized table lookup for a batch). With
 ``T = <prefix>{<view>:p<k>~<salt>}`` partition k of every version lives in one hash slot of its
-own, the salt chosen so that the n partitions' slots are evenly spaced (``spread_tags``):
+own, the salt chosen so that the n partitions' slots are evenly spaced (``spread_tag``):
 
 - ``T:v<N>``: hash of version N's entities in the partition (the single-node layout: field =
   encoded key, value = the entity's rows as JSON arrays joined by ',').
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Partitions",
-    "spread_tags",
+    "spread_tag",
     "partition_of",
     "partitions_of",
     "default_partitions",
@@ -99,30 +99,33 @@ def partitions_of(keys: pa.Array, n: int) -> np.ndarray:
 
 
 def default_partitions(rows: int | None, primaries: int) -> int:
-    """About one partition per 50k entities, at least four per primary, at most 1,024."""
-    floor = max(1, primaries) * PARTITIONS_PER_PRIMARY
-    wanted = math.ceil((rows or 0) / ROWS_PER_PARTITION)
-    return min(MAX_PARTITIONS, max(floor, wanted))
+    """About one partition per 50k entities, at least four per primary, a multiple of the primaries
+    (each gets as many), at most 1,024."""
+    primaries = max(1, primaries)
+    wanted = max(primaries * PARTITIONS_PER_PRIMARY, math.ceil((rows or 0) / ROWS_PER_PARTITION))
+    wanted = math.ceil(wanted / primaries) * primaries
+    return min(MAX_PARTITIONS, wanted)
 
 
 SLOTS = 16384
 
 
-@lru_cache(maxsize=256)
-def spread_tags(view: str, n: int) -> tuple[str, ...]:
-    """The hash tag of each of ``n`` partitions of ``view``: ``<view>:p<k>~<salt>``, the first salt
-    whose slot falls in the k-th n-th of the slot space. Clusters give each primary an even share
-    of the slots, so the partitions spread evenly over the primaries, not as the slots of n
-    random names would (that leaves one node with twice the mean)."""
-    tags = []
+@lru_cache(maxsize=65536)
+def spread_tag(view: str, n: int, k: int) -> str:
+    """The hash tag of partition ``k`` of ``n`` of ``view``: ``<view>:p<k>~<salt>``, the first salt
+    whose slot falls in the middle half of the k-th n-th of the slot space (the whole of it past
+    128 partitions, where a partition on either side of a node's boundary matters little and the
+    search would take longer). Clusters give each primary an even share of the slots, so the
+    partitions spread evenly over the primaries (the slots of n random names would leave one node
+    with half as much again as the mean)."""
     width = SLOTS / n
-    for k in range(n):
-        low, high = int(k * width), max(int((k + 1) * width), int(k * width) + 1)
-        salt = 0
-        while not low <= binascii.crc_hqx(f"{view}:p{k}~{salt}".encode(), 0) % SLOTS < high:
-            salt += 1
-        tags.append(f"{view}:p{k}~{salt}")
-    return tuple(tags)
+    margin = width / 4 if n <= 128 else 0
+    low = int(k * width + margin)
+    high = max(int(k * width + width - margin), low + 1)
+    salt = 0
+    while not low <= binascii.crc_hqx(f"{view}:p{k}~{salt}".encode(), 0) % SLOTS < high:
+        salt += 1
+    return f"{view}:p{k}~{salt}"
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class Partitions:
     n: int
 
     def tag(self, p: int) -> str:
-        return f"{self.prefix}{{{spread_tags(self.view, self.n)[p]}}}"
+        return f"{self.prefix}{{{spread_tag(self.view, self.n, p)}}}"
 
     def data(self, p: int, version: int | str) -> str:
         return f"{self.tag(p)}:v{version}"
