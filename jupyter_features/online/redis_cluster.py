@@ -248,14 +248,14 @@ class RedisClusterStore(RedisStore):
         for (p, chunk), reply in zip(spans, replies, strict=True):
             if not reply:
                 return None  # this partition no longer serves the pointer: a switch
-            values, pend, pushes[p] = reply
+            pushes[p], pend, *values = reply.split(b"\x1e")
             if pend:
-                pending[p] = {int(s) for s in pend}
+                pending[p] = {int(s) for s in pend.split(b",")}
             for i, value in zip(chunk, values, strict=True):
-                raws[i] = value
+                raws[i] = value or None
         if pending and not self._settle(route, keys, groups, raws, pending, attempt):
             return None
-        if len(groups) > 1 and any(c not in (b"0", "0", 0) for c in pushes.values()):
+        if len(groups) > 1 and any(c != b"0" for c in pushes.values()):
             # The version has pushes: were all partitions read while no push was half applied?
             # A push visible in one partition was staged everywhere first, so a partition read
             # before that staging sees its counter move by now.

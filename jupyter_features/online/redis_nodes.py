@@ -27,6 +27,15 @@ ATTEMPTS = 12  # a failover takes the cluster about node-timeout x 2 (a few seco
 _BACKOFF = 0.05  # seconds, doubled per attempt up to 1 s
 
 
+def packed(call: Call, sha: str) -> bytes:
+    """``EVALSHA`` of ``call`` in RESP, built at once (redis-py's packer encodes argument by argument)."""
+    _, _, keys, args = call
+    parts = [b"EVALSHA", sha.encode(), b"%d" % len(keys)]
+    parts += [k.encode() for k in keys]
+    parts += [a if type(a) is bytes else str(a).encode() for a in args]
+    return b"".join([b"*%d\r\n" % len(parts), *(b"$%d\r\n%s\r\n" % (len(x), x) for x in parts)])
+
+
 class NodeFailed(Exception):
     """The connection to one node failed (``node``: its host:port; ``cause``: redis-py's error)."""
 
@@ -129,7 +138,7 @@ class ClusterCalls:
     def _one(self, call: Call) -> Any:
         import redis as redis_lib
 
-        slot, source, keys, args = call
+        slot, source = call[0], call[1]
         node = self.node(slot)
         if node.redis_connection is None:
             self.client.nodes_manager.create_redis_connections([node])
@@ -139,9 +148,7 @@ class ClusterCalls:
         except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
             raise NodeFailed(node.name, exc) from exc
         try:
-            conn.send_packed_command(
-                conn.pack_command("EVALSHA", self.sha(source), len(keys), *keys, *args), check_health=False
-            )
+            conn.send_packed_command([packed(call, self.sha(source))], check_health=False)
             reply = conn.read_response()
         except redis_lib.ResponseError as exc:
             reply = exc
@@ -186,12 +193,9 @@ class ClusterCalls:
                 except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
                     raise NodeFailed(name, exc) from exc
                 opened.append((pool, conn, name))
-                commands = [
-                    ("EVALSHA", self.sha(calls[i][1]), len(calls[i][2]), *calls[i][2], *calls[i][3])
-                    for i in indexes
-                ]
+                payload = b"".join(packed(calls[i], self.sha(calls[i][1])) for i in indexes)
                 try:
-                    conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                    conn.send_packed_command([payload], check_health=False)
                 except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
                     raise NodeFailed(name, exc) from exc
             for (_, indexes), (_, conn, name) in zip(by_node.values(), opened, strict=True):

@@ -158,7 +158,9 @@ class Partitions:
 _POINTER = "local v, b = string.match(ARGV[1], '^(%d+):?(%d*)$')\n"
 
 #: KEYS: live, pend, pushes. ARGV: pointer, data prefix (T:v), fields... → false when the pointer
-#: is not live here, else {values, pending push seqs, pushes applied to the version}.
+#: is not live here, else one string (one bulk reply is far cheaper to parse than nested arrays):
+#: pushes applied to the version, the pending push seqs joined by ',', then each field's value
+#: ('' when absent), all joined by the record separator (stored JSON never holds that byte raw).
 READ_PART = (
     LAYERED_FN
     + """
@@ -167,7 +169,9 @@ if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end
     + _POINTER
     + """
 local vals = layered(ARGV[2] .. v, b ~= '' and (ARGV[2] .. b) or '', {unpack(ARGV, 3)})
-return {vals, redis.call('SMEMBERS', KEYS[2]), redis.call('HGET', KEYS[3], v) or '0'}
+local out = {redis.call('HGET', KEYS[3], v) or '0', table.concat(redis.call('SMEMBERS', KEYS[2]), ',')}
+for i = 1, #vals do out[i + 2] = vals[i] or '' end
+return table.concat(out, '\\30')
 """
 )
 
