@@ -97,6 +97,7 @@ def test_browser_reacts_to_search_facets_and_selection(demo_ws: jf.Workspace) ->
     browser.search.value = ""
     browser.select("user_spend")
     assert "transactions.amount" in browser.detail.value  # lineage
+    assert "windows <b>7d, 30d</b>" in browser.detail.value  # a windowed view
     browser.stats_button.click()
     assert "statistics" in browser.detail.value and "spend_7d" in browser.detail.value
 

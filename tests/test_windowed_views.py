@@ -200,6 +200,11 @@ def _check_mixed(
         assert normalize(result[col]) == normalize(values), col
     for case in windowed:
         assert_matches(result, oracle_windows(labels, "label_ts", case), prefix=f"{case.name}__")
+    if ws.engine is ws.duckdb:  # the streamed frame: the same values, in label order
+        streamed = ws.training_frame(labels, refs, timestamp="label_ts", to="arrow").read_all()
+        assert streamed.column_names == list(result.columns)
+        for col in names:
+            assert normalize(streamed[col].to_pylist()) == normalize(result[col]), col
 
 
 #: DuckDB here, Spark in local mode (marked; CI runs it).
