@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import MaterializationError
 from .featureview import ViewJoin
-from .online import OnlineTable, canonical_rows
+from .online import OnlineTable, canonical_rows, window_spec
 from .times import duration_micros, micros_to_datetime, now_utc, to_micros
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .featureview import FeatureView
     from .online import OnlineStore
     from .pushes import PushLog
+    from .windows import WindowPlan
 
 __all__ = [
     "MaterializationResult",
@@ -36,6 +37,7 @@ __all__ = [
     "materialize_view",
     "plan_run",
     "online_table",
+    "window_online_table",
     "canonical_rows",
 ]
 
@@ -81,12 +83,21 @@ def materialize_view(
     progress: bool = True,
     on_progress: Progress | None = None,
     pushes: PushLog | None = None,
+    plan: WindowPlan | None = None,
+    push_columns: tuple[tuple[str, str], ...] = (),
 ) -> MaterializationResult:
     """Materialize one view into ``store``; holds the view's lock for the whole run.
 
     With ``pushes`` (the workspace's push log) the run reads the view's rows together with
     the pushes logged when it starts, and its switch replays the store's other pushes.
+    A windowed view (``plan``, its push columns and their types in ``push_columns``) is
+    always run in full: each entity's events in (end - longest window, end].
     """
+    if plan is not None:
+        return _materialize_windows(
+            engine, view, plan, store, end=end, progress=progress, on_progress=on_progress,
+            pushes=pushes, push_columns=push_columns,
+        )  # fmt: skip
     started = time.perf_counter()
     end_us = to_micros(end if end is not None else now_utc())
     bar = _progress_bar(view.name) if progress else None
@@ -129,6 +140,87 @@ def materialize_view(
         mode="incremental" if since_us is not None else "full", end=at,
         since=micros_to_datetime(since_us) if since_us is not None else None,
         seconds=time.perf_counter() - started,
+    )  # fmt: skip
+
+
+def _materialize_windows(
+    engine: Any,
+    view: FeatureView,
+    plan: WindowPlan,
+    store: OnlineStore,
+    *,
+    end: Any,
+    progress: bool,
+    on_progress: Progress | None,
+    pushes: PushLog | None,
+    push_columns: tuple[tuple[str, str], ...],
+) -> MaterializationResult:
+    """A windowed view's run: the events every read at or after ``end`` needs, and the pushes
+    logged after ``end`` as pushed events."""
+    from .windows import pushed_relation_sql
+
+    if not hasattr(engine, "window_events"):
+        raise MaterializationError(
+            f"feature view '{view.name}': the {engine.name} engine cannot materialize windowed views yet; "
+            "materialize with the DuckDB engine"
+        )
+    started = time.perf_counter()
+    end_us = to_micros(end if end is not None else now_utc())
+    at = micros_to_datetime(end_us)
+    bar = _progress_bar(view.name) if progress else None
+    try:
+        with store.lock(view.name) as lease:
+            covered: frozenset[int] = frozenset()
+            identity = ""
+            read = plan
+            if pushes is not None and pushes.files(view.name):
+                identity = store.identity()
+                covered = pushes.covered(view.name, identity)  # listed before the rows are read
+                read = pushes.window_plan(view.name, plan, push_columns, store=identity, covered=covered)
+            rows = engine.window_events(read, at)
+            table = window_online_table(view, plan, engine.window_types(plan), rows.key_types, end_us)
+            writer = store.begin(table, lease=lease, covered=covered)
+            try:
+                total = _write(view.name, rows, writer, bar, on_progress)
+                if pushes is not None and identity:
+                    sql = pushed_relation_sql(plan, "__jf_pushed")
+                    later = pushes.later_events(
+                        view.name, plan, end_us, store=identity, covered=covered,
+                        project=lambda pushed: engine.project(sql, "__jf_pushed", pushed),
+                    )  # fmt: skip
+                    if later is not None and later.num_rows:
+                        writer.write_pushed(later)
+                written = writer.switch()
+            except BaseException:
+                writer.abort()
+                raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return MaterializationResult(
+        view=view.name, store=store.url, version=written.version, rows_written=total, rows=written.rows,
+        mode="full", end=at, since=None, seconds=time.perf_counter() - started,
+    )  # fmt: skip
+
+
+def window_online_table(
+    view: FeatureView, plan: WindowPlan, types: dict[str, str], key_types: tuple[str, ...], end_us: int
+) -> OnlineTable:
+    """The layout of the version a run of windowed ``view`` as of ``end_us`` writes: its events
+    (the plan's inputs and flags, typed by the relation's ``types``) and its features."""
+    from .schema import Feature, feature_type_of
+
+    spec = window_spec(plan.aggregates, plan.windows, {c: types[c] for c in (*plan.inputs, *plan.flags)})
+    features = []
+    for name, duckdb_type in plan.output_types(types).items():
+        kind, vocabulary = feature_type_of(duckdb_type)
+        if kind == "categorical":
+            kind, vocabulary = "string", None
+        features.append(Feature(name=name, type=kind, duckdb_type=duckdb_type, vocabulary=vocabulary))
+    return OnlineTable(
+        view=view.name, entity=view.entity, key_types=key_types, features=tuple(features), end_us=end_us,
+        definition_hash=view.definition_hash, view_version=view.version, timestamp=view.timestamp,
+        window=spec,
     )  # fmt: skip
 
 

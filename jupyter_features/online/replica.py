@@ -195,7 +195,7 @@ class OnlineReplica:
     def _decoders(table: OnlineTable) -> list[tuple[int, Callable[[Any], Any]]]:
         first = 1 + table.created
         out: list[tuple[int, Callable[[Any], Any]]] = []
-        for i, f in enumerate(table.features):
+        for i, f in enumerate(table.features if table.window is None else ()):
             decode = JSON_DECODERS.get(f.type)
             if decode is not None:
                 out.append((first + i, decode))

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from ...online import VersionWriter
     from ...sources import Source
+    from ...windows import WindowPlan
 
 __all__ = ["DuckDBEngine", "ArrowLatestRows", "sandbox_describe"]
 
@@ -365,6 +366,33 @@ class DuckDBEngine:
 
     def latest_rows(self, join: ViewJoin, end: Any, since: Any = None) -> ArrowLatestRows:
         return ArrowLatestRows(self.latest(join, end, since), join.entity)
+
+    # -- windowed views ----------------------------------------------------------------------
+    def window_types(self, plan: WindowPlan) -> dict[str, str]:
+        """The DuckDB types of ``plan``'s relation columns (binds its SQL in the sandbox)."""
+        from .windows import relation_types
+
+        with self.feature_connection() as con:
+            return relation_types(con, plan)
+
+    def window_events(self, plan: WindowPlan, end: Any) -> ArrowLatestRows:
+        """The events of ``plan``'s relation an online store keeps for reads at or after ``end``
+        (``window_events_sql``), for a materialization run to write."""
+        from .windows import window_events_sql
+
+        literal = timestamp_literal(end.isoformat(sep=" ") if isinstance(end, datetime) else str(end))
+        return ArrowLatestRows(self.feature_arrow(window_events_sql(plan, end_literal=literal)), plan.entity)
+
+    def project(self, sql: str, name: str, rows: pa.Table) -> pa.Table:
+        """Run ``sql`` (built from feature SQL) over ``rows`` registered as ``name``, in the sandbox."""
+        with self.feature_connection() as con:
+            con.register(name, rows)
+            try:
+                return con.sql(sql).to_arrow_table()
+            except duckdb.Error as exc:
+                raise EngineError(f"DuckDB failed running feature SQL: {str(exc).splitlines()[0]}") from exc
+            finally:
+                con.unregister(name)
 
 
 def _closing_reader(
