@@ -20,7 +20,7 @@ from sqlglot import exp
 
 from .analysis import DIALECT, parse_feature_sql
 from .errors import FeatureViewError, TTLError
-from .featureview import format_ttl, parse_ttl
+from .times import format_ttl, parse_ttl
 
 __all__ = [
     "Aggregate", "TimeWindow", "WindowPlan", "window_plan", "value_class", "AGGREGATES",
