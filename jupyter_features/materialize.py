@@ -83,21 +83,18 @@ def materialize_view(
     progress: bool = True,
     on_progress: Progress | None = None,
     pushes: PushLog | None = None,
-    plan: WindowPlan | None = None,
-    push_columns: tuple[tuple[str, str], ...] = (),
 ) -> MaterializationResult:
     """Materialize one view into ``store``; holds the view's lock for the whole run.
 
     With ``pushes`` (the workspace's push log) the run reads the view's rows together with
     the pushes logged when it starts, and its switch replays the store's other pushes.
-    A windowed view (``plan``, its push columns and their types in ``push_columns``) is
-    always run in full: each entity's events in (end - longest window, end].
+    A windowed view is always run in full: each entity's events in (end - longest window, end].
     """
+    plan = view.window_plan()
     if plan is not None:
         return _materialize_windows(
-            engine, view, plan, store, end=end, progress=progress, on_progress=on_progress,
-            pushes=pushes, push_columns=push_columns,
-        )  # fmt: skip
+            engine, view, plan, store, end=end, progress=progress, on_progress=on_progress, pushes=pushes
+        )
     started = time.perf_counter()
     end_us = to_micros(end if end is not None else now_utc())
     bar = _progress_bar(view.name) if progress else None
@@ -153,7 +150,6 @@ def _materialize_windows(
     progress: bool,
     on_progress: Progress | None,
     pushes: PushLog | None,
-    push_columns: tuple[tuple[str, str], ...],
 ) -> MaterializationResult:
     """A windowed view's run: the events every read at or after ``end`` needs, and the pushes
     logged after ``end`` as pushed events."""
@@ -172,11 +168,13 @@ def _materialize_windows(
         with store.lock(view.name) as lease:
             covered: frozenset[int] = frozenset()
             identity = ""
-            read = plan
+            join = ViewJoin.of(view)
             if pushes is not None and pushes.files(view.name):
                 identity = store.identity()
                 covered = pushes.covered(view.name, identity)  # listed before the rows are read
-                read = pushes.window_plan(view.name, plan, push_columns, store=identity, covered=covered)
+                join = pushes.join(view, join, store=identity, covered=covered)
+            read = join.window_plan()
+            assert read is not None
             rows = engine.window_events(read, at)
             table = window_online_table(view, plan, engine.window_types(plan), rows.key_types, end_us)
             writer = store.begin(table, lease=lease, covered=covered)

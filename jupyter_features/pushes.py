@@ -146,6 +146,13 @@ class PushLog:
         if not self.ensure_registered(view.name):
             return join
         columns = self._columns(view)
+        plan = join.window_plan()
+        if plan is not None:  # a windowed view: the logged rows projected into its relation's rows
+            from .windows import pushed_relation_sql
+
+            casts = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in columns)
+            logged = f"(SELECT {casts} FROM {quote(self.source_name(view.name))}{self._filter(store, covered)}) AS __jf_logged"
+            return replace(join, pushed=pushed_relation_sql(plan, logged))
         names = ", ".join(quote(c) for c, _ in columns)
         logged = ", ".join(
             f"CAST({quote(c)} AS {t}) AS {quote(c)}" if typed else quote(c) for c, t in columns
@@ -161,27 +168,6 @@ class PushLog:
         if store is None:
             return ""
         return f" WHERE {PUSH_STORE} IS NULL OR {PUSH_STORE} <> {string_literal(store)} OR " + _seq_in(covered)
-
-    def window_plan(
-        self,
-        view: str,
-        plan: WindowPlan,
-        columns: Sequence[tuple[str, str]],
-        *,
-        store: str | None = None,
-        covered: Collection[int] = (),
-    ) -> WindowPlan:
-        """``plan`` aggregating the view's rows together with its logged pushes (unchanged when the
-        log is empty): the log's push ``columns`` (name, DuckDB type) projected into the relation's
-        rows. ``store`` and ``covered`` as for ``join``."""
-        from .windows import pushed_relation_sql
-
-        if not self.ensure_registered(view):
-            return plan
-        casts = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in columns)
-        logged = f"(SELECT {casts} FROM {quote(self.source_name(view))}{self._filter(store, covered)}) AS __jf_logged"
-        sql = f"SELECT * FROM ({plan.relation_sql}\n) AS __jf_rows UNION ALL {pushed_relation_sql(plan, logged)}"
-        return replace(plan, relation_sql=sql)
 
     def later_events(
         self,
