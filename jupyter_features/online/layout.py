@@ -59,10 +59,20 @@ def encode_key(values: Sequence[Any], key_types: Sequence[str]) -> str:
 
 
 def is_covered(
-    seq: int, min_ts: int, max_ts: int, covered: Collection[int], since_us: int | None, end_us: int
+    seq: int,
+    min_ts: int,
+    max_ts: int,
+    covered: Collection[int],
+    since_us: int | None,
+    end_us: int,
+    windowed: bool = False,
 ) -> bool:
     """Whether a run's offline read holds every row of journal entry ``seq``: the run saw its
-    push-log file, and its rows' event times are all in the run's range (since, end]."""
+    push-log file, and its rows' event times are all in the run's range (since, end]. A
+    windowed view's run (always full) holds every row of a file it saw: those up to ``end`` as
+    events, those after as pushed events (a replay would count them twice)."""
+    if windowed:
+        return seq in covered
     return seq in covered and max_ts <= end_us and (since_us is None or min_ts > since_us)
 
 

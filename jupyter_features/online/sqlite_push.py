@@ -161,7 +161,9 @@ def replay_journal(
     after = table.events_after_us
     drop = []
     for seq, layout, min_ts, max_ts, payload in entries:
-        if layout != table.layout or is_covered(seq, min_ts, max_ts, covered, since_us, table.end_us):
+        if layout != table.layout or is_covered(
+            seq, min_ts, max_ts, covered, since_us, table.end_us, table.window is not None
+        ):
             drop.append((seq,))
             continue
         if after is not None and max_ts <= after:
