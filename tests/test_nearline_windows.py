@@ -223,3 +223,12 @@ def test_window_pushes_racing_runs_are_never_lost(tmp_path: Path, store_url: str
     got = ws.online_features(["w:n_1d", "w:si_1d"], keys, at=at).to_dict()
     assert got["w__n_1d"] == [len(range(k, count, 3)) for k in range(3)]
     assert got["w__si_1d"] == [sum(range(k, count, 3)) for k in range(3)]
+
+
+def test_check_online_compares_windows_at_a_time(tmp_path: Path, store_url: str) -> None:
+    ws = _small(tmp_path, store_url)
+    ws.materialize(["w"], end=END, progress=False)
+    ws.push("w", [{"k": 9, "ts": END + timedelta(minutes=10), "x": 1.0, "i": 7, "c": "z"}])
+    for at in (None, END + timedelta(minutes=30), END + timedelta(hours=20)):
+        report = ws.check_online(["w"], at=at, progress=False)
+        assert report.ok, report

@@ -436,6 +436,20 @@ class DuckDBEngine:
         literal = timestamp_literal(end.isoformat(sep=" ") if isinstance(end, datetime) else str(end))
         return ArrowLatestRows(self.feature_arrow(window_events_sql(plan, end_literal=literal)), plan.entity)
 
+    def window_values(self, plan: WindowPlan, at: Any) -> pa.Table:
+        """Every entity's features at ``at`` (keys, then the features; entities with an event in the
+        longest window before ``at``), with ``EVENT_TS`` = ``at``: what a read at ``at`` serves."""
+        import pyarrow as pa
+
+        from ...sqltext import EVENT_TS
+        from .windows import latest_windows_sql
+
+        literal = timestamp_literal(at.isoformat(sep=" ") if isinstance(at, datetime) else str(at))
+        sql = latest_windows_sql(plan, end_literal=literal, input_types=self.window_types(plan))
+        values = self.feature_arrow(sql)
+        stamp = pa.array([at] * values.num_rows, pa.timestamp("us"))
+        return values.add_column(len(plan.entity), EVENT_TS, stamp)
+
     def project(self, sql: str, name: str, rows: pa.Table) -> pa.Table:
         """Run ``sql`` (built from feature SQL) over ``rows`` registered as ``name``, in the sandbox."""
         with self.feature_connection() as con:
