@@ -20,6 +20,7 @@ import sys
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -47,6 +48,18 @@ def events_file(folder: Path, keys: int, per_week: int) -> Path:
     return path
 
 
+def _contenders(ws: Any, replica: Any, shape: str, keys: int, url: str, at: datetime) -> dict[str, Any]:
+    rnd = random.Random(1)
+    windowed = [f"w_{shape}:*"]
+    return {
+        "windowed": lambda: ws.online_features(windowed, [{"k": rnd.randrange(keys)}], at=at, store=url),
+        "plain": lambda: ws.online_features(
+            ["plain:*"], [{"user_id": rnd.randrange(100_000)}], at=at, store=url
+        ),
+        "replica": lambda: replica.get(windowed, [{"k": rnd.randrange(keys)}], at=at),
+    }
+
+
 def run(args: argparse.Namespace) -> None:
     import jupyter_features as jf
 
@@ -71,15 +84,7 @@ def run(args: argparse.Namespace) -> None:
             for store_name, url in stores.items():
                 ws.materialize(["plain", f"w_{shape}"], store=url, end=END, progress=False)
                 replica = ws.online_replica([f"w_{shape}"], store=url)
-                rnd = random.Random(1)
-                windowed = [f"w_{shape}:*"]
-                contenders = {
-                    "windowed": lambda: ws.online_features(windowed, [{"k": rnd.randrange(keys)}], at=at, store=url),
-                    "plain": lambda: ws.online_features(["plain:*"], [{"user_id": rnd.randrange(100_000)}], at=at,
-                                                        store=url),
-                    "replica": lambda: replica.get(windowed, [{"k": rnd.randrange(keys)}], at=at),
-                }  # fmt: skip
-                times = interleaved(contenders, args.reads)
+                times = interleaved(_contenders(ws, replica, shape, keys, url, at), args.reads)
                 replica.close()
                 p50 = {k: pct(v, 0.5) for k, v in times.items()}
                 p99 = {k: pct(v, 0.99) for k, v in times.items()}
@@ -97,7 +102,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--reads", type=int, default=5000)
     parser.add_argument("--redis", default=None)
     run(parser.parse_args())

@@ -239,7 +239,9 @@ class ViewJoin:
         )  # fmt: skip
         if self.pushed is None:
             return plan
-        return replace(plan, relation_sql=f"SELECT * FROM ({plan.relation_sql}\n) AS __jf_rows UNION ALL {self.pushed}")
+        return replace(
+            plan, relation_sql=f"SELECT * FROM ({plan.relation_sql}\n) AS __jf_rows UNION ALL {self.pushed}"
+        )
 
     @classmethod
     def of(

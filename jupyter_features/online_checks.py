@@ -261,7 +261,9 @@ def _check_view(
         end = served_table.end if at is None else naive_utc(at)
         if served_table.window is not None:
             step("scan")
-            counts, found = _check_windows(engine, store, join_of(definition), served_table, end, sample, seed, limit)
+            counts, found = _check_windows(
+                engine, store, join_of(definition), served_table, end, sample, seed, limit
+            )
             step("compare")
             return _done(view, store, served_table, end, sample, started, counts, found, step)
         # The store is read while the engine recomputes: one waits on I/O while the other computes.
@@ -327,10 +329,15 @@ def _check_windows(
 
     plan = join.window_plan()
     if plan is None or not hasattr(engine, "window_values"):
-        raise _Unchecked(f"the {engine.name} engine cannot recompute windowed views; check with DuckDB", table)
+        raise _Unchecked(
+            f"the {engine.name} engine cannot recompute windowed views; check with DuckDB", table
+        )
     plain = replace(table, window=None)  # compared feature by feature, like a plain view's row
     expected = canonical_rows(engine.window_values(plan, at), plain)
-    keys = [dict(zip(table.entity, row, strict=True)) for row in zip(*(expected.column(k).to_pylist() for k in table.entity))]
+    keys = [
+        dict(zip(table.entity, row, strict=True))
+        for row in zip(*(expected.column(k).to_pylist() for k in table.entity))
+    ]
     read, values = store.read(table.view, None, keys, to_micros(at))
     if read.version != table.version:
         raise _Unchecked("a run switched versions during the check; check again", table)
@@ -340,6 +347,7 @@ def _check_windows(
     served_rows = canonical_rows(pa.table(served), plain) if keys else expected.slice(0, 0)
     # a window's sum, avg or variance is summed in another order online: equal to 1e-9
     return compare(expected, served_rows, plain, sample=sample, seed=seed, limit=limit, rel=1e-9)
+
 
 def _scan(store: OnlineStore, view: str) -> tuple[OnlineTable, pa.Table]:
     table, reader = store.scan(view)

@@ -167,7 +167,9 @@ class PushLog:
     def _filter(self, store: str | None, covered: Collection[int]) -> str:
         if store is None:
             return ""
-        return f" WHERE {PUSH_STORE} IS NULL OR {PUSH_STORE} <> {string_literal(store)} OR " + _seq_in(covered)
+        return f" WHERE {PUSH_STORE} IS NULL OR {PUSH_STORE} <> {string_literal(store)} OR " + _seq_in(
+            covered
+        )
 
     def later_events(
         self,
@@ -411,7 +413,9 @@ def push_rows(
     if to in ("both", "offline") and table.num_rows:
         # a push the store kept nothing of (a windowed view's events older than every window) is
         # logged as offline-only: every run reads it
-        path = log.append(view, table, store.identity() if store is not None and seq is not None else None, seq)
+        path = log.append(
+            view, table, store.identity() if store is not None and seq is not None else None, seq
+        )
     return PushResult(
         view=view.name, rows=table.num_rows, to=to, store=store.url if store is not None else None,
         version=version, seq=seq, log_file=str(path) if path is not None else None,

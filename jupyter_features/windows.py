@@ -455,7 +455,9 @@ def _referenced(plan: WindowPlan) -> dict[str, exp.Column]:
         for text in (a.argument, a.filter):
             if text is None:
                 continue
-            for column in exp.maybe_parse(text, dialect=DIALECT).find_all(exp.Column):
+            parsed: exp.Expression = exp.maybe_parse(text, dialect=DIALECT)
+            column: exp.Column
+            for column in parsed.find_all(exp.Column):
                 if isinstance(column.this, exp.Star):
                     continue
                 name = column.name
@@ -478,7 +480,7 @@ def push_columns(plan: WindowPlan) -> tuple[str, ...]:
 
 def push_columns_sql(plan: WindowPlan) -> str:
     """SQL giving the push columns as the view's rows hold them (bind it to learn their types)."""
-    tree = exp.maybe_parse(plan.relation_sql, dialect=DIALECT)
+    tree: exp.Expression = exp.maybe_parse(plan.relation_sql, dialect=DIALECT)
     assert isinstance(tree, exp.Select)
     n = len(plan.entity)
     projection: list[exp.Expr] = [e.copy() for e in tree.expressions[: n + 1]]
@@ -495,7 +497,7 @@ def push_columns_sql(plan: WindowPlan) -> str:
 
 
 def _unqualified(text: str) -> exp.Expression:
-    tree = exp.maybe_parse(text, dialect=DIALECT).copy()
+    tree: exp.Expression = exp.maybe_parse(text, dialect=DIALECT).copy()
     for column in list(tree.find_all(exp.Column)):
         if not isinstance(column.this, exp.Star):
             column.replace(exp.column(column.name, quoted=True))

@@ -35,7 +35,14 @@ SQL = """SELECT k, count(*) AS n, count(x) AS nx, sum(i) AS si, avg(x) AS ax, mi
                 max(ts) AS last, count(DISTINCT c) AS dc, stddev(x) AS sd, var_samp(i) AS vi,
                 count(*) FILTER (WHERE i > 0) AS pos, sum(x) FILTER (WHERE c = 'a') AS sa
          FROM ev GROUP BY k"""
-LATER = [timedelta(0), timedelta(minutes=5), timedelta(hours=1), timedelta(days=1), timedelta(days=3), timedelta(days=5)]
+LATER = [
+    timedelta(0),
+    timedelta(minutes=5),
+    timedelta(hours=1),
+    timedelta(days=1),
+    timedelta(days=3),
+    timedelta(days=5),
+]
 
 
 @st.composite
@@ -73,7 +80,9 @@ def _define(ws: jf.Workspace, frame: pd.DataFrame) -> None:
 
 def _same(a: Any, b: Any) -> bool:
     if a is None or b is None or (isinstance(b, float) and b != b):
-        return (a is None or (isinstance(a, float) and a != a)) and (b is None or (isinstance(b, float) and b != b))
+        return (a is None or (isinstance(a, float) and a != a)) and (
+            b is None or (isinstance(b, float) and b != b)
+        )
     if isinstance(a, float) or isinstance(b, float):
         return float(a) == pytest.approx(float(b), rel=1e-9, abs=1e-9)
     if isinstance(b, pd.Timestamp):
@@ -87,16 +96,18 @@ def _assert_online_equals_training(ws: jf.Workspace, at: datetime, reader: Any =
     labels["t"] = at
     train = ws.training_frame(labels, ["w:*"], timestamp="t")
     got = (reader or ws.online_features)(["w:*"], grid, at=at).to_dict()
-    for column in train.columns:
-        if not column.startswith("w__"):
-            continue
+    for column in [c for c in train.columns if c.startswith("w__")]:
         want = [None if v is pd.NA or v is pd.NaT else v for v in train[column].tolist()]
         have = got[column]
         assert len(have) == len(want) and all(map(_same, have, want)), (column, at, have, want)
 
 
 @SETTINGS
-@given(data=st.data(), end_hour=st.integers(0, 8 * 24), steps=st.lists(st.sampled_from(["push", "push", "run"]), max_size=3))
+@given(
+    data=st.data(),
+    end_hour=st.integers(0, 8 * 24),
+    steps=st.lists(st.sampled_from(["push", "push", "run"]), max_size=3),
+)
 def test_online_windows_equal_training_frame_at_later_times(
     tmp_path: Path, store_url: str, data: st.DataObject, end_hour: int, steps: list[str]
 ) -> None:
@@ -152,7 +163,10 @@ END = datetime(2024, 1, 10)
 def test_window_slides_online_and_pushes_are_read_at_once(tmp_path: Path, store_url: str) -> None:
     ws = _small(tmp_path, store_url)
     ws.materialize(["w"], end=END, progress=False)
-    read = lambda at: ws.online_features(["w:n_1h", "w:n_1d", "w:si_1d"], [{"k": 1}, {"k": 9}], at=at).to_dict()  # noqa: E731
+
+    def read(at: datetime) -> dict[str, list[Any]]:
+        return ws.online_features(["w:n_1h", "w:n_1d", "w:si_1d"], [{"k": 1}, {"k": 9}], at=at).to_dict()
+
     assert read(END) == {"w__n_1h": [1, 0], "w__n_1d": [2, 0], "w__si_1d": [3, None]}
     assert read(END + timedelta(hours=1)) == {"w__n_1h": [0, 0], "w__n_1d": [2, 0], "w__si_1d": [3, None]}
     assert read(datetime(2024, 1, 10, 10)) == {"w__n_1h": [0, 0], "w__n_1d": [1, 0], "w__si_1d": [2, None]}

@@ -182,7 +182,9 @@ def covered_entries(
         return out
     for raw in ks.client.zrange(ks.key(view, "journal"), 0, -1):
         seq, low, high, _ = (raw.decode() if isinstance(raw, bytes) else raw).split(":", 3)
-        if is_covered(int(seq), int(low), int(high), covered, since_us, table.end_us, table.window is not None):
+        if is_covered(
+            int(seq), int(low), int(high), covered, since_us, table.end_us, table.window is not None
+        ):
             out.append(seq)
     return out
 

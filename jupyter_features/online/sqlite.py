@@ -622,7 +622,9 @@ class SQLiteStore:
             _renew(con, lease, self.url)
             counted = quote(writer.target)
             if writer.table.window is not None:  # events: count the entities
-                counted = f"(SELECT DISTINCT {', '.join(quote(k) for k in writer.table.entity)} FROM {counted})"
+                counted = (
+                    f"(SELECT DISTINCT {', '.join(quote(k) for k in writer.table.entity)} FROM {counted})"
+                )
             count = con.execute(f"SELECT count(*) FROM {counted}").fetchone()[0]
             written = writer.table.with_version(writer.table.version, count)
             # Pushes that reached the store while the run read its rows, and any the run's

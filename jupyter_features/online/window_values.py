@@ -64,7 +64,13 @@ class WindowSpec:
         return {
             "columns": [c.to_dict() for c in self.columns],
             "aggregates": [
-                {"function": a.function, "input": a.input, "flag": a.flag, "distinct": a.distinct, "alias": a.alias}
+                {
+                    "function": a.function,
+                    "input": a.input,
+                    "flag": a.flag,
+                    "distinct": a.distinct,
+                    "alias": a.alias,
+                }
                 for a in self.aggregates
             ],
             "windows": [[text, us] for text, us in self.windows],
@@ -95,7 +101,9 @@ class WindowSpec:
                     raise bad(f"aggregate {a.get('alias')!r} reads a column that is not stored")
                 if inp is None and function != "count":
                     raise bad(f"{function}() needs an input")
-                aggregates.append(WindowAggregate(function, inp, flag, bool(a.get("distinct")), str(a["alias"])))
+                aggregates.append(
+                    WindowAggregate(function, inp, flag, bool(a.get("distinct")), str(a["alias"]))
+                )
             windows = tuple((str(text), int(us)) for text, us in data["windows"])
             if not aggregates or not windows or any(not 0 < us < _MAX_MICROS for _, us in windows):
                 raise bad("no aggregates, no windows or a window that is not a positive length")
@@ -161,7 +169,9 @@ class WindowEvaluator:
         starts = {us: bisect_right(times, at_us - us) for us in self.windows}
         columns: dict[int, list[Any]] = {}
         out: list[Any] = []
-        for (function, inp, flag, distinct, us, lists), decode in zip(self._steps, self.decoders, strict=True):
+        for (function, inp, flag, distinct, us, lists), decode in zip(
+            self._steps, self.decoders, strict=True
+        ):
             start = starts[us]
             if inp == 0:  # count(*)
                 if flag == 0:
