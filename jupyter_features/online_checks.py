@@ -336,7 +336,7 @@ def _check_windows(
     expected = canonical_rows(engine.window_values(plan, at), plain)
     keys = [
         dict(zip(table.entity, row, strict=True))
-        for row in zip(*(expected.column(k).to_pylist() for k in table.entity))
+        for row in zip(*(expected.column(k).to_pylist() for k in table.entity), strict=True)
     ]
     read, values = store.read(table.view, None, keys, to_micros(at))
     if read.version != table.version:
