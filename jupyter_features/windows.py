@@ -23,7 +23,7 @@ from .errors import FeatureViewError, TTLError
 from .times import format_ttl, parse_ttl
 
 __all__ = [
-    "Aggregate", "TimeWindow", "WindowPlan", "window_plan", "value_class", "AGGREGATES",
+    "Aggregate", "TimeWindow", "WindowPlan", "window_plan", "time_windows", "value_class", "AGGREGATES",
     "push_columns", "push_columns_sql", "pushed_relation_sql",
 ]  # fmt: skip
 
@@ -177,7 +177,7 @@ def window_plan(
         raise FeatureViewError(
             f"{owner}: entity must name one or more distinct key columns, got {list(keys)}"
         )
-    spans = _windows(windows, owner)
+    spans = time_windows(windows, owner)
     tree = parse_feature_sql(sql, sources, owner=owner).tree
     if not isinstance(tree, exp.Select):
         raise FeatureViewError(
@@ -225,7 +225,9 @@ def window_plan(
     return plan
 
 
-def _windows(windows: Sequence[str | timedelta], owner: str) -> tuple[TimeWindow, ...]:
+def time_windows(windows: Sequence[str | timedelta], owner: str) -> tuple[TimeWindow, ...]:
+    """``windows`` checked: each written as numbers and units ('24h', '1d12h') or a timedelta,
+    positive, no two of the same length; a FeatureViewError naming the fix otherwise."""
     if isinstance(windows, (str, timedelta)):
         windows = [windows]
     if not windows:

@@ -506,14 +506,19 @@ class Workspace:
     def _feature_stats(self, view: FeatureView, *, max_rows: int = 100_000) -> dict[str, Any] | None:
         """Per-feature statistics of ``view``'s rows, or None when DuckDB cannot compute them
         here (e.g. a source only the Spark engine can read); statistics never block an export."""
+        from .engines.duckdb.windows import relation_types, windows_at_last_event_sql
         from .profile import profile_query
 
         feats = ", ".join(quote(f) for f in view.feature_names)
         try:
             with self.duckdb.feature_connection() as con:
+                plan = view.window_plan()
+                rows = (
+                    view.sql if plan is None else windows_at_last_event_sql(plan, relation_types(con, plan))
+                )
                 prof = profile_query(
                     con,
-                    f"SELECT {feats} FROM ({view.sql}\n) AS __jf_v "
+                    f"SELECT {feats} FROM ({rows}\n) AS __jf_v "
                     f"USING SAMPLE reservoir({int(max_rows)} ROWS) REPEATABLE (7)",
                     bins=12,
                 )

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from oracle import ViewCase, normalize, oracle_join, view_frames
+from test_registry_contract import ADMIN, sqlite_server, token_file  # noqa: F401 - fixtures
 from window_oracle import WindowCase, assert_matches, oracle_windows, window_cases, window_labels
 
 import jupyter_features as jf
@@ -199,6 +200,11 @@ def _check_mixed(
         assert normalize(result[col]) == normalize(values), col
     for case in windowed:
         assert_matches(result, oracle_windows(labels, "label_ts", case), prefix=f"{case.name}__")
+    if ws.engine is ws.duckdb:  # the streamed frame: the same values, in label order
+        streamed = ws.training_frame(labels, refs, timestamp="label_ts", to="arrow").read_all()
+        assert streamed.column_names == list(result.columns)
+        for col in names:
+            assert normalize(streamed[col].to_pylist()) == normalize(result[col]), col
 
 
 #: DuckDB here, Spark in local mode (marked; CI runs it).
@@ -235,3 +241,133 @@ def test_windowed_and_plain_views_match_oracles(engine: Any, tmp_path: Path) -> 
         _check_mixed(ws, [single, composite], [plain], labels)
 
     check()
+
+
+# -- materialization (each entity's events in the longest window; windows evaluated when read) ----
+
+
+def test_materialize_writes_the_windows_at_end(flights: jf.Workspace, store_url: str) -> None:
+    ws = flights
+    fv = ws.feature_view("ph", PLANES, entity=["tailnum"], timestamp="dep_ts", windows=["1h", "24h"])
+    end = BASE + timedelta(hours=24, minutes=30)
+    result = ws.materialize(["ph"], store=store_url, end=end, progress=False)["ph"]
+    assert result.rows == 1 and result.mode == "full"  # N2's last flight (0h) is out of every window
+    rows = [{"tailnum": "N1"}, {"tailnum": "N2"}]
+    read = ws.online_features(["ph:*"], rows, store=store_url, at=end).to_pandas()
+    read.columns = [c.split("__")[-1] for c in read.columns]
+    labels = pd.DataFrame({"tailnum": ["N1", "N2"], "label_ts": [end, end]})
+    frame = ws.training_frame(labels, ["ph:*"], timestamp="label_ts", plain_names=True)
+    assert normalize(read.loc[0, fv.feature_names]) == normalize(frame.loc[0, fv.feature_names])
+    assert normalize(read.loc[0, ["flights_1h", "flights_24h", "delay_24h"]]) == [1.0, 2.0, 30.0]
+    # N2 has no event in any window: counts 0, all else null, as in the training frame
+    assert normalize(read.loc[1, fv.feature_names]) == normalize(frame.loc[1, fv.feature_names])
+    # windows slide: an incremental run is a full one
+    later = ws.materialize(
+        ["ph"], store=store_url, end=end + timedelta(hours=1), incremental=True, progress=False
+    )
+    assert later["ph"].mode == "full"
+    assert ws.check_online(["ph"], store=store_url, progress=False).ok
+    with pytest.raises(jf.errors.FeaturesError, match="columns its aggregates read"):
+        ws.push("ph", [{"tailnum": "N1"}], store=store_url)
+
+
+@pytest.mark.spark
+def test_spark_windows_at_end_match_duckdb(spark_session: Any, tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "tailnum": ["N1", "N1", "N1", "N2", "N1", "N3"],
+            "dep_ts": _hours(0, 1, 30, 0, 24, 2),
+            "dep_delay": pd.array([10, 20, None, 5, 40, 1], dtype="Int32"),
+        }
+    )
+    results = []
+    for engine in ("duckdb", spark_session):
+        ws = jf.Workspace(tmp_path, engine=engine)
+        ws.register_source("flights", frame, timestamp="dep_ts")
+        fv = ws.feature_view("ph", PLANES, entity=["tailnum"], timestamp="dep_ts", windows=["1h", "24h"])
+        table = ws.engine.latest(ViewJoin.of(fv), BASE + timedelta(hours=24, minutes=30))
+        results.append(table.to_pandas().sort_values("tailnum").reset_index(drop=True))
+    duck, spark = results
+    assert list(duck["tailnum"]) == ["N1", "N3"]
+    assert list(spark.columns) == list(duck.columns)
+    for column in duck.columns:
+        assert normalize(spark[column]) == normalize(duck[column]), column
+
+
+# -- registry, YAML, the server's checks ---------------------------------------------------------
+
+
+def test_registry_round_trip_through_a_server_and_yaml(
+    flights: jf.Workspace,
+    tmp_path: Path,
+    sqlite_server: str,  # noqa: F811
+) -> None:
+    import uuid
+
+    import httpx
+
+    import registry_client
+    from registry_client.yaml_folder import export_yaml, import_yaml
+
+    name = "ph_" + uuid.uuid4().hex[:8]
+    ws = jf.Workspace(tmp_path / "mine", registry=sqlite_server, token=ADMIN)
+    ws.register_source("flights", flights.sources["flights"].data, timestamp="dep_ts")
+    fv = ws.feature_view(name, PLANES, entity=["tailnum"], timestamp="dep_ts", windows=["1h", "24h"])
+    assert ws.export()[name].version == 1
+    assert ws.export()[name].version == 1  # unchanged: no new version
+    reg = ws.registry
+    record = reg.get(name)
+    assert record.spec["windows"] == ["1h", "24h"] and record.hash == fv.definition_hash
+    assert reg.lineage(name)["features"]["delay_24h"] == ["flights.dep_delay"]
+    # a colleague takes it from the registry: analysed again here, then joined
+    colleague = jf.Workspace(tmp_path / "colleague", registry=sqlite_server, token=ADMIN)
+    colleague.register_source("flights", flights.sources["flights"].data, timestamp="dep_ts")
+    theirs = colleague.get_view(name)
+    assert theirs.windows == ("1h", "24h") and theirs.feature_names == fv.feature_names
+    labels = pd.DataFrame({"tailnum": ["N1", "N2"], "label_ts": _hours(1, 1)})
+    frame = colleague.training_frame(labels, [f"{name}@1:flights_24h"], timestamp="label_ts")
+    assert frame[f"{name}__flights_24h"].tolist() == [2, 1]
+    # other windows: a new version
+    ws.feature_view(name, PLANES, entity=["tailnum"], timestamp="dep_ts", windows=["1h", "7d"])
+    assert ws.export()[name].version == 2
+    # YAML: export, import into an empty registry, the same records
+    folder = tmp_path / "yaml"
+    export_yaml(reg, folder)
+    assert "- 1h\n" in (folder / f"{name}.yaml").read_text()
+    empty = registry_client.connect(f"sqlite:///{tmp_path}/empty.db")
+    import_yaml(empty, folder)
+    assert [r.spec.get("windows") for r in empty.versions(name)] == [["1h", "24h"], ["1h", "7d"]]
+    assert [r.hash for r in empty.versions(name)] == [r.hash for r in reg.versions(name)]
+    # the server checks windows: 422 naming the field
+    spec = fv.to_spec()
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    for windows, said in [
+        (["soon"], "windows"), (["0h"], "positive"), ([f"{i + 1}h" for i in range(17)], "windows"),
+        (["1h", "60m"], "same length"), ("1h", "windows"), ([1], "windows"),
+    ]:  # fmt: skip
+        r = httpx.post(
+            f"{sqlite_server}/api/v1/views", json={"spec": {**spec, "windows": windows}}, headers=headers
+        )
+        assert r.status_code == 422 and said in r.text, (windows, r.status_code, r.text)
+    r = httpx.post(f"{sqlite_server}/api/v1/views", json={"spec": {**spec, "ttl": "2d"}}, headers=headers)
+    assert r.status_code == 422 and "neither ttl" in r.text
+
+
+def test_a_plain_spec_stays_without_windows_in_the_registry(ws: jf.Workspace) -> None:
+    ws.register_source("snap", pd.DataFrame({"k": [1], "ts": _hours(0), "x": [1.0]}), timestamp="ts")
+    fv = ws.feature_view("plain", "SELECT k, ts, x FROM snap", entity="k", timestamp="ts")
+    record = ws.export()["plain"]
+    assert "windows" not in record.spec and record.hash == fv.definition_hash
+    assert ws.registry.apply({**fv.to_spec(), "windows": []}).version == 1
+
+
+def test_preview_of_a_windowed_view_without_rows(ws: jf.Workspace) -> None:
+    empty = pd.DataFrame({"k": pd.array([], dtype="Int64"), "ts": pd.to_datetime([]), "x": []})
+    ws.register_source("nothing", empty.astype({"x": "float64"}), timestamp="ts")
+    fv = ws.feature_view(
+        "quiet", "SELECT k, count(*) AS n, avg(x) AS m FROM nothing GROUP BY k", entity="k", timestamp="ts",
+        windows=["1h"],
+    )  # fmt: skip
+    preview = fv.preview()
+    assert preview.rows == 0 and preview.slide is not None and preview.slide.empty
+    assert preview.slide_chart is None and "the windows sliding" in preview.html()

@@ -13,7 +13,17 @@ import duckdb
 
 from ...errors import EngineError, LabelFrameError, SourceError
 from ...featureview import ViewJoin
-from ...sqltext import LABEL_STREAM, LABEL_TS, LABELS, RESERVED_PREFIX, RESULT, ROW, quote, timestamp_literal
+from ...sqltext import (
+    EVENT_TS,
+    LABEL_STREAM,
+    LABEL_TS,
+    LABELS,
+    RESERVED_PREFIX,
+    RESULT,
+    ROW,
+    quote,
+    timestamp_literal,
+)
 from ...times import naive_utc_column
 from .pit import (
     PAIRS,
@@ -409,13 +419,26 @@ class DuckDBEngine:
                     )
 
     def latest(self, join: ViewJoin, end: Any, since: Any = None) -> pa.Table:
-        def literal(value: Any) -> str:
-            return timestamp_literal(value.isoformat(sep=" ") if isinstance(value, datetime) else str(value))
-
+        if join.windows:
+            return self.windows_at_end(join, end)
         query = latest_sql(
-            join, end_literal=literal(end), since_literal=literal(since) if since is not None else None
+            join, end_literal=_literal(end), since_literal=_literal(since) if since is not None else None
         )
         return self.feature_arrow(query)
+
+    def windows_at_end(self, join: ViewJoin, end: Any) -> pa.Table:
+        """A windowed view's values as of ``end`` per entity with a row in its longest window:
+        keys, EVENT_TS (the entity's last event time), the join's features. What materialization
+        writes for a windowed view until windows are evaluated online at read time."""
+        from .windows import latest_windows_sql, relation_types
+
+        plan = join.window_plan()
+        assert plan is not None
+        with self.feature_connection() as con:
+            types = relation_types(con, plan)
+        query = latest_windows_sql(plan, end_literal=_literal(end), input_types=types, event_time=True)
+        columns = [*map(quote, join.entity), EVENT_TS, *map(quote, join.features)]
+        return self.feature_arrow(f"SELECT {', '.join(columns)} FROM ({query})")
 
     def latest_rows(self, join: ViewJoin, end: Any, since: Any = None) -> ArrowLatestRows:
         return ArrowLatestRows(self.latest(join, end, since), join.entity)
@@ -460,6 +483,10 @@ class DuckDBEngine:
                 raise EngineError(f"DuckDB failed running feature SQL: {str(exc).splitlines()[0]}") from exc
             finally:
                 con.unregister(name)
+
+
+def _literal(value: Any) -> str:
+    return timestamp_literal(value.isoformat(sep=" ") if isinstance(value, datetime) else str(value))
 
 
 def _closing_reader(
