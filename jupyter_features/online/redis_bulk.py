@@ -1,5 +1,6 @@
 """Bulk transfers with Redis, shared by the single-node and the cluster stores: ``HSET`` commands
-pre-encoded by DuckDB, ``HSCAN`` pages decoded by DuckDB, and the layered read in Lua."""
+pre-encoded by DuckDB, a windowed view's events grouped by entity, ``HSCAN`` pages decoded by
+DuckDB, and the layered read in Lua."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-__all__ = ["LAYERED_FN", "SCAN_PAGE", "key_sql", "packed_groups", "scan_pages", "hset_header"]
+__all__ = ["LAYERED_FN", "SCAN_PAGE", "key_sql", "packed_groups", "event_groups", "scan_pages", "hset_header"]
 
 SLICE_ROWS = 100_000  # rows DuckDB encodes at a time
 
@@ -141,3 +142,25 @@ def packed_groups(
                     yield part, j - i, data[int(offsets[i]) : int(offsets[j])]
     finally:
         con.close()
+
+
+def event_groups(rows: pa.Table, table: OnlineTable, group: int) -> Iterator[tuple[int, list[Any]]]:
+    """(events, [field, rows text, field, rows text, ...]) for groups of about ``group`` entities:
+    each entity's events as JSON arrays joined by ',', in time order."""
+    import duckdb
+
+    if rows.num_rows == 0:
+        return
+    con = duckdb.connect()
+    try:
+        con.register("__jf_rows", rows)
+        values = ", ".join(quote(c) for c in table.row_columns)
+        found = con.sql(
+            f"SELECT {key_sql(table)} AS k, string_agg(CAST(json_array({values}) AS VARCHAR), ',' "
+            f"ORDER BY {quote(table.row_columns[0])}) AS v, count(*) AS n FROM __jf_rows GROUP BY k"
+        ).fetchall()
+    finally:
+        con.close()
+    for i in range(0, len(found), group):
+        part = found[i : i + group]
+        yield sum(n for _, _, n in part), [x for k, v, _ in part for x in (k, v)]

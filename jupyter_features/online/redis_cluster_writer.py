@@ -12,7 +12,7 @@ from ..errors import OnlineStoreError
 from .canonical import canonical_rows
 from .layout import Lease, OnlineTable, encode_key
 from .redis import RedisWriter
-from .redis_bulk import hset_header, packed_groups
+from .redis_bulk import event_groups, hset_header, packed_groups
 from .redis_nodes import Call, NodeFailed
 from .redis_partitions import APPEND_PART, COUNT_PART, DROP_PART, SET_LIVE, Partitions, partitions_of
 from .redis_push import covered_entries, encode_push
@@ -128,7 +128,14 @@ class RedisClusterWriter(RedisWriter):
 
         canonical = canonical_rows(rows, self.table)
         try:
-            _bulk_hset(self, canonical, progress)
+            if self.table.window is not None:  # a windowed view: each entity's events, appended
+                for n, args in event_groups(canonical, self.table, self.store.chunk_rows):
+                    self.append(list(zip(args[::2], args[1::2], strict=True)), f"writing '{self.table.view}'")
+                    self.store.ks.renew(self.lease)
+                    if progress is not None:
+                        progress(n)
+            else:
+                _bulk_hset(self, canonical, progress)
         except (redis_lib.RedisError, NodeFailed) as exc:
             raise self._error(exc) from exc
         return canonical.num_rows
@@ -259,10 +266,13 @@ class RedisClusterWriter(RedisWriter):
             return
         ks = self.store.ks
         view = written.view
+        events_after = written.events_after_us
         for raw in ks.client.zrangebyscore(ks.key(view, "journal"), after + 1, upto):
-            seq, _, _, layout = raw.decode().split(":", 3)
+            seq, _, high, layout = raw.decode().split(":", 3)
             if seq in trim or layout != written.layout:
                 continue
+            if events_after is not None and int(high) <= events_after:
+                continue  # a windowed view's events in no window of a read at or after the end
             items = ks.client.lrange(ks.key(view, f"j:{seq}"), 0, -1)
             self.append(list(zip(items[::2], items[1::2], strict=True)), f"replaying pushes into '{view}'")
 
