@@ -143,6 +143,7 @@ class RedisClusterStore(RedisStore):
         self.calls = ClusterCalls(client, self.url, self.ks.failed)
         self._tables: dict[str, OnlineTable] = {}
         self._plans: dict[Any, Any] = {}
+        self._evaluators: dict[Any, Any] = {}
         self._identity: str | None = None
         self._routes: dict[str, Route] = {}
         self._counts: dict[tuple[str, int], int] = {}  # (view, version) → partitions
