@@ -71,6 +71,17 @@ class SQLRegistry:
         """
         return self._changes.read()
 
+    async def changes_async(self) -> int:
+        """:meth:`changes` for an event loop: it waits for PostgreSQL without blocking the loop.
+
+        Call it from one task at a time, and :meth:`aclose` on the same loop when done.
+        """
+        return await self._changes.read_async()
+
+    async def aclose(self) -> None:
+        """Close what :meth:`changes_async` opened on the running loop (then :meth:`close`)."""
+        await self._changes.aclose()
+
     def __enter__(self) -> SQLRegistry:
         return self
 

@@ -49,7 +49,11 @@ class RegistryApp(FastAPI):
     fast_reads: FastReads | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.fast_reads is not None and scope["type"] == "http" and await self.fast_reads.answer(scope, send):
+        if (
+            self.fast_reads is not None
+            and scope["type"] == "http"
+            and await self.fast_reads.answer(scope, send)
+        ):
             return
         await super().__call__(scope, receive, send)
 
@@ -73,13 +77,15 @@ def create_app(
     registry = SQLRegistry(store_url)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: RegistryApp) -> AsyncIterator[None]:
         import anyio.to_thread
 
         # Routes hold the GIL for most of their work: a few threads answer a burst sooner
         # than FastAPI's default 40 contending for it (p99 at 50 connections, see README).
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREADS
         yield
+        if _app.fast_reads is not None:
+            await _app.fast_reads.aclose()
         registry.close()
 
     app = RegistryApp(

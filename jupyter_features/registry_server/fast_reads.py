@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -27,6 +27,7 @@ from registry_client.sql import SQLRegistry
 from ..errors import FeaturesError
 from ..tokens import Identity, identity_of
 from .answer_cache import AnswerCache
+from .counter_reads import SharedCounterReads
 from .record_cache import RecordCache
 
 __all__ = ["FastReads"]
@@ -54,10 +55,11 @@ class FastReads:
         self.records = records
         self.tokens = tokens
         self.cache = AnswerCache()
+        self._shared = None if registry.dialect == "sqlite" else SharedCounterReads(registry.changes_async)
         self._search_path = f"{prefix}/views"
         self._view_prefix = f"{prefix}/views/"
 
-    async def answer(self, scope: dict[str, Any], send: Callable[[dict[str, Any]], Any]) -> bool:
+    async def answer(self, scope: MutableMapping[str, Any], send: Callable[[dict[str, Any]], Any]) -> bool:
         if scope["method"] != "GET" or scope.get("root_path"):
             return False
         path: str = scope["path"]
@@ -71,10 +73,11 @@ class FastReads:
             return False
         key, compute = plan
         try:
-            data = await self.cache.answer(key, self.registry.changes(), compute)
+            counter = self.registry.changes() if self._shared is None else await self._shared.value()
+            data = await self.cache.answer(key, counter, compute)
         except FeaturesError:  # an unknown view, a refused value, the database: the routes say so
             return False
-        except Exception:  # noqa: BLE001 - never worse than the routes: they answer instead
+        except Exception:  # never worse than the routes: they answer instead
             log.warning("fast read of %s failed; the route answers it", path[:200], exc_info=True)
             return False
         if data is None:
@@ -89,8 +92,11 @@ class FastReads:
         await send({"type": "http.response.body", "body": data})
         return True
 
+    async def aclose(self) -> None:
+        await self.registry.aclose()
+
     # -- the routes ---------------------------------------------------------------------------
-    def _search(self, scope: dict[str, Any]) -> tuple[tuple[Any, ...], Callable[[], bytes]] | None:
+    def _search(self, scope: MutableMapping[str, Any]) -> tuple[tuple[Any, ...], Callable[[], bytes]] | None:
         params = _params(scope)
         if params is None:
             return None
@@ -110,7 +116,9 @@ class FastReads:
 
         return ("search", text, *sorted(filters.items())), compute
 
-    def _view(self, name: str, scope: dict[str, Any]) -> tuple[tuple[Any, ...], Callable[[], bytes]] | None:
+    def _view(
+        self, name: str, scope: MutableMapping[str, Any]
+    ) -> tuple[tuple[Any, ...], Callable[[], bytes]] | None:
         if len(name) > _NAME_CHARS or not _NAME.fullmatch(name):
             return None  # another route under /views/, or a name the route refuses
         params = _params(scope)
@@ -134,7 +142,7 @@ class FastReads:
         return ("view", name, version), compute
 
     # -- what every fast read needs ----------------------------------------------------------------
-    def _plain(self, scope: dict[str, Any]) -> bool:
+    def _plain(self, scope: MutableMapping[str, Any]) -> bool:
         """No body, and a token that may read (as HTTPBearer and require_scope read it)."""
         authorization = None
         for header, value in scope["headers"]:
@@ -154,7 +162,7 @@ class FastReads:
         return identity is not None and identity.allows("read")
 
 
-def _params(scope: dict[str, Any]) -> dict[str, str] | None:
+def _params(scope: MutableMapping[str, Any]) -> dict[str, str] | None:
     """The query's parameters, as the framework decodes them; None when one is given twice."""
     pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     params = dict(pairs)
