@@ -39,7 +39,7 @@ class SharedCounterReads:
     async def _run(self, future: asyncio.Future[int]) -> None:
         try:
             future.set_result(await self._read())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter
             future.set_exception(exc)
             future.exception()  # every waiter gets it; none may be left to retrieve it
         except BaseException:  # the loop is stopping

@@ -55,6 +55,7 @@ class FastReads:
         self.records = records
         self.tokens = tokens
         self.cache = AnswerCache()
+        self.answered = 0  # requests this pre-route answered
         self._shared = None if registry.dialect == "sqlite" else SharedCounterReads(registry.changes_async)
         self._search_path = f"{prefix}/views"
         self._view_prefix = f"{prefix}/views/"
@@ -82,6 +83,7 @@ class FastReads:
             return False
         if data is None:
             return False
+        self.answered += 1
         await send(
             {
                 "type": "http.response.start",
