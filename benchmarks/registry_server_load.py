@@ -19,9 +19,11 @@ latest version of a view by name, 7 KB).
   no database, no framework; one worker): what sending these bytes over HTTP from Python
   costs on this machine at all.
 
-Reported per cell: requests/s (2xx only), p50 and p99 latency from wrk (medians over the
-rounds), and the load average of the machine when the cells ran. Target: p99 under
-50 ms at 50 connections, on SQLite and PostgreSQL.
+Reported per cell: requests/s (2xx only), p50 and p99 latency from wrk and the CPU time
+the contender's processes spent per request (PostgreSQL's own not counted; steadier than
+the rest when other work shares the machine), medians over the rounds, and the load
+average of the machine when the cells ran. Target: p99 under 50 ms at 50 connections, on
+SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -131,6 +133,28 @@ def run_wrk(url: str, script: Path, token: str, connections: int, seconds: float
     )
     result["rps"] = (result["requests"] - result["non2xx"]) / (result["duration_us"] / 1e6)
     return result
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its descendants (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, grew = {pid}, True
+    while grew:
+        more = {p for p, pp in parent.items() if pp in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(used.get(p, 0.0) for p in tree)
 
 
 def wait_ready(
@@ -260,9 +284,10 @@ def run(args: argparse.Namespace) -> None:
                         for c in (c for c in contenders if c.store == store):
                             run_wrk(c.url, script, TOKEN, conns, 1)  # warm-up: connections, answers
                             loads.setdefault((store, kind, conns), []).append(os.getloadavg()[0])
-                            c.results.setdefault((kind, conns), []).append(
-                                run_wrk(c.url, script, TOKEN, conns, args.duration)
-                            )
+                            cpu = tree_cpu(c.proc.pid)
+                            result = run_wrk(c.url, script, TOKEN, conns, args.duration)
+                            result["cpu_us"] = (tree_cpu(c.proc.pid) - cpu) * 1e6 / max(1, result["requests"])
+                            c.results.setdefault((kind, conns), []).append(result)
             print(f"round {r + 1}/{args.rounds} done; load average {os.getloadavg()[0]:.1f}", flush=True)
         report(contenders, list(stores), kinds, connections, loads)
     finally:
@@ -293,7 +318,8 @@ def report(
     loads: dict[tuple[str, str, int], list[float]],
 ) -> None:  # fmt: skip
     print(
-        "\nrequests/s (2xx) / p50 ms / p99 ms (errors); medians over the rounds; load average: min–max over the cells\n"
+        "\nrequests/s (2xx) / p50 ms / p99 ms / CPU µs per request (errors); medians over the rounds; "
+        "load average: min–max over the cells\n"
     )
     names = list(dict.fromkeys(c.name for c in contenders))
     print("| store | requests | connections | " + " | ".join(names) + " | load average |")
@@ -311,7 +337,8 @@ def report(
                     errors = sum(r["non2xx"] + r["socket_errors"] for r in runs)
                     cells.append(
                         f"{median_of(runs, 'rps'):,.0f} / {median_of(runs, 'p50_us') / 1000:.1f} / "
-                        f"{median_of(runs, 'p99_us') / 1000:.0f}" + (f" ({errors} errors)" if errors else "")
+                        f"{median_of(runs, 'p99_us') / 1000:.0f} / {median_of(runs, 'cpu_us'):.0f}"
+                        + (f" ({errors} errors)" if errors else "")
                     )
                 load = loads[(store, kind, conns)]
                 print(
