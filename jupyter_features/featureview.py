@@ -4,86 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import FeatureViewError, TTLError
+from .errors import FeatureViewError
 from .schema import Feature
+from .times import format_ttl, parse_ttl
+
+if TYPE_CHECKING:
+    from .windows import WindowPlan
 
 __all__ = ["FeatureView", "ViewJoin", "definition_hash", "parse_ttl", "format_ttl", "set_previewer"]
-
-_TTL_UNITS = {
-    "w": 604800.0, "week": 604800.0, "weeks": 604800.0,
-    "d": 86400.0, "day": 86400.0, "days": 86400.0,
-    "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
-    "m": 60.0, "min": 60.0, "minute": 60.0, "minutes": 60.0,
-    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
-    "ms": 0.001,
-}  # fmt: skip
-_TTL_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*")
-
-
-def parse_ttl(value: str | timedelta | int | float | None, *, owner: str = "ttl") -> timedelta | None:
-    """Parse '30d', '12h', '1d12h', '90 minutes', a timedelta or seconds; None means no TTL."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise TTLError(f"{owner}: TTL {value!r} is not a duration; use e.g. '30d', '12h' or '90m'")
-    if isinstance(value, timedelta):
-        ttl = value
-    elif isinstance(value, (int, float)):
-        ttl = _seconds(float(value), value, owner)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        pos, seconds = 0, 0.0
-        for m in _TTL_PART.finditer(text):
-            if m.start() != pos or m.group(2) not in _TTL_UNITS:
-                break
-            seconds += float(m.group(1)) * _TTL_UNITS[m.group(2)]
-            pos = m.end()
-        if pos != len(text) or not text:
-            raise TTLError(
-                f"{owner}: cannot read TTL {value!r}; write a number and a unit, "
-                "e.g. '30d', '12h', '90m', '45s' or '1d12h'"
-            )
-        ttl = _seconds(seconds, value, owner)
-    else:
-        raise TTLError(f"{owner}: TTL must be a string like '30d' or a timedelta, not {type(value).__name__}")
-    if ttl <= timedelta(0):
-        raise TTLError(f"{owner}: TTL must be positive, got {value!r}; omit it for no TTL")
-    return ttl
-
-
-def _seconds(seconds: float, value: object, owner: str) -> timedelta:
-    """A timedelta of ``seconds``: NaN, infinite or past timedelta's range (~2.7 million years) is refused."""
-    try:
-        return timedelta(seconds=seconds)
-    except (OverflowError, ValueError) as exc:
-        raise TTLError(
-            f"{owner}: TTL {value!r} is not a usable duration; use e.g. '30d', '12h' or '90m'"
-        ) from exc
-
-
-def format_ttl(ttl: timedelta | None) -> str | None:
-    """The canonical compact text of a TTL ('30d', '1d12h', '1500ms')."""
-    if ttl is None:
-        return None
-    micros = ttl // timedelta(microseconds=1)
-    if micros % 1000:
-        return f"{micros}us"
-    ms = micros // 1000
-    if ms % 1000:
-        return f"{ms}ms"
-    secs = ms // 1000
-    out = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        n, secs = divmod(secs, size)
-        if n:
-            out.append(f"{n}{unit}")
-    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -104,6 +37,9 @@ class FeatureView:
     sources: tuple[str, ...] = ()
     normalized_sql: str = ""
     version: int | None = None
+    #: The windows as written ('1h', '24h', '7d'); empty for a plain view. A windowed view's SQL is
+    #: one SELECT keys, aggregates FROM ... GROUP BY keys, and each aggregate × window is a feature.
+    windows: tuple[str, ...] = ()
     #: The sources' columns the view was analysed against (source → column → DuckDB type).
     schemas: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -127,15 +63,44 @@ class FeatureView:
             f"{did_you_mean(name, self.feature_names)}; it has: {', '.join(self.feature_names)}"
         )
 
+    def window_plan(self, sources: Mapping[str, object] | None = None) -> WindowPlan | None:
+        """The checked plan the engines compute a windowed view from (None for a plain view);
+        ``sources`` (registered names) also refuses SQL reading anything else."""
+        if not self.windows:
+            return None
+        from .windows import window_plan
+
+        return window_plan(
+            self.sql, self.entity, self.timestamp, list(self.windows), owner=f"feature view '{self.name}'",
+            sources=sources, ttl=self.ttl, created_timestamp=self.created_timestamp,
+        )  # fmt: skip
+
     def sql_for(self, dialect: str) -> str:
         """The view's SQL transpiled to ``dialect`` ('spark', 'snowflake', 'bigquery') for review.
 
+        For a windowed view: the relation its windows aggregate (the rows with their keys, event
+        time, aggregate inputs and filters), under a comment listing each feature's aggregate and
+        window; the windows themselves are computed by the engine, not by SQL.
         Raises TranspileError naming any construct that would not keep its meaning there.
         """
         from .transpile import transpile
 
         schema = {name: dict(columns) for name, columns in self.schemas.items()} or None
-        return transpile(self.sql, dialect, schema=schema, owner=f"feature view '{self.name}'", pretty=True)
+        owner = f"feature view '{self.name}'"
+        plan = self.window_plan()
+        if plan is None:
+            return transpile(self.sql, dialect, schema=schema, owner=owner, pretty=True)
+        body = transpile(plan.relation_sql, dialect, schema=schema, owner=owner, pretty=True)
+        lines = [
+            f"-- {self.name}: windowed view; each feature aggregates the rows below with the label's keys",
+            "-- and event time (__jf_ts) in (t - window, t], at each label's own time t:",
+        ]
+        for a in plan.aggregates:
+            x = "*" if a.argument is None else ("DISTINCT " if a.distinct else "") + a.argument
+            where = f" FILTER (WHERE {a.filter})" if a.filter else ""
+            names = ", ".join(f"{a.alias}_{w.text}" for w in plan.windows)
+            lines.append(f"--   {a.function}({x}){where} -> {names}")
+        return "\n".join(lines) + "\n" + body
 
     @property
     def definition_hash(self) -> str:
@@ -157,6 +122,7 @@ class FeatureView:
             "features": [f.to_dict() for f in self.features],
             "lineage": {k: list(v) for k, v in self.lineage.items()},
             "sources": list(self.sources),
+            **({"windows": list(self.windows)} if self.windows else {}),
         }
 
     @classmethod
@@ -182,6 +148,7 @@ class FeatureView:
             sources=tuple(spec.get("sources") or ()),
             normalized_sql=normalized_sql if normalized_sql is not None else normalize_sql(str(spec["sql"])),
             version=version if version is not None else spec.get("version"),
+            windows=tuple(str(w) for w in spec.get("windows") or ()),
         )
 
     def with_version(self, version: int | None) -> FeatureView:
@@ -198,6 +165,7 @@ class FeatureView:
 
     def __repr__(self) -> str:
         ttl = f", ttl={format_ttl(self.ttl)!r}" if self.ttl else ""
+        ttl += f", windows={list(self.windows)}" if self.windows else ""
         ver = f"@{self.version}" if self.version is not None else ""
         feats = ", ".join(f"{f.name}: {f.type}" for f in self.features)
         return f"FeatureView({self.name}{ver}, entity={list(self.entity)}, timestamp={self.timestamp!r}{ttl}, features=[{feats}])"
@@ -215,7 +183,8 @@ def set_previewer(previewer: Callable[..., Any] | None) -> None:
 
 def definition_hash(spec: Mapping[str, Any], *, normalized_sql: str | None = None) -> str:
     """Hash of what makes a new version of the view ``spec`` describes: normalized SQL, feature
-    schema, keys, timestamps and TTL (never its name, description, owner or tags).
+    schema, keys, timestamps, TTL and windows (never its name, description, owner or tags).
+    A plain view's spec has no windows, and its hash is what it was before windows existed.
 
     ``normalized_sql`` saves parsing the SQL again when it is known.
     """
@@ -234,6 +203,8 @@ def definition_hash(spec: Mapping[str, Any], *, normalized_sql: str | None = Non
             [f.name, f.type, f.duckdb_type] for f in map(Feature.from_dict, spec.get("features", []))
         ],
     }
+    if spec.get("windows"):
+        payload["windows"] = [str(w) for w in spec["windows"]]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -249,6 +220,18 @@ class ViewJoin:
     ttl: timedelta | None
     features: tuple[str, ...]  # feature columns of the view to fetch
     output: tuple[str, ...]  # output column name for each feature
+    windows: tuple[str, ...] = ()  # a windowed view's windows as written; empty for a plain view
+
+    def window_plan(self) -> WindowPlan | None:
+        """The windowed view's plan (None for a plain view's join)."""
+        if not self.windows:
+            return None
+        from .windows import window_plan
+
+        return window_plan(
+            self.sql, self.entity, self.timestamp, list(self.windows), owner=f"feature view '{self.name}'",
+            ttl=self.ttl, created_timestamp=self.created_timestamp,
+        )  # fmt: skip
 
     @classmethod
     def of(
@@ -259,5 +242,5 @@ class ViewJoin:
         return cls(
             name=view.name, sql=view.sql, entity=view.entity, timestamp=view.timestamp,
             created_timestamp=view.created_timestamp, ttl=view.ttl,
-            features=names, output=names if output is None else tuple(output),
+            features=names, output=names if output is None else tuple(output), windows=view.windows,
         )  # fmt: skip

@@ -34,6 +34,7 @@ __all__ = [
     "MaterializationResult",
     "Progress",
     "materialize_view",
+    "windowed_rows_at_end",
     "plan_run",
     "online_table",
     "canonical_rows",
@@ -96,14 +97,19 @@ def materialize_view(
             join = ViewJoin.of(view)
             covered: frozenset[int] = frozenset()
             identity = ""
-            if pushes is not None and pushes.files(view.name):
+            if view.windows:
+                since_us = None  # windows slide as time passes: every run is a full one
+            elif pushes is not None and pushes.files(view.name):
                 identity = store.identity()
                 covered = pushes.covered(view.name, identity)  # listed before the rows are read
                 join = pushes.join(view, join, store=identity, covered=covered, typed=engine.name == "duckdb")
             at = micros_to_datetime(end_us)
-            rows = engine.latest_rows(
-                join, at, micros_to_datetime(since_us) if since_us is not None else None
-            )
+            if view.windows:
+                rows = windowed_rows_at_end(engine, join, at)
+            else:
+                rows = engine.latest_rows(
+                    join, at, micros_to_datetime(since_us) if since_us is not None else None
+                )
             if since_us is not None and previous is not None and previous.key_types != rows.key_types:
                 since_us = None  # keys changed type: start over with a full run
                 rows = engine.latest_rows(join, at, None)
@@ -130,6 +136,14 @@ def materialize_view(
         since=micros_to_datetime(since_us) if since_us is not None else None,
         seconds=time.perf_counter() - started,
     )  # fmt: skip
+
+
+def windowed_rows_at_end(engine: OfflineEngine, join: ViewJoin, at: datetime) -> LatestRows:
+    """What a run writes for a windowed view, until windows are evaluated online at read time:
+    each entity with a row in its longest window, its window values as of the run's end ``at``,
+    dated by its last event time (the engines' ``windows_at_end``). Stored like a plain view's
+    latest rows, so a read gives the values as of the last run."""
+    return engine.latest_rows(join, at, None)
 
 
 def plan_run(

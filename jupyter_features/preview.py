@@ -62,6 +62,7 @@ def diff_views(old: FeatureView, new: FeatureView) -> ViewDiff:
         ("timestamp", old.timestamp, new.timestamp),
         ("created timestamp", old.created_timestamp or "none", new.created_timestamp or "none"),
         ("ttl", format_ttl(old.ttl) or "none", format_ttl(new.ttl) or "none"),
+        ("windows", ", ".join(old.windows) or "none", ", ".join(new.windows) or "none"),
         ("owner", old.owner or "none", new.owner or "none"),
         ("tags", ", ".join(old.tags) or "none", ", ".join(new.tags) or "none"),
     ):
@@ -107,6 +108,10 @@ class FeatureViewPreview:
     seconds: float
     export_button: bool = True
     workspace: Workspace | None = field(default=None, repr=False, compare=False)
+    #: A windowed view's slide: keys, "at" and every feature for a few entities at a few times.
+    slide: pd.DataFrame | None = None
+    #: The slide as a line chart (windowed views with numeric aggregates).
+    slide_chart: alt.FacetChart | None = field(default=None, repr=False)
     _charts: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -141,6 +146,8 @@ class FeatureViewPreview:
             facts.append(f"created <b>{render.esc(v.created_timestamp)}</b>")
         if v.ttl:
             facts.append(f"ttl <b>{format_ttl(v.ttl)}</b>")
+        if v.windows:
+            facts.append(f"windows <b>{render.esc(', '.join(v.windows))}</b>")
         if v.owner:
             facts.append(f"owner <b>{render.esc(v.owner)}</b>")
         head = f"<h4>feature view {render.esc(v.name)}</h4><div class='meta'>{' · '.join(facts)} {tags}</div>"
@@ -155,6 +162,7 @@ class FeatureViewPreview:
             f"<div class='meta'>{self.rows:,} rows · {self.entities:,} entities{span} · "
             f"computed in {render.fmt_seconds(self.seconds)}"
             + (f" · statistics over a sample of {self.profile.sample:,}" if self.profile.sample else "")
+            + (" · statistics of each entity's windows at the last event time" if v.windows else "")
             + "</div>"
         )
         return head + self._changes_html() + self._features_html() + self._sample_html()
@@ -192,6 +200,15 @@ class FeatureViewPreview:
         return "<h4>features</h4>" + render.table(header, rows, raw=(2,))
 
     def _sample_html(self) -> str:
+        if self.slide is not None:
+            entities = self.slide[list(self.view.entity)].drop_duplicates()
+            title = (
+                f"the windows sliding: {len(entities)} entities with the most rows, each window's value "
+                f"at {self.slide['at'].nunique()} times over the data (rows in (at - window, at])"
+            )
+            return f"<h4>{render.esc(title)}</h4>" + render.frame_table(
+                self.slide, head=len(self.slide), tail=0
+            )
         return "<h4>sample rows</h4>" + render.frame_table(self.sample, head=len(self.sample), tail=0)
 
     def _repr_html_(self) -> str:
@@ -201,10 +218,12 @@ class FeatureViewPreview:
         from IPython.display import HTML, display
 
         display(HTML(self._repr_html_()))
+        from .charts import show
+
+        if self.slide_chart is not None:
+            show(self.slide_chart)
         chart = self.chart()
         if chart is not None:
-            from .charts import show
-
             show(chart)
         if self.export_button and self.workspace is not None:
             from .widgets.export import ExportButton
@@ -227,6 +246,8 @@ def preview(
     what changed since the previous definition in ``ws``."""
     import duckdb
 
+    if view.windows:
+        return _windowed_preview(view, ws, export_button=export_button, max_rows=max_rows)
     table = f"__jf_preview_{uuid.uuid4().hex[:10]}"
     started = time.perf_counter()
     with ws.duckdb.feature_connection() as con:
@@ -253,4 +274,48 @@ def preview(
         view=view, rows=int(count), entities=int(entities), first=first, last=last, sample=sample,
         profile=stats, previous=previous, diff=diff_views(previous, view) if previous is not None else None,
         seconds=time.perf_counter() - started, export_button=export_button, workspace=ws,
+    )  # fmt: skip
+
+
+def _windowed_preview(
+    view: FeatureView, ws: Workspace, *, export_button: bool, max_rows: int | None
+) -> FeatureViewPreview:
+    """A windowed view's preview: its rows (count, entities, time span) from the relation its
+    windows aggregate, the statistics of each entity's windows at the last event time, and the
+    slide (``window_preview``): a few entities' windows at a few times, as a table and a chart."""
+    import duckdb
+
+    from .engines.duckdb.windows import relation_types, windows_at_last_event_sql
+    from .sqltext import EVENT_TS
+    from .window_preview import slide_chart, window_slide
+
+    plan = view.window_plan()
+    assert plan is not None
+    table = f"__jf_preview_{uuid.uuid4().hex[:10]}"
+    started = time.perf_counter()
+    with ws.duckdb.feature_connection() as con:
+        try:
+            types = relation_types(con, plan)
+            keys = ", ".join(quote(k) for k in view.entity)
+            count, entities, first, last = first_row(
+                con,
+                f"SELECT count(*), count(DISTINCT ({keys})), min({EVENT_TS}), max({EVENT_TS}) "
+                f"FROM ({plan.relation_sql})",
+            ) or (0, 0, None, None)
+            con.execute(f"CREATE TEMP TABLE {table} AS {windows_at_last_event_sql(plan, types)}")
+            try:
+                stats = profile_table(con, table, columns=view.feature_names, max_rows=max_rows)
+            finally:
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            slide = window_slide(con, plan)
+        except duckdb.Error as exc:
+            raise FeatureViewError(
+                f"feature view '{view.name}': DuckDB failed running its SQL: {str(exc).splitlines()[0]}"
+            ) from exc
+    previous = _previous(view, ws)
+    return FeatureViewPreview(
+        view=view, rows=int(count), entities=int(entities), first=first, last=last, sample=slide,
+        profile=stats, previous=previous, diff=diff_views(previous, view) if previous is not None else None,
+        seconds=time.perf_counter() - started, export_button=export_button, workspace=ws, slide=slide,
+        slide_chart=slide_chart(slide, plan, types),
     )  # fmt: skip

@@ -142,7 +142,7 @@ class PushLog:
         """``join`` reading the view's rows together with its push log (unchanged when the log is
         empty). With ``store``: only that store's pushes in ``covered`` (a run's snapshot), and
         every other push. ``typed``: cast the log's columns to the view's types (DuckDB SQL)."""
-        if not self.ensure_registered(view.name):
+        if join.windows or not self.ensure_registered(view.name):  # a windowed view takes no pushes
             return join
         columns = self._columns(view)
         names = ", ".join(quote(c) for c, _ in columns)
@@ -341,6 +341,11 @@ def push_rows(
     """Validate ``rows``, then push them to ``store`` (one atomic write) and/or the push log."""
     if to not in TARGETS:
         raise PushError(f"push to feature view '{view.name}': to={to!r} is not one of {', '.join(TARGETS)}")
+    if view.windows:
+        raise PushError(
+            f"push to feature view '{view.name}': it is a windowed view, whose values aggregate the rows "
+            "of its sources at each time; add the rows to its source instead and materialize again"
+        )
     table = validate_rows(view, rows, columns)
     version = seq = None
     if store is not None:

@@ -20,10 +20,10 @@ from sqlglot import exp
 
 from .analysis import DIALECT, parse_feature_sql
 from .errors import FeatureViewError, TTLError
-from .featureview import format_ttl, parse_ttl
+from .times import format_ttl, parse_ttl
 
 __all__ = [
-    "Aggregate", "TimeWindow", "WindowPlan", "window_plan", "value_class", "AGGREGATES",
+    "Aggregate", "TimeWindow", "WindowPlan", "window_plan", "time_windows", "value_class", "AGGREGATES",
 ]  # fmt: skip
 
 #: The relation's event-time column (the same name the point-in-time join uses).
@@ -176,7 +176,7 @@ def window_plan(
         raise FeatureViewError(
             f"{owner}: entity must name one or more distinct key columns, got {list(keys)}"
         )
-    spans = _windows(windows, owner)
+    spans = time_windows(windows, owner)
     tree = parse_feature_sql(sql, sources, owner=owner).tree
     if not isinstance(tree, exp.Select):
         raise FeatureViewError(
@@ -224,7 +224,9 @@ def window_plan(
     return plan
 
 
-def _windows(windows: Sequence[str | timedelta], owner: str) -> tuple[TimeWindow, ...]:
+def time_windows(windows: Sequence[str | timedelta], owner: str) -> tuple[TimeWindow, ...]:
+    """``windows`` checked: each written as numbers and units ('24h', '1d12h') or a timedelta,
+    positive, no two of the same length; a FeatureViewError naming the fix otherwise."""
     if isinstance(windows, (str, timedelta)):
         windows = [windows]
     if not windows:

@@ -213,12 +213,19 @@ class Workspace:
         owner: str = "",
         tags: Iterable[str] = (),
         feature_descriptions: dict[str, str] | None = None,
+        windows: Sequence[str] | str | None = None,
     ) -> FeatureView:
-        """Define (or redefine) a feature view from one SELECT over registered sources."""
+        """Define (or redefine) a feature view from one SELECT over registered sources.
+
+        With ``windows`` (``["1h", "24h", "7d"]`` or ``"1h,24h,7d"``) it is a windowed view: one
+        ``SELECT keys, aggregates FROM ... GROUP BY keys`` whose ``timestamp`` is the event time
+        of the rows aggregated; each aggregate × window is a feature (``flights_24h``), for a
+        label at t the aggregate over the rows in (t - window, t].
+        """
         view = self.analyse_view(
             name, sql, entity=entity, timestamp=timestamp, created_timestamp=created_timestamp,
             ttl=ttl, description=description, owner=owner, tags=tags,
-            feature_descriptions=feature_descriptions,
+            feature_descriptions=feature_descriptions, windows=windows,
         )  # fmt: skip
         with self._lock:
             self._views[name] = view
@@ -238,10 +245,10 @@ class Workspace:
         owner: str = "",
         tags: Iterable[str] = (),
         feature_descriptions: dict[str, str] | None = None,
+        windows: Sequence[str] | str | None = None,
     ) -> FeatureView:
         """Validate and type a definition without registering it."""
         from .analysis import column_lineage, parse_feature_sql
-        from .engines.duckdb import sandbox_describe
 
         check_name(name, what="feature view")
         who = f"feature view '{name}'"
@@ -260,20 +267,16 @@ class Workspace:
             + ([("created_timestamp", created_timestamp)] if created_timestamp else [])
         ):
             _check_identifier(column, role, who)
+        spans = _window_texts(windows, who)
+        if spans:
+            return self._analyse_windowed(
+                name, sql, keys, timestamp, spans, created_timestamp=created_timestamp, ttl=ttl,
+                description=description, owner=owner, tags=tags, feature_descriptions=feature_descriptions,
+            )  # fmt: skip
         ttl_value = parse_ttl(ttl, owner=who)
         parsed = parse_feature_sql(sql, self._sources, owner=who)
         schemas = {s: self._sources[s].schema for s in parsed.sources}
-        try:
-            columns = sandbox_describe(sql, schemas)
-        except FeatureViewError:
-            raise
-        except Exception as exc:  # DuckDB binder / parser errors
-            message = str(exc).split("\n")[0]
-            if "Permission" in type(exc).__name__ or "external access" in message or "disabled" in message:
-                from .errors import UnsafeSQLError
-
-                raise UnsafeSQLError(f"{who}: the SQL tries to reach outside its sources: {message}") from exc
-            raise FeatureViewError(f"{who}: DuckDB rejects the SQL: {message}") from exc
+        columns = _describe(sql, schemas, who)
         names = [c for c, _ in columns]
         dupes = sorted({c for c in names if names.count(c) > 1})
         if dupes:
@@ -319,6 +322,62 @@ class Workspace:
             created_timestamp=created_timestamp or None, ttl=ttl_value, description=description or "",
             owner=owner or "", tags=tuple(tags or ()), lineage=lineage, sources=parsed.sources,
             normalized_sql=parsed.normalized, schemas=schemas,
+        )  # fmt: skip
+
+    def _analyse_windowed(
+        self,
+        name: str,
+        sql: str,
+        keys: tuple[str, ...],
+        timestamp: str,
+        windows: tuple[str, ...],
+        *,
+        created_timestamp: str | None,
+        ttl: str | timedelta | None,
+        description: str,
+        owner: str,
+        tags: Iterable[str],
+        feature_descriptions: dict[str, str] | None,
+    ) -> FeatureView:
+        """A windowed view: its plan checked, its relation typed in the sandbox's binder, and a
+        feature (alias_window) per aggregate and window, typed as the engines compute it."""
+        from .analysis import column_lineage, parse_feature_sql
+        from .windows import window_plan
+
+        who = f"feature view '{name}'"
+        plan = window_plan(
+            sql, keys, timestamp, list(windows), owner=who, sources=self._sources, ttl=ttl,
+            created_timestamp=created_timestamp,
+        )  # fmt: skip
+        parsed = parse_feature_sql(sql, self._sources, owner=who)
+        schemas = {s: self._sources[s].schema for s in parsed.sources}
+        from .sqltext import EVENT_TS
+
+        relation = dict(_describe(plan.relation_sql, schemas, who))
+        if feature_type_of(relation[EVENT_TS])[0] != "timestamp":
+            raise FeatureViewError(
+                f"{who}: timestamp column '{timestamp}' is {relation[EVENT_TS]}, not a timestamp or date; "
+                f"cast it, e.g. in a CTE: CAST({timestamp} AS TIMESTAMP) AS {timestamp}"
+            )
+        types = plan.output_types(relation)  # refuses sums of text and the like, naming the cast
+        _describe(sql, schemas, who)  # and the SQL as written binds
+        descriptions = feature_descriptions or {}
+        aliases = {a.alias for a in plan.aggregates}
+        reads = column_lineage(sql, sorted(aliases), schemas)
+        features, lineage = [], {}
+        for (feature, agg, _), dtype in zip(plan.features, types.values(), strict=True):
+            if feature.startswith(RESERVED_PREFIX):
+                raise FeatureViewError(f"{who}: feature name '{feature}' is reserved; rename the aggregate")
+            _check_identifier(feature, "feature", who)
+            ftype, vocab = feature_type_of(dtype)
+            text = descriptions.get(feature, descriptions.get(agg.alias, ""))
+            features.append(Feature(feature, ftype, dtype, text, vocab))
+            lineage[feature] = list(reads.get(agg.alias, []))
+        return FeatureView(
+            name=name, sql=sql.strip().rstrip(";"), entity=keys, timestamp=timestamp, features=tuple(features),
+            description=description or "", owner=owner or "", tags=tuple(tags or ()), lineage=lineage,
+            sources=parsed.sources, normalized_sql=parsed.normalized, schemas=schemas,
+            windows=tuple(w.text for w in plan.windows),
         )  # fmt: skip
 
     def get_view(self, name: str, version: int | None = None) -> FeatureView:
@@ -371,6 +430,7 @@ class Workspace:
                 ttl=spec.get("ttl"), description=str(spec.get("description") or ""),
                 owner=str(spec.get("owner") or ""), tags=[str(t) for t in spec.get("tags") or ()],
                 feature_descriptions={str(f.get("name")): str(f.get("description") or "") for f in features},
+                windows=spec.get("windows") or None,
             ).with_version(record.version)  # fmt: skip
             recorded = [str(f.get("name")) for f in features]
             if recorded != view.feature_names:
@@ -437,14 +497,19 @@ class Workspace:
     def _feature_stats(self, view: FeatureView, *, max_rows: int = 100_000) -> dict[str, Any] | None:
         """Per-feature statistics of ``view``'s rows, or None when DuckDB cannot compute them
         here (e.g. a source only the Spark engine can read); statistics never block an export."""
+        from .engines.duckdb.windows import relation_types, windows_at_last_event_sql
         from .profile import profile_query
 
         feats = ", ".join(quote(f) for f in view.feature_names)
         try:
             with self.duckdb.feature_connection() as con:
+                plan = view.window_plan()
+                rows = (
+                    view.sql if plan is None else windows_at_last_event_sql(plan, relation_types(con, plan))
+                )
                 prof = profile_query(
                     con,
-                    f"SELECT {feats} FROM ({view.sql}\n) AS __jf_v "
+                    f"SELECT {feats} FROM ({rows}\n) AS __jf_v "
                     f"USING SAMPLE reservoir({int(max_rows)} ROWS) REPEATABLE (7)",
                     bins=12,
                 )
@@ -814,7 +879,9 @@ class Workspace:
                 outputs[out] = f"{view.name}:{f}"
                 outs.append(out)
             join = ViewJoin.of(view, names, outs)
-            joins.append(self.push_log.join(view, join, typed=self.engine is self.duckdb))
+            if not view.windows:  # a windowed view takes no pushes (yet)
+                join = self.push_log.join(view, join, typed=self.engine is self.duckdb)
+            joins.append(join)
         return joins
 
 
@@ -822,6 +889,55 @@ def _check_identifier(name: Any, role: str, who: str) -> None:
     """Names travel into SQL, code cells and keys: they must be plain identifiers."""
     hint = "alias it with AS, e.g. " if role == "feature" else ""
     check_identifier(name, f"{who}: {role} column", error=FeatureViewError, example=f"{hint}user_id")
+
+
+def _window_texts(windows: Sequence[str] | str | None, who: str) -> tuple[str, ...]:
+    """``windows`` as a tuple of texts: a list, or one comma-separated string ('1h,24h,7d')."""
+    if windows is None:
+        return ()
+    if isinstance(windows, str):
+        parts = [w.strip() for w in windows.split(",")]
+        if not windows.strip():
+            return ()
+        if not all(parts):
+            raise FeatureViewError(
+                f"{who}: windows {windows!r} has an empty entry; write them like '1h,24h,7d'"
+            )
+        return tuple(parts)
+    if not isinstance(windows, (list, tuple)):
+        raise FeatureViewError(
+            f"{who}: windows must be a list like ['1h', '24h', '7d'] or a string '1h,24h,7d', "
+            f"not {type(windows).__name__}"
+        )
+    out = []
+    for w in windows:
+        if isinstance(w, timedelta):
+            from .times import format_ttl
+
+            w = format_ttl(w) if w > timedelta(0) else str(w)
+        if not isinstance(w, str):
+            raise FeatureViewError(
+                f"{who}: window {w!r} is a {type(w).__name__}; write it as text like '24h'"
+            )
+        out.append(w.strip())
+    return tuple(out)
+
+
+def _describe(sql: str, schemas: dict[str, Any], who: str) -> list[tuple[str, str]]:
+    """The output columns of feature SQL and their DuckDB types, bound in the locked-down binder."""
+    from .engines.duckdb import sandbox_describe
+
+    try:
+        return list(sandbox_describe(sql, schemas))
+    except FeatureViewError:
+        raise
+    except Exception as exc:  # DuckDB binder / parser errors
+        message = str(exc).split("\n")[0]
+        if "Permission" in type(exc).__name__ or "external access" in message or "disabled" in message:
+            from .errors import UnsafeSQLError
+
+            raise UnsafeSQLError(f"{who}: the SQL tries to reach outside its sources: {message}") from exc
+        raise FeatureViewError(f"{who}: DuckDB rejects the SQL: {message}") from exc
 
 
 def _preview_view(view: FeatureView, **options: Any) -> FeatureViewPreview:

@@ -79,6 +79,7 @@ def _feature_parser() -> _Parser:
     p.add_argument("--timestamp", required=True, metavar="COL")
     p.add_argument("--created", metavar="COL")
     p.add_argument("--ttl")
+    p.add_argument("--windows", metavar="1h,24h,7d")
     p.add_argument("--description", default="")
     p.add_argument("--owner", default="")
     p.add_argument("--tags", default="", metavar="A,B")
@@ -153,7 +154,10 @@ class FeaturesMagics(Magics):
         """Define (or redefine) a feature view from the SELECT in the cell, then preview it.
 
         %%feature NAME --entity K[,K2] --timestamp COL [--created COL] [--ttl 30d]
-                  [--description "..."] [--owner WHO] [--tags a,b] [--no-preview]
+                  [--windows 1h,24h,7d] [--description "..."] [--owner WHO] [--tags a,b] [--no-preview]
+
+        With ``--windows`` the cell is a windowed view: one SELECT keys, aggregates FROM ... GROUP BY
+        keys, each aggregate × window a feature (flights_24h); the preview shows the windows slide.
         """
         args = _feature_parser().parse_line(line)
         _check_identifier(args.name, "feature view name", "%%feature user_spend ...")
@@ -180,6 +184,7 @@ class FeaturesMagics(Magics):
             view = ws.feature_view(
                 args.name, cell, entity=entity, timestamp=args.timestamp, created_timestamp=args.created or None,
                 ttl=ttl, description=args.description, owner=args.owner, tags=_split_list(args.tags),
+                windows=args.windows or None,
             )  # fmt: skip
             if args.no_preview:
                 print(
@@ -251,6 +256,7 @@ class FeaturesMagics(Magics):
             [
                 {"view": e.name, "version": "" if e.view.version is None else e.view.version, "entity": ", ".join(e.view.entity),
                  "timestamp": e.view.timestamp, "ttl": format_ttl(e.view.ttl) or "",
+                 "windows": ", ".join(e.view.windows),
                  "features": ", ".join(e.view.feature_names), "owner": e.view.owner,
                  "tags": ", ".join(e.view.tags), "where": e.origin}
                 for e in entries

@@ -28,13 +28,14 @@ LIMITS: dict[str, int] = {
     "keys": 32,  # entity columns
     "tags": 100,
     "features": 2_000,
+    "windows": 16,  # a windowed view's windows
     "vocabulary": 10_000,
     "spec_bytes": 2_000_000,
     "body_bytes": 8_000_000,
 }
 
 _KNOWN = ("name", "sql", "entity", "timestamp", "created_timestamp", "ttl", "description", "owner", "tags",
-          "features", "lineage", "sources")  # fmt: skip
+          "features", "lineage", "sources", "windows")  # fmt: skip
 _FEATURE_TYPES = ("int64", "float64", "string", "bool", "timestamp", "list<float>", "categorical")
 
 
@@ -147,6 +148,9 @@ def canonical_spec(spec: Any) -> dict[str, Any]:
     out["features"] = _features(c, spec.get("features"))
     out["lineage"] = _lineage(c, spec.get("lineage"))
     out["sources"] = c.texts("sources", spec.get("sources"), limit="features")
+    windows = spec.get("windows")
+    if windows is not None and windows != [] and windows != ():  # a plain view's spec has none
+        out["windows"] = _windows(c, windows, out)
     for key, value in spec.items():
         if key in _KNOWN or key == "version":  # the registry numbers versions itself
             continue
@@ -164,6 +168,24 @@ def canonical_spec(spec: Any) -> dict[str, Any]:
     if size > LIMITS["spec_bytes"]:
         raise InvalidSpecError(f"{c.who}: the spec is {size:,} bytes; the limit is {LIMITS['spec_bytes']:,}")
     return out
+
+
+def _windows(c: _Checker, value: Any, spec: Mapping[str, Any]) -> list[str]:
+    """A windowed view's windows: 1 to 16 texts like '24h', each a positive duration, no two alike."""
+    from jupyter_features.errors import FeatureViewError
+    from jupyter_features.windows import time_windows
+
+    texts = c.texts("windows", value, limit="windows", low=1)
+    try:
+        time_windows(texts, c.who)
+    except FeatureViewError as exc:
+        raise InvalidSpecError(f"{exc} (field 'windows')") from exc
+    if spec.get("ttl") or spec.get("created_timestamp"):
+        raise InvalidSpecError(
+            f"{c.who}: a windowed view has neither ttl nor created_timestamp (each window bounds the "
+            "rows it aggregates, and all rows at one time count); drop them"
+        )
+    return texts
 
 
 def _features(c: _Checker, value: Any) -> list[dict[str, Any]]:

@@ -163,6 +163,48 @@ def test_feature_magic_defines_and_previews(ip: Any, ws: jf.Workspace) -> None:
     assert "ttl: 30d → 7d" in result.result.diff.changes
 
 
+def test_feature_magic_defines_a_windowed_view_and_shows_the_windows_slide(ip: Any, ws: jf.Workspace) -> None:
+    cell = (
+        "%%feature merchant_recent --entity merchant_id --timestamp ts --windows 1h,24h,7d\n"
+        "SELECT merchant_id, count(*) AS tx, sum(amount) AS volume, max(amount) AS biggest,\n"
+        "       count(*) FILTER (WHERE amount > 100) AS big\n"
+        "FROM transactions GROUP BY merchant_id"
+    )
+    result, _ = run(ip, cell)
+    assert result.success, result.error_in_exec
+    preview = result.result
+    view = ws.get_view("merchant_recent")
+    assert view.windows == ("1h", "24h", "7d") and view.feature_names[:2] == ["tx_1h", "volume_1h"]
+    assert preview.rows == 2_000 and len(view.feature_names) == 12
+    slide = preview.slide
+    assert slide is not None and slide["merchant_id"].nunique() == 3 and slide["at"].nunique() == 5
+    assert list(slide.columns) == ["merchant_id", "at", *view.feature_names]
+    # the slide is what a training frame gives for those entities at those times
+    labels = slide[["merchant_id", "at"]].reset_index(drop=True)
+    frame = ws.training_frame(labels, ["merchant_recent:*"], timestamp="at", plain_names=True)
+    pd.testing.assert_frame_equal(
+        frame[view.feature_names].astype(float),
+        slide[view.feature_names].reset_index(drop=True).astype(float),
+    )
+    assert "windows <b>1h, 24h, 7d</b>" in preview.html() and "the windows sliding" in preview.html()
+    chart = preview.slide_chart.to_dict()
+    assert (
+        chart["facet"]["row"]["field"] == "aggregate"
+        and chart["spec"]["encoding"]["color"]["field"] == "window"
+    )
+    ip.display_formatter.formatters["text/html"].enabled = True
+    with capture_output() as shown:
+        ip.display_formatter.format(preview)
+    charts = [o for o in shown.outputs if "application/vnd.vegalite.v5+json" in o.data]
+    assert len(charts) == 2  # the slide, then the histograms
+    listing, _ = run(ip, "%features list")
+    assert listing.result.set_index("view").loc["merchant_recent", "windows"] == "1h, 24h, 7d"
+    result, _ = run(ip, cell.replace("1h,24h,7d", "1h,2h"))
+    assert "windows: 1h, 24h, 7d → 1h, 2h" in result.result.diff.changes
+    result, captured = run(ip, cell.replace("1h,24h,7d", "1h,soon"))
+    assert isinstance(result.error_in_exec, MagicError) and "numbers and units" in captured.stdout
+
+
 def test_feature_usage_errors_register_nothing(ip: Any, ws: jf.Workspace) -> None:
     before = ws.views
     body = "\nSELECT merchant_id, ts, amount FROM transactions"

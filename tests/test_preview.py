@@ -31,7 +31,10 @@ def demo_ws(ws: Any, demo_data: Path) -> jf.Workspace:
 
 
 def test_preview_matches_the_view_data(demo_ws: jf.Workspace) -> None:
-    view = demo_ws.get_view("user_spend")
+    view = demo_ws.feature_view(
+        "user_amounts", "SELECT user_id, ts, amount, amount * 2 AS doubled, CAST(amount > 100 AS INTEGER) AS big FROM transactions",
+        entity="user_id", timestamp="ts",
+    )  # fmt: skip
     result = view.preview(rows=5)
     assert isinstance(result, FeatureViewPreview)
     data = demo_ws.sql(view.sql)
@@ -84,9 +87,9 @@ def test_redefinition_shows_what_changed(demo_ws: jf.Workspace) -> None:
     assert diff is not None and not diff.same_definition
     text = "\n".join(diff.changes)
     assert "added feature(s): spend_total" in text
-    assert "removed feature(s): spend_7d, avg_amount_30d, max_amount_30d" in text
+    assert "removed feature(s): spend_7d, avg_amount_7d, max_amount_7d, spend_30d, tx_30d" in text
     assert "tx_7d (int64 → float64)" in text
-    assert "ttl: 30d → 7d" in text
+    assert "ttl: none → 7d" in text and "windows: 7d, 30d → none" in text
     assert "owner: fraud-team → someone" in text
     assert any(line.startswith("+") for line in diff.sql_diff)
     assert "changed since the previous definition" in result._repr_html_()

@@ -244,6 +244,83 @@ def test_the_sandbox_is_a_second_wall(tmp_path: Path, secret: Path) -> None:
     assert ws.sql(f"SELECT content FROM read_text('{secret}')")["content"][0] == secret.read_text()
 
 
+#: Windowed views: the same attacks where a windowed view's SQL has room for them (aggregate
+#: argument, FILTER, the FROM, a CTE); each must be refused however the view arrives.
+WINDOWED_ATTACKS = {
+    "file reader in an aggregate": "SELECT user_id, max((SELECT content FROM read_text('{secret}'))) AS f FROM tx GROUP BY user_id",
+    "file reader in the FROM": "SELECT user_id, count(*) AS f FROM read_csv('{secret}') GROUP BY user_id",
+    "environment in a FILTER": "SELECT user_id, count(*) FILTER (WHERE getenv('HOME') <> '') AS f FROM tx GROUP BY user_id",
+    "settings in a CTE": "WITH s AS (SELECT * FROM duckdb_settings()) SELECT user_id, count(*) AS f FROM tx GROUP BY user_id",
+    "SQL hidden in a string": (
+        "SELECT t.user_id, count(x.content) AS f FROM tx t, LATERAL json_execute_serialized_sql("
+        "json_serialize_sql('SELECT content FROM read_text(''{secret}'')')) x GROUP BY t.user_id"
+    ),
+    "write a log": "SELECT user_id, max(write_log('{out}')) AS f FROM tx GROUP BY user_id",
+}
+
+
+def _windowed_spec(name: str, sql: str) -> dict[str, Any]:
+    return {
+        **_spec(name, sql), "windows": ["1d"],
+        "features": [{"name": "f_1d", "type": "int64", "duckdb_type": "BIGINT", "description": ""}],
+    }  # fmt: skip
+
+
+def _plant_windowed(registry_db: Path, name: str, sql: str) -> None:
+    reg = registry_client.connect(f"sqlite:///{registry_db}")
+    reg.apply(_windowed_spec(name, "SELECT user_id, count(*) AS f FROM tx GROUP BY user_id"))
+    con = sqlite3.connect(registry_db)
+    try:
+        spec = json.dumps(_windowed_spec(name, sql))
+        con.execute("UPDATE view_versions SET spec = ? WHERE name = ?", (spec, name))
+        con.commit()
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("attack", sorted(WINDOWED_ATTACKS))
+def test_hostile_windowed_views_are_refused_everywhere(attack: str, tmp_path: Path, secret: Path) -> None:
+    out = tmp_path / "written.out"
+    sql = WINDOWED_ATTACKS[attack].format(secret=secret, out=out)
+    registry_db = tmp_path / "registry.db"
+    ws = _victim(tmp_path / "ws", f"sqlite:///{registry_db}")
+    with pytest.raises(FeaturesError) as raised:  # defined here
+        ws.feature_view("evil", sql, entity="user_id", timestamp="ts", windows=["1d"])
+    _assert_refused(raised.value, secret)
+    _plant_windowed(registry_db, "evil", sql)  # planted in the registry, used by a victim
+    victim = _victim(tmp_path / "victim", f"sqlite:///{registry_db}")
+    uses = {
+        "training frame": lambda: victim.training_frame(LABELS, ["evil:*"], timestamp="label_ts"),
+        "pinned training frame": lambda: victim.training_frame(LABELS, ["evil@1:f_1d"], timestamp="label_ts"),
+        "preview": lambda: victim.preview("evil"),
+        "materialize": lambda: victim.materialize(["evil"], progress=False),
+    }
+    for use, run in uses.items():
+        with pytest.raises(FeaturesError) as raised:
+            run()
+        _assert_refused(raised.value, secret)
+        assert isinstance(raised.value, (UnsafeSQLError, FeatureViewError)) or "unknown source" in str(
+            raised.value
+        ), (use, raised.value)
+    assert not out.exists()
+
+
+def test_the_registry_server_refuses_hostile_windowed_views(
+    tmp_path: Path, tokens: Path, secret: Path
+) -> None:
+    with start_server(f"sqlite:///{tmp_path}/r.db", token_file=tokens, log=tmp_path / "server.log") as server:
+        for attack, text in sorted(WINDOWED_ATTACKS.items()):
+            sql = text.format(secret=secret, out=tmp_path / "x")
+            r = httpx.post(
+                f"{server.url}/api/v1/views",
+                json={"spec": _windowed_spec("evil", sql)},
+                headers={"Authorization": f"Bearer {WRITER}"},
+            )
+            assert r.status_code == 422, (attack, r.status_code, r.text)
+            assert secret.read_text().strip() not in r.text
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize(
     "role, kwargs",
     [

@@ -65,7 +65,7 @@ def test_search_catalog_filters_by_text_and_facets(demo_ws: jf.Workspace) -> Non
     assert [e.name for e in entries] == ["merchant_risk", "user_profile", "user_spend"]
     names = lambda hits: [(e.name, [f.name for f in fs]) for e, fs in hits]  # noqa: E731
     assert names(search_catalog(entries, "spend")) == [
-        ("user_spend", ["spend_7d", "tx_7d", "avg_amount_30d", "max_amount_30d"])
+        ("user_spend", demo_ws.get_view("user_spend").feature_names)
     ]
     assert names(search_catalog(entries, "chargebacks_30d")) == [("merchant_risk", ["chargebacks_30d"])]
     assert names(search_catalog(entries, type="string")) == [("user_profile", ["country"])]
@@ -82,7 +82,7 @@ def test_browser_reacts_to_search_facets_and_selection(demo_ws: jf.Workspace) ->
     assert "chargebacks_30d" in browser.detail.value and "FROM chargebacks" in browser.detail.value
     browser.search.value = "spend"
     assert list(browser.views.options) == ["user_spend"]
-    assert "1 view(s), 4 feature(s)" in browser.summary.value
+    assert "1 view(s), 8 feature(s)" in browser.summary.value
     assert "spend_7d" in browser.table.value and "chargebacks_30d" not in browser.table.value
     browser.search.value = ""
     browser.filters["type"].value = "string"
@@ -97,6 +97,7 @@ def test_browser_reacts_to_search_facets_and_selection(demo_ws: jf.Workspace) ->
     browser.search.value = ""
     browser.select("user_spend")
     assert "transactions.amount" in browser.detail.value  # lineage
+    assert "windows <b>7d, 30d</b>" in browser.detail.value  # a windowed view
     browser.stats_button.click()
     assert "statistics" in browser.detail.value and "spend_7d" in browser.detail.value
 

@@ -56,6 +56,15 @@ class SpecIn(BaseModel):
     features: Annotated[list[FeatureIn], Field(min_length=1, max_length=LIMITS["features"])]
     lineage: Annotated[dict[Column, list[str]], Field(max_length=LIMITS["features"])] = {}
     sources: Annotated[list[Short], Field(max_length=LIMITS["features"])] = []
+    windows: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=32, pattern=r"^(?:[0-9]+[A-Za-z]+)+$")]],
+            Field(max_length=LIMITS["windows"]),
+        ]
+        | None
+    ) = Field(
+        None, examples=[["1h", "24h", "7d"]], description="a windowed view's windows; absent for a plain view"
+    )
 
 
 class ApplyIn(BaseModel):

@@ -93,6 +93,7 @@ def _summary(record: Any) -> dict[str, Any]:
         "owner": str(spec.get("owner") or ""),
         "tags": [str(t) for t in spec.get("tags") or []],
         "entity": [str(k) for k in spec.get("entity") or []],
+        "windows": [str(w) for w in windows] if isinstance(windows := spec.get("windows"), list) else [],
         "features": [
             {
                 "name": str(f.get("name")),

@@ -159,6 +159,8 @@ def detail_html(entry: CatalogEntry, ws: Workspace, stats: str = "") -> str:
     ]
     if v.ttl:
         facts.append(f"ttl <b>{format_ttl(v.ttl)}</b>")
+    if v.windows:
+        facts.append(f"windows <b>{render.esc(', '.join(v.windows))}</b>")
     if v.owner:
         facts.append(f"owner <b>{render.esc(v.owner)}</b>")
     tags = "".join(f'<span class="tag">{render.esc(t)}</span>' for t in v.tags)

@@ -26,6 +26,8 @@ export interface IViewSummary {
   owner: string;
   tags: string[];
   entity: string[];
+  /** A windowed view's windows as written ('1h', '24h', '7d'); empty for a plain view. */
+  windows?: string[];
   features: IFeatureSummary[];
   /** Models using features of this view that no online store serves. */
   warnings?: string[];

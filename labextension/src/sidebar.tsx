@@ -287,6 +287,14 @@ function ViewList(props: IListProps): JSX.Element {
               <div className="jp-FeaturesSidebar-itemHead">
                 <span className="jp-FeaturesSidebar-viewName">{view.name}</span>
                 <span className="jp-FeaturesSidebar-version">v{view.version}</span>
+                {(view.windows ?? []).length > 0 && (
+                  <span
+                    className="jp-FeaturesSidebar-windows"
+                    title={`windowed view: each feature aggregates the rows in the last ${(view.windows ?? []).join(' / ')} before each label's time`}
+                  >
+                    windows {(view.windows ?? []).join(' · ')}
+                  </span>
+                )}
                 {view.owner && <span className="jp-FeaturesSidebar-owner">{view.owner}</span>}
                 {(view.warnings ?? []).length > 0 && (
                   <span

@@ -107,8 +107,23 @@ export function ViewDetail(props: IDetailProps): JSX.Element {
           {detail.timestamp}
           {detail.created_timestamp ? ` (ties: ${detail.created_timestamp})` : ''}
         </dd>
-        <dt>TTL</dt>
-        <dd>{detail.ttl || 'none'}</dd>
+        {(detail.windows ?? []).length > 0 ? (
+          <>
+            <dt>Windows</dt>
+            <dd className="jp-FeaturesSidebar-detailWindows">
+              {(detail.windows ?? []).join(', ')}
+              <span className="jp-FeaturesSidebar-hint">
+                {' '}
+                (each feature: its aggregate over the rows in (t − window, t] at each label&apos;s time t)
+              </span>
+            </dd>
+          </>
+        ) : (
+          <>
+            <dt>TTL</dt>
+            <dd>{detail.ttl || 'none'}</dd>
+          </>
+        )}
         {detail.tags.length > 0 && (
           <>
             <dt>Tags</dt>

@@ -89,10 +89,11 @@ def seed(root: Path, registry_url: str) -> None:
     )  # fmt: skip
     merchant = ws.feature_view(
         "merchant_risk",
-        "SELECT merchant_id, ts, avg(amount) OVER (PARTITION BY merchant_id ORDER BY ts) AS avg_amount, "
-        "amount > 100 AS large_tx FROM transactions",
-        entity="merchant_id", timestamp="ts", owner="risk-team", tags=["merchants", "payments"],
-        description="Running average ticket of a merchant and whether the last one was large.",
+        "SELECT merchant_id, avg(amount) AS avg_amount, max(amount > 100) AS large_tx "
+        "FROM transactions GROUP BY merchant_id",
+        entity="merchant_id", timestamp="ts", windows=["1d", "7d"], owner="risk-team",
+        tags=["merchants", "payments"],
+        description="A merchant's average ticket, and whether one was large, in the last day and week.",
     )  # fmt: skip
     profile = ws.feature_view(
         "user_profile",
@@ -104,10 +105,14 @@ def seed(root: Path, registry_url: str) -> None:
     try:
         registry.apply(spend_v1.to_spec(), created_by="alice@laptop")
         for view, who in ((spend, "alice@laptop"), (merchant, "bob@workstation"), (profile, "carol@server")):
-            frame = ws.sql(f"SELECT * FROM ({view.sql})")
+            if view.windows:  # the windows at a few label times: what a training frame would hold
+                labels = ws.sql("SELECT merchant_id, ts FROM transactions")
+                frame = ws.training_frame(labels, [f"{view.name}:*"], timestamp="ts", plain_names=True)
+            else:
+                frame = ws.sql(f"SELECT * FROM ({view.sql})")
             spec = {**view.to_spec(), "stats": _stats(frame, view.feature_names)}
             registry.apply(spec, created_by=who)
-        registry.record_usage("fraud_model", ["user_spend:spend_7d", "merchant_risk:avg_amount"])
+        registry.record_usage("fraud_model", ["user_spend:spend_7d", "merchant_risk:avg_amount_7d"])
     finally:
         registry.close()
     # user_spend v2 is online and checked; merchant_risk, which fraud_model uses too, is not online.

@@ -79,6 +79,9 @@ def test_sidebar_lists_the_seeded_views(page: Any, screenshots: Path) -> None:
     assert merchant.locator(".jp-FeaturesSidebar-warnBadge").inner_text() == "⚠ not online"
     assert "fraud_model uses it" in merchant.locator(".jp-FeaturesSidebar-itemWarning").inner_text()
     assert item.locator(".jp-FeaturesSidebar-warnBadge").count() == 0
+    # a windowed view shows its windows; a plain one does not
+    assert merchant.locator(".jp-FeaturesSidebar-windows").inner_text() == "windows 1d · 7d"
+    assert item.locator(".jp-FeaturesSidebar-windows").count() == 0
     page.screenshot(path=str(screenshots / "sidebar.png"))
 
 
@@ -145,6 +148,11 @@ def test_detail_pane_shows_schema_sql_lineage_and_versions(page: Any, screenshot
         "not materialized in any online store" in other.locator(".jp-FeaturesSidebar-warnings").inner_text()
     )
     assert "Not materialized" in other.locator(".jp-FeaturesSidebar-online").inner_text()
+    facts = other.locator(".jp-FeaturesSidebar-facts").inner_text()
+    assert "Windows" in facts and "1d, 7d" in facts and "TTL" not in facts
+    rows = other.locator(".jp-FeaturesSidebar-feature .jp-FeaturesSidebar-featureName").all_inner_texts()
+    assert rows == ["avg_amount_1d", "large_tx_1d", "avg_amount_7d", "large_tx_7d"]
+    other.screenshot(path=str(screenshots / "windowed-view.png"))
     sidebar.locator(".jp-FeaturesSidebar-back").click()
     sidebar.locator('.jp-FeaturesSidebar-item[data-view="user_spend"]').click()
     detail.wait_for()

@@ -13,7 +13,17 @@ import duckdb
 
 from ...errors import EngineError, LabelFrameError, SourceError
 from ...featureview import ViewJoin
-from ...sqltext import LABEL_STREAM, LABEL_TS, LABELS, RESERVED_PREFIX, RESULT, ROW, quote, timestamp_literal
+from ...sqltext import (
+    EVENT_TS,
+    LABEL_STREAM,
+    LABEL_TS,
+    LABELS,
+    RESERVED_PREFIX,
+    RESULT,
+    ROW,
+    quote,
+    timestamp_literal,
+)
 from ...times import naive_utc_column
 from .pit import (
     PAIRS,
@@ -199,7 +209,9 @@ class DuckDBEngine:
         data[LABEL_TS] = naive_utc_column(labels, timestamp).to_numpy()
         data[ROW] = np.arange(len(labels), dtype=np.int64)
         frame = pd.DataFrame(data)
-        outputs = ", ".join(quote(out) for j in joins for out in j.output)
+        plain = [j for j in joins if not j.windows]
+        outputs = ", ".join(quote(out) for j in plain for out in j.output)
+        columns: dict[str, Any] = {}
         with self.feature_connection() as con:
             try:
                 con.register(LABELS, frame.head(0))
@@ -209,17 +221,36 @@ class DuckDBEngine:
                     con.unregister(LABELS)
                 con.register(LABELS, frame)
                 try:
-                    self._join(con, joins, LABELS)
-                    result = con.sql(f"SELECT {ROW}, {outputs} FROM {RESULT}").df()
+                    if plain:
+                        self._join(con, plain, LABELS)
+                        result = con.sql(f"SELECT {ROW}, {outputs} FROM {RESULT}").df()
+                        # back into label order by ROW: a scatter, cheaper than an ORDER BY
+                        order = np.empty(len(result), dtype=np.int64)
+                        order[result[ROW].to_numpy()] = np.arange(len(result), dtype=np.int64)
+                        result = result.take(order).reset_index(drop=True)
+                        columns.update({c: result[c] for c in result.columns if c != ROW})
+                    for j, windowed in self._windows(con, joins, LABELS):
+                        columns.update({c: windowed[c] for c in j.output})
                 finally:
                     con.unregister(LABELS)
                     con.execute(f"DROP TABLE IF EXISTS {RESULT}")
             except duckdb.Error as exc:
                 raise EngineError(f"point-in-time join failed: {str(exc).splitlines()[0]}") from exc
-        # back into label order by ROW: a scatter, cheaper than an ORDER BY
-        order = np.empty(len(result), dtype=np.int64)
-        order[result[ROW].to_numpy()] = np.arange(len(result), dtype=np.int64)
-        return result.take(order).reset_index(drop=True).drop(columns=[ROW])
+        names = [out for j in joins for out in j.output]
+        return pd.DataFrame({c: columns[c] for c in names}, index=pd.RangeIndex(len(labels)))
+
+    @staticmethod
+    def _windows(
+        con: duckdb.DuckDBPyConnection, joins: list[ViewJoin], labels: str
+    ) -> Iterator[tuple[ViewJoin, pd.DataFrame]]:
+        """Each windowed join's features for every row of ``labels`` (ROW 0..n-1, LABEL_TS, keys),
+        in ROW order, computed by the window engine on ``con`` (the sandbox)."""
+        from .windows import window_features
+
+        for j in joins:
+            plan = j.window_plan()
+            if plan is not None:
+                yield j, window_features(con, plan, features=j.features, output=j.output, labels=labels)
 
     def training_frame_arrow(
         self, labels: pd.DataFrame | str, timestamp: str, joins: list[ViewJoin], *, batch_rows: int = 100_000
@@ -265,7 +296,7 @@ class DuckDBEngine:
                     f"CREATE TEMP TABLE {LABELS} AS SELECT *, {to_time} AS {LABEL_TS} FROM {LABEL_STREAM}"
                 )
                 con.unregister(LABEL_STREAM)
-                self._join(con, joins, LABELS, label_columns)
+                self._join_all(con, joins, LABELS, label_columns)
                 con.execute(f"DROP TABLE {LABELS}")
                 columns = ", ".join(quote(c) for c in [*label_columns, *(o for j in joins for o in j.output)])
                 reader = con.sql(f"SELECT {columns} FROM {RESULT} ORDER BY {ROW}").to_arrow_reader(batch_rows)
@@ -305,6 +336,38 @@ class DuckDBEngine:
 
         schema = batches.schema.append(pa.field(ROW, pa.int64()))
         return pa.RecordBatchReader.from_batches(schema, numbered())
+
+    @classmethod
+    def _join_all(
+        cls, con: duckdb.DuckDBPyConnection, joins: list[ViewJoin], labels: str, carry: list[str]
+    ) -> None:
+        """RESULT: ROW, LABEL_TS, ``carry`` and every join's features for the rows of ``labels``.
+
+        Plain views go through ``_join``; each windowed view's features are computed by the window
+        engine (in memory, in ROW order) and joined on by ROW.
+        """
+        import numpy as np
+        import pyarrow as pa
+
+        plain = [j for j in joins if not j.windows]
+        if plain:
+            cls._join(con, plain, labels, carry)
+        else:
+            cols = ", ".join([ROW, LABEL_TS, *map(quote, carry)])
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {RESULT} AS SELECT {cols} FROM {labels}")
+        for j, windowed in cls._windows(con, joins, labels):
+            table = pa.Table.from_pandas(windowed, preserve_index=False)
+            table = table.append_column(ROW, pa.array(np.arange(len(windowed), dtype=np.int64)))
+            name = "__jf_windowed"
+            con.register(name, table)
+            try:
+                picked = ", ".join(f"w.{quote(o)}" for o in j.output)
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {RESULT} AS SELECT r.*, {picked} FROM {RESULT} r "
+                    f"JOIN {name} w ON r.{ROW} = w.{ROW}"
+                )
+            finally:
+                con.unregister(name)
 
     @staticmethod
     def _join(
@@ -355,16 +418,33 @@ class DuckDBEngine:
                     )
 
     def latest(self, join: ViewJoin, end: Any, since: Any = None) -> pa.Table:
-        def literal(value: Any) -> str:
-            return timestamp_literal(value.isoformat(sep=" ") if isinstance(value, datetime) else str(value))
-
+        if join.windows:
+            return self.windows_at_end(join, end)
         query = latest_sql(
-            join, end_literal=literal(end), since_literal=literal(since) if since is not None else None
+            join, end_literal=_literal(end), since_literal=_literal(since) if since is not None else None
         )
         return self.feature_arrow(query)
 
+    def windows_at_end(self, join: ViewJoin, end: Any) -> pa.Table:
+        """A windowed view's values as of ``end`` per entity with a row in its longest window:
+        keys, EVENT_TS (the entity's last event time), the join's features. What materialization
+        writes for a windowed view until windows are evaluated online at read time."""
+        from .windows import latest_windows_sql, relation_types
+
+        plan = join.window_plan()
+        assert plan is not None
+        with self.feature_connection() as con:
+            types = relation_types(con, plan)
+        query = latest_windows_sql(plan, end_literal=_literal(end), input_types=types, event_time=True)
+        columns = [*map(quote, join.entity), EVENT_TS, *map(quote, join.features)]
+        return self.feature_arrow(f"SELECT {', '.join(columns)} FROM ({query})")
+
     def latest_rows(self, join: ViewJoin, end: Any, since: Any = None) -> ArrowLatestRows:
         return ArrowLatestRows(self.latest(join, end, since), join.entity)
+
+
+def _literal(value: Any) -> str:
+    return timestamp_literal(value.isoformat(sep=" ") if isinstance(value, datetime) else str(value))
 
 
 def _closing_reader(

@@ -25,7 +25,7 @@ from .window_rows import Carried, SortedRows, carried_columns, distinct_counts, 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["window_features", "latest_windows_sql", "relation_types"]
+__all__ = ["window_features", "latest_windows_sql", "relation_types", "windows_at_last_event_sql"]
 
 
 def relation_types(con: duckdb.DuckDBPyConnection, plan: WindowPlan) -> dict[str, str]:
@@ -295,16 +295,21 @@ def _distinct_groups(
 # -- materialization ----------------------------------------------------------------------------
 
 
-def latest_windows_sql(plan: WindowPlan, *, end_literal: str, input_types: Mapping[str, str]) -> str:
+def latest_windows_sql(
+    plan: WindowPlan, *, end_literal: str, input_types: Mapping[str, str], event_time: bool = False
+) -> str:
     """Per entity with a row in the longest window before ``end``: every feature at t = end.
 
     Entities without such a row are left out (all their counts are 0, all else null).
-    ``input_types`` are the relation's column types (``relation_types``).
+    ``input_types`` are the relation's column types (``relation_types``). With ``event_time``,
+    EVENT_TS (the entity's last event time at or before ``end``) follows the keys.
     """
     out_types = plan.output_types(input_types)
     longest = max(w.micros for w in plan.windows)
     t = "__jf_t"
     cols = [quote(k) for k in plan.entity]
+    if event_time:
+        cols.append(f"max({t}) AS {EVENT_TS}")
     for name, a, w in plan.features:
         cond = f"{t} > {end_literal} - to_microseconds({w.micros})"
         if a.flag:
@@ -327,3 +332,10 @@ def latest_windows_sql(plan: WindowPlan, *, end_literal: str, input_types: Mappi
         f"FROM ({plan.relation_sql})) WHERE {t} <= {end_literal} AND {t} > {end_literal} - "
         f"to_microseconds({longest}){not_null} GROUP BY {keys}"
     )
+
+
+def windows_at_last_event_sql(plan: WindowPlan, input_types: Mapping[str, str]) -> str:
+    """Every feature per entity at the last event time of all the plan's rows (``latest_windows_sql``
+    with that end): what a windowed view's statistics describe."""
+    end = f"(SELECT max(CAST({EVENT_TS} AS TIMESTAMP)) FROM ({plan.relation_sql}))"
+    return latest_windows_sql(plan, end_literal=end, input_types=input_types)

@@ -23,6 +23,7 @@ from ...sqltext import CREATED_TS, EVENT_TS, LABEL_TS, ROW
 from ...times import duration_micros, naive_utc_column, naive_utc_table
 from ...transpile import transpile
 from .executors import on_this_host, ship_package, spark_context
+from .spark_types import duckdb_type
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,15 +41,8 @@ _MATCH = "__jf_m"  # the last feature row at or before the label row
 _RANK = "__jf_rank"
 _CREATED = "__jf_created"
 
+
 #: Spark type name → the DuckDB type name the rest of the product speaks.
-_DUCKDB_TYPES = {
-    "bigint": "BIGINT", "int": "INTEGER", "smallint": "SMALLINT", "tinyint": "TINYINT",
-    "double": "DOUBLE", "float": "FLOAT", "string": "VARCHAR", "boolean": "BOOLEAN",
-    "timestamp": "TIMESTAMP WITH TIME ZONE", "timestamp_ntz": "TIMESTAMP", "date": "DATE",
-    "binary": "BLOB", "void": "NULL",
-}  # fmt: skip
-
-
 def default_session(master: str | None = None, config: Mapping[str, str] | None = None) -> SparkSession:
     """The active SparkSession, or a new one tuned for a notebook (UTC, no UI) on ``master``
     (default ``local[*]``) with the Spark ``config`` on top.
@@ -98,20 +92,6 @@ def _col(name: str) -> Column:
     from pyspark.sql import functions as F
 
     return F.col("`" + name.replace("`", "``") + "`")
-
-
-def duckdb_type(spark_type: Any) -> str:
-    """The DuckDB spelling of a Spark data type (for schemas and feature types)."""
-    from pyspark.sql import types as T
-
-    if isinstance(spark_type, T.ArrayType):
-        return duckdb_type(spark_type.elementType) + "[]"
-    if isinstance(spark_type, T.DecimalType):
-        return f"DECIMAL({spark_type.precision},{spark_type.scale})"
-    if isinstance(spark_type, (T.StructType, T.MapType)):
-        return "VARCHAR"  # not a feature type; analysed as text
-    name = spark_type.simpleString()
-    return _DUCKDB_TYPES.get(name, name.upper())
 
 
 def _utc_literal(value: Any) -> Column:
@@ -294,6 +274,14 @@ class SparkEngine:
         from pyspark.sql import functions as F
         from pyspark.sql import types as T
 
+        plan = join.window_plan()
+        if plan is not None:  # a windowed view: its window engine, at each label's own time
+            from .windows import window_features_frame
+
+            if t != LABEL_TS:
+                labels = labels.withColumn(LABEL_TS, _col(t))
+            return window_features_frame(self, labels, plan, features=join.features, output=join.output)
+
         view = self._events(join, self.view_frame(join), drop_null_keys=True)
         label_keys, view_keys = self._aligned_keys(labels, view, join)
         value = F.struct(*[_col(c) for c in view.columns if c not in join.entity])
@@ -368,9 +356,13 @@ class SparkEngine:
 
     # -- materialization -------------------------------------------------------------------
     def latest_frame(self, join: ViewJoin, end: Any, since: Any = None) -> DataFrame:
-        """Latest row per entity with event time <= end (and > since), TTL applied at end; lazy."""
+        """Latest row per entity with event time <= end (and > since), TTL applied at end; lazy.
+        A windowed view's values as of ``end`` (``windows_at_end``)."""
         from pyspark.sql import Window
         from pyspark.sql import functions as F
+
+        if join.windows:
+            return self.windows_at_end(join, end)
 
         frame = self.view_frame(join)
         ts = _col(join.timestamp).cast("timestamp")
@@ -391,6 +383,33 @@ class SparkEngine:
             *[_col(k) for k in join.entity], _col(EVENT_TS), *created, *[_col(f) for f in join.features]
         )
 
+    def windows_at_end(self, join: ViewJoin, end: Any) -> DataFrame:
+        """A windowed view's values as of ``end`` per entity with a row in its longest window:
+        keys, EVENT_TS (the entity's last event time), the join's features; lazy. Each entity is
+        a label at ``end`` for the window engine. What materialization writes for a windowed
+        view until windows are evaluated online at read time."""
+        from pyspark.sql import functions as F
+
+        from .windows import window_features_frame
+
+        plan = join.window_plan()
+        assert plan is not None
+        at = _utc_literal(end)
+        longest = max(w.micros for w in plan.windows)
+        rel = self.spark_sql(plan.relation_sql, owner=plan.owner)
+        micros = F.unix_micros(_col(EVENT_TS).cast("timestamp"))
+        keys = [_col(k) for k in plan.entity]
+        recent = rel.where(
+            _and([micros <= F.unix_micros(at), micros > F.unix_micros(at) - F.lit(longest)])
+            & _and([k.isNotNull() for k in keys])
+        )
+        entities = recent.groupBy(*keys).agg(F.max(_col(EVENT_TS).cast("timestamp")).alias(EVENT_TS))
+        labels = entities.withColumn(LABEL_TS, at).withColumn(ROW, F.monotonically_increasing_id())
+        values = window_features_frame(self, labels, plan, features=join.features, output=join.features)
+        return labels.join(values, on=ROW, how="inner").select(
+            *keys, _col(EVENT_TS), *[_col(f) for f in join.features]
+        )
+
     def latest(self, join: ViewJoin, end: Any, since: Any = None) -> pa.Table:
         return naive_utc_table(self.latest_frame(join, end, since).toArrow())
 
@@ -399,6 +418,13 @@ class SparkEngine:
         from .writes import SparkLatestRows
 
         return SparkLatestRows(self, self.latest_frame(join, end, since), join)
+
+
+def _and(conditions: list[Column]) -> Column:
+    out = conditions[0]
+    for c in conditions[1:]:
+        out = out & c
+    return out
 
 
 def _arrow(data: Any) -> pa.Table:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import LabelFrameError, UnknownFeatureError, did_you_mean
 from ...sqltext import EVENT_TS, LABEL_TS, ROW
 from ...windows import Aggregate, TimeWindow, WindowPlan, value_class
-from . import duckdb_type
+from .spark_types import duckdb_type
 
 if TYPE_CHECKING:
     import pandas as pd
