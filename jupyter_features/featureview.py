@@ -228,17 +228,27 @@ class ViewJoin:
     features: tuple[str, ...]  # feature columns of the view to fetch
     output: tuple[str, ...]  # output column name for each feature
     windows: tuple[str, ...] = ()  # a windowed view's windows as written; empty for a plain view
+    #: A windowed view's pushed rows: SQL of more rows of its relation (keys, event time, inputs,
+    #: flags), aggregated together with the view's own (the push log; see ``pushes.py``).
+    pushed: str | None = None
 
     def window_plan(self) -> WindowPlan | None:
-        """The windowed view's plan (None for a plain view's join)."""
+        """The windowed view's plan (None for a plain view's join), its pushed rows included."""
         if not self.windows:
             return None
+        from dataclasses import replace
+
         from .windows import window_plan
 
-        return window_plan(
+        plan = window_plan(
             self.sql, self.entity, self.timestamp, list(self.windows), owner=f"feature view '{self.name}'",
             ttl=self.ttl, created_timestamp=self.created_timestamp,
         )  # fmt: skip
+        if self.pushed is None:
+            return plan
+        return replace(
+            plan, relation_sql=f"SELECT * FROM ({plan.relation_sql}\n) AS __jf_rows UNION ALL {self.pushed}"
+        )
 
     @classmethod
     def of(

@@ -32,6 +32,7 @@ from .sqltext import EVENT_TS, RESERVED_PREFIX, quote, string_literal
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from .drift_detection import DriftReport
     from .health import ModelReport, OnlineReport
@@ -185,13 +186,21 @@ class Workspace:
                 self.engine.register_source(registered)
 
     def output_columns(self, view: FeatureView) -> tuple[tuple[str, str], ...]:
-        """The columns ``view``'s SELECT gives (keys, timestamps, features) and their DuckDB types."""
+        """The columns ``view``'s SELECT gives (keys, timestamps, features) and their DuckDB types —
+        what a push carries; for a windowed view its keys, timestamp and the columns its
+        aggregates read (``windows.push_columns``)."""
         key = view.definition_hash
         columns = self._columns.get(key)
         if columns is None:
             from .engines.duckdb import sandbox_describe
 
-            columns = tuple(sandbox_describe(view.sql, view.schemas))
+            plan = view.window_plan()
+            if plan is None:
+                columns = tuple(sandbox_describe(view.sql, view.schemas))
+            else:
+                from .windows import push_columns_sql
+
+                columns = tuple(sandbox_describe(push_columns_sql(plan), view.schemas))
             self._columns[key] = columns
         return columns
 
@@ -700,9 +709,20 @@ class Workspace:
         online = None
         if to != "offline":
             online = self.online_store(store) if store is None or isinstance(store, str) else store
+        project = None
+        plan = target.window_plan()
+        if plan is not None:  # a windowed view: the pushed columns become its relation's rows
+            from .windows import pushed_relation_sql
+
+            sql = pushed_relation_sql(plan, "__jf_pushed")
+
+            def project(pushed: pa.Table) -> pa.Table:
+                return self.duckdb.project(sql, "__jf_pushed", pushed)
+
         return push_rows(
-            target, rows, to=to, columns=self.output_columns(target), store=online, log=self.push_log
-        )
+            target, rows, to=to, columns=self.output_columns(target), store=online, log=self.push_log,
+            project=project,
+        )  # fmt: skip
 
     def online_replica(
         self, views: Sequence[str] | str, *, store: str | None = None, poll: float = 0.002
@@ -877,9 +897,7 @@ class Workspace:
                 outputs[out] = f"{view.name}:{f}"
                 outs.append(out)
             join = ViewJoin.of(view, names, outs)
-            if not view.windows:  # a windowed view takes no pushes (yet)
-                join = self.push_log.join(view, join, typed=self.engine is self.duckdb)
-            joins.append(join)
+            joins.append(self.push_log.join(view, join, typed=self.engine is self.duckdb))
         return joins
 
 

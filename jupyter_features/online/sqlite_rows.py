@@ -59,20 +59,27 @@ def as_text(value: Any) -> Any:
     return value if type(value) is str or value is None else str(value)
 
 
-def create_sql(name: str, table: OnlineTable) -> str:
+def create_sql(name: str, table: OnlineTable) -> list[str]:
+    """The statements creating a version's table: one row per entity keyed by the entity (a
+    windowed view: one row per event, indexed on keys and event time)."""
     keys = table.entity
     cols = []
     for k, t in zip(keys, table.key_types, strict=True):
-        single_int = len(keys) == 1 and t == "int64"
+        single_int = len(keys) == 1 and t == "int64" and table.window is None
         cols.append(f"{quote(k)} {'INTEGER PRIMARY KEY' if single_int else SQL_TYPES[t] + ' NOT NULL'}")
     cols.append(f"{EVENT_TS} INTEGER")
     if table.created:
         cols.append(f"{CREATED_TS} INTEGER")
-    cols += [f"{quote(f.name)} {SQL_TYPES.get(f.type, 'TEXT')}" for f in table.features]
-    if len(keys) == 1 and table.key_types[0] == "int64":
-        return f"CREATE TABLE {quote(name)} ({', '.join(cols)})"
+    cols += [f"{quote(f.name)} {SQL_TYPES.get(f.type, 'TEXT')}" for f in table.stored]
     pk = ", ".join(quote(k) for k in keys)
-    return f"CREATE TABLE {quote(name)} ({', '.join(cols)}, PRIMARY KEY ({pk})) WITHOUT ROWID"
+    if table.window is not None:
+        return [
+            f"CREATE TABLE {quote(name)} ({', '.join(cols)})",
+            f"CREATE INDEX {quote(name + '__k')} ON {quote(name)} ({pk}, {EVENT_TS})",
+        ]
+    if len(keys) == 1 and table.key_types[0] == "int64":
+        return [f"CREATE TABLE {quote(name)} ({', '.join(cols)})"]
+    return [f"CREATE TABLE {quote(name)} ({', '.join(cols)}, PRIMARY KEY ({pk})) WITHOUT ROWID"]
 
 
 def python_rows(batch: pa.RecordBatch, types: Sequence[str]) -> Iterator[tuple[Any, ...]]:

@@ -292,7 +292,7 @@ function ViewList(props: IListProps): JSX.Element {
                     className="jp-FeaturesSidebar-windows"
                     title={`windowed view: each feature aggregates the rows in the last ${(view.windows ?? []).join(' / ')} before each label's time`}
                   >
-                    ⧗ {(view.windows ?? []).join(' · ')}
+                    windows {(view.windows ?? []).join(' · ')}
                   </span>
                 )}
                 {view.owner && <span className="jp-FeaturesSidebar-owner">{view.owner}</span>}
