@@ -6,8 +6,8 @@ compound statement returns a handful of rows per entity:
 - *band* parts: the windows cut the time before T into disjoint bands (T - w1, T],
   (T - w2, T - w1], ...; per band and per table (materialized events, pushed events) one
   ``SELECT count(*), count(x), sum(x), min(x), max(x) ... FILTER (WHERE flag)``. A window's
-  count, sum, min and max combine its bands in time order, ``avg`` is its sum over its
-  count(x) (an integer sum stays an integer: Python adds the bands' sums);
+  count, sum, min and max combine its bands (from the newest out), ``avg`` is its sum over
+  its count(x) (an integer sum stays an integer: Python adds the bands' sums);
 - ``count(DISTINCT x)``: one part per (input, flag, window) over both tables;
 - ``stddev``/``var``: the events of the longest such window, only the columns they read,
   evaluated by ``window_values.WindowEvaluator`` (the same code as every other reader);
@@ -40,13 +40,14 @@ META_TAG, ROWS_TAG, DISTINCT_TAG = -1, -2, 1_000_000
 class WindowSQL:
     """The statement and how its rows become each requested feature's value."""
 
-    __slots__ = ("sql", "lengths", "recipes", "nbands", "rows", "nkeys", "first")
+    __slots__ = ("sql", "lengths", "recipes", "functions", "nbands", "rows", "nkeys", "first")
 
     def __init__(
         self,
         sql: str,
         lengths: list[int],
         recipes: list[tuple[Any, ...]],
+        functions: list[str],
         nbands: int,
         rows: WindowEvaluator | None,
         nkeys: int,
@@ -54,6 +55,7 @@ class WindowSQL:
         self.sql = sql
         self.lengths = lengths  # window lengths bound after the keys, T and the view's name
         self.recipes = recipes
+        self.functions = functions  # each band aggregate's function
         self.nbands = nbands
         self.rows = rows
         self.nkeys = nkeys  # key columns in each row (0 for one entity)
@@ -63,57 +65,54 @@ class WindowSQL:
         return [*keys, at_us, view, *(at_us - us for us in self.lengths)]
 
     def values(self, parts: dict[int, Any], events: list[Any] | None, at_us: int) -> list[Any]:
-        """The features of one entity from its rows of the statement (payloads by tag, and the
-        events of the stddev/var part)."""
-        nb = self.nbands
-        evaluated = (
-            self.rows.values(events, at_us) if events else self.rows.empty()
-        ) if self.rows is not None else []  # fmt: skip
+        """The features of one entity from its rows of the statement: band and distinct
+        payloads by tag, and the events the stddev/var features read."""
+        windows = self._windows(parts)
+        if self.rows is not None:
+            evaluated = self.rows.values(events, at_us) if events else self.rows.empty()
         out: list[Any] = []
-        for recipe in self.recipes:
-            kind = recipe[0]
-            if kind == "rows":
-                out.append(evaluated[recipe[1]])
+        for kind, slot, other, bands, decode in self.recipes:
+            if kind == "band":
+                v = windows[slot][bands]
+                out.append(v if decode is None or v is None else decode(v))
+            elif kind == "avg":
+                n = windows[other][bands]
+                out.append(windows[slot][bands] / n if n else None)
             elif kind == "distinct":
-                payload = parts.get(DISTINCT_TAG + recipe[1])
+                payload = parts.get(DISTINCT_TAG + slot)
                 out.append(payload[0] if payload is not None else 0)
-            else:
-                out.append(_combine(kind, recipe, parts, nb))
+            else:  # "rows"
+                out.append(evaluated[slot])
         return out
 
-
-def _combine(kind: str, recipe: tuple[Any, ...], parts: dict[int, Any], nb: int) -> Any:
-    """A window's value from its bands' (oldest first; materialized, then pushed events)."""
-    _, slot, count_slot, bands, decode = recipe
-    acc: Any = None
-    n = 0
-    for b in range(bands - 1, -1, -1):
-        for tag in (2 * b, 2 * b + 1):
-            payload = parts.get(tag)
-            if payload is None:
-                continue
-            v = payload[slot]
-            if kind == "count":
-                n += v
-            elif v is not None:
-                if acc is None:
-                    acc = v
-                elif kind == "sum" or kind == "avg":
-                    acc = acc + v
-                elif kind == "min":
-                    if v < acc:
+    def _windows(self, parts: dict[int, Any]) -> list[list[Any]]:
+        """Per band aggregate, its value over bands 0..b (the window ending at band b): the
+        bands' values combined from the newest band out."""
+        nb = self.nbands
+        payloads = [parts.get(tag) for tag in range(2 * nb)]
+        out = []
+        for slot, function in enumerate(self.functions):
+            acc: Any = 0 if function == "count" else None
+            cumulative = []
+            for b in range(nb):
+                for payload in (payloads[2 * b], payloads[2 * b + 1]):
+                    if payload is None:
+                        continue
+                    v = payload[slot]
+                    if v is None:
+                        continue
+                    if acc is None:
                         acc = v
-                elif v > acc:  # max
-                    acc = v
-            if kind == "avg":
-                n += payload[count_slot]
-    if kind == "count":
-        return n
-    if kind == "avg":
-        return acc / n if n else None
-    if acc is not None and decode is not None:
-        return decode(acc)
-    return acc
+                    elif function == "count" or function == "sum":
+                        acc += v
+                    elif function == "min":
+                        if v < acc:
+                            acc = v
+                    elif v > acc:
+                        acc = v
+                cumulative.append(acc)
+            out.append(cumulative)
+        return out
 
 
 def window_sql(
@@ -165,24 +164,24 @@ def window_sql(
         if a.flag is not None and kinds.get(a.flag) not in _NUMERIC:
             return None  # a text flag: SQLite's truth is not Python's
         if a.function in ("stddev_samp", "var_samp"):
-            recipes.append(("rows", len(stats)))
+            recipes.append(("rows", len(stats), None, 0, None))
             stats.append(i)
             continue
         if a.function == "count" and a.distinct and a.input is not None:
-            recipes.append(("distinct", len(distinct)))
+            recipes.append(("distinct", len(distinct), None, 0, None))
             distinct.append((a.input, a.flag, us))
             continue
         if a.function in ("sum", "avg") and kinds.get(a.input or "") not in _NUMERIC:
             return None
         if a.function not in ("count", "sum", "avg", "min", "max"):
             return None
-        bands = sum(1 for w in lengths if w <= us)
+        band = sum(1 for w in lengths if w <= us) - 1  # the window's last band
         band_longest = max(band_longest, us)
         decode = value_decoder(features[i].type) if a.function in ("min", "max") else None
         if a.function == "avg":
-            recipes.append(("avg", slot("sum", a.input, a.flag), slot("count", a.input, a.flag), bands, None))
+            recipes.append(("avg", slot("sum", a.input, a.flag), slot("count", a.input, a.flag), band, None))
         else:
-            recipes.append((a.function, slot(a.function, a.input, a.flag), None, bands, decode))
+            recipes.append(("band", slot(a.function, a.input, a.flag), None, band, decode))
     edges = [us for us in lengths if us <= band_longest]
     width = max(1, len(band_aggs), (1 + len(spec.columns)) if stats else 0)
 
@@ -239,4 +238,7 @@ def window_sql(
         return None
     if len(parts) > _MAX_PARTS:
         return None
-    return WindowSQL(" UNION ALL ".join(parts), lengths[: bound[0]], recipes, len(edges), evaluator, nkeys)
+    functions = [f for f, _, _ in band_aggs]
+    return WindowSQL(
+        " UNION ALL ".join(parts), lengths[: bound[0]], recipes, functions, len(edges), evaluator, nkeys
+    )
