@@ -291,7 +291,9 @@ class SQLiteStore:
         self, view: str, features: Sequence[str] | None, n: int, refresh: bool
     ) -> _Plan | WindowReadPlan:
         table = self._table(view, refresh)
-        plan = _Plan(table, features, n) if table.window is None else WindowReadPlan(table, features, n)
+        plan = (
+            _Plan(table, features, n) if table.window is None else WindowReadPlan(table, features, n, _META)
+        )
         if len(self._plans) > 4096:
             self._plans.clear()
         key = (view, tuple(features) if features is not None else None, n)
