@@ -49,7 +49,7 @@ from .sqlite_push import (
     served_sql,
     store_identity,
 )
-from .sqlite_rows import DECODERS, as_int, as_text, create_sql, python_rows
+from .sqlite_rows import DECODERS, as_int, as_text, create_sql, group_by_entity, python_rows
 from .sqlite_windows import WindowReadPlan, read_windows
 
 if TYPE_CHECKING:
@@ -335,13 +335,7 @@ class SQLiteStore:
                 [v if d is None or v is None else d(v)]
                 for v, d in ((best[p], d) for p, d in zip(plan.positions, plan.decoders, strict=True))
             ]
-        grouped: dict[Any, list[Any]] = {}
-        if plan.nkeys == 1:
-            for r in found:
-                grouped.setdefault(r[1], []).append(r[skip:])
-        else:
-            for r in found:
-                grouped.setdefault(r[1:skip], []).append(r[skip:])
+        grouped = group_by_entity(found, plan.nkeys, skip)
         empty = (None,) * len(plan.decoders)
         ordered = []
         for key in keys:

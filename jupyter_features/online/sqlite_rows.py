@@ -14,7 +14,7 @@ from .layout import OnlineTable
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["SQL_TYPES", "DECODERS", "as_int", "as_text", "create_sql", "python_rows"]
+__all__ = ["SQL_TYPES", "DECODERS", "as_int", "as_text", "create_sql", "python_rows", "group_by_entity"]
 
 SQL_TYPES = {
     "int64": "INTEGER",
@@ -111,3 +111,16 @@ def python_rows(batch: pa.RecordBatch, types: Sequence[str]) -> Iterator[tuple[A
         else:
             columns.append(col.to_pylist())
     return zip(*columns, strict=True)
+
+
+def group_by_entity(found: Sequence[Sequence[Any]], nkeys: int, skip: int) -> dict[Any, list[Any]]:
+    """Rows read for several entities (a position, the key columns, then the stored row from
+    ``skip`` on) grouped by entity key: the one key, or the tuple of keys."""
+    grouped: dict[Any, list[Any]] = {}
+    if nkeys == 1:
+        for r in found:
+            grouped.setdefault(r[1], []).append(r[skip:])
+    else:
+        for r in found:
+            grouped.setdefault(r[1:skip], []).append(r[skip:])
+    return grouped

@@ -17,7 +17,7 @@ from typing import Any
 from ..sqltext import EVENT_TS, quote
 from .layout import OnlineTable
 from .sqlite_push import pushed_name
-from .sqlite_rows import as_int, as_text
+from .sqlite_rows import as_int, as_text, group_by_entity
 from .sqlite_window_sql import META_TAG, ROWS_TAG, WindowSQL, window_sql
 from .window_values import WindowEvaluator
 
@@ -151,13 +151,7 @@ def _evaluated(
     if len(keys) == 1:
         values = evaluator.values([r[skip:] for r in found], at_us) if found else evaluator.empty()
         return [[v] for v in values]
-    grouped: dict[Any, list[Any]] = {}
-    if plan.nkeys == 1:
-        for r in found:
-            grouped.setdefault(r[1], []).append(r[skip:])
-    else:
-        for r in found:
-            grouped.setdefault(r[1:skip], []).append(r[skip:])
+    grouped = group_by_entity(found, plan.nkeys, skip)
     empty = evaluator.empty()
     ordered = []
     for key in keys:
