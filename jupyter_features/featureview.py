@@ -148,7 +148,7 @@ class FeatureView:
             sources=tuple(spec.get("sources") or ()),
             normalized_sql=normalized_sql if normalized_sql is not None else normalize_sql(str(spec["sql"])),
             version=version if version is not None else spec.get("version"),
-            windows=tuple(str(w) for w in spec.get("windows") or ()),
+            windows=_windows_of(spec.get("windows")),
         )
 
     def with_version(self, version: int | None) -> FeatureView:
@@ -169,6 +169,13 @@ class FeatureView:
         ver = f"@{self.version}" if self.version is not None else ""
         feats = ", ".join(f"{f.name}: {f.type}" for f in self.features)
         return f"FeatureView({self.name}{ver}, entity={list(self.entity)}, timestamp={self.timestamp!r}{ttl}, features=[{feats}])"
+
+
+def _windows_of(value: Any) -> tuple[str, ...]:
+    """A spec's windows as texts: a list, or one comma-separated string."""
+    if isinstance(value, str):
+        return tuple(w.strip() for w in value.split(",") if w.strip())
+    return tuple(str(w) for w in value or ())
 
 
 #: Renders a view's preview; installed by the workspace layer (definitions never import it).
@@ -221,17 +228,27 @@ class ViewJoin:
     features: tuple[str, ...]  # feature columns of the view to fetch
     output: tuple[str, ...]  # output column name for each feature
     windows: tuple[str, ...] = ()  # a windowed view's windows as written; empty for a plain view
+    #: A windowed view's pushed rows: SQL of more rows of its relation (keys, event time, inputs,
+    #: flags), aggregated together with the view's own (the push log; see ``pushes.py``).
+    pushed: str | None = None
 
     def window_plan(self) -> WindowPlan | None:
-        """The windowed view's plan (None for a plain view's join)."""
+        """The windowed view's plan (None for a plain view's join), its pushed rows included."""
         if not self.windows:
             return None
+        from dataclasses import replace
+
         from .windows import window_plan
 
-        return window_plan(
+        plan = window_plan(
             self.sql, self.entity, self.timestamp, list(self.windows), owner=f"feature view '{self.name}'",
             ttl=self.ttl, created_timestamp=self.created_timestamp,
         )  # fmt: skip
+        if self.pushed is None:
+            return plan
+        return replace(
+            plan, relation_sql=f"SELECT * FROM ({plan.relation_sql}\n) AS __jf_rows UNION ALL {self.pushed}"
+        )
 
     @classmethod
     def of(

@@ -21,22 +21,25 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import MaterializationError
 from .featureview import ViewJoin
-from .online import OnlineTable, canonical_rows
+from .online import OnlineTable, canonical_rows, window_spec
 from .times import duration_micros, micros_to_datetime, now_utc, to_micros
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .engines import LatestRows, OfflineEngine
     from .featureview import FeatureView
     from .online import OnlineStore
     from .pushes import PushLog
+    from .windows import WindowPlan
 
 __all__ = [
     "MaterializationResult",
     "Progress",
     "materialize_view",
-    "windowed_rows_at_end",
     "plan_run",
     "online_table",
+    "window_online_table",
     "canonical_rows",
 ]
 
@@ -87,7 +90,13 @@ def materialize_view(
 
     With ``pushes`` (the workspace's push log) the run reads the view's rows together with
     the pushes logged when it starts, and its switch replays the store's other pushes.
+    A windowed view is always run in full: each entity's events in (end - longest window, end].
     """
+    plan = view.window_plan()
+    if plan is not None:
+        return _materialize_windows(
+            engine, view, plan, store, end=end, progress=progress, on_progress=on_progress, pushes=pushes
+        )
     started = time.perf_counter()
     end_us = to_micros(end if end is not None else now_utc())
     bar = _progress_bar(view.name) if progress else None
@@ -97,19 +106,14 @@ def materialize_view(
             join = ViewJoin.of(view)
             covered: frozenset[int] = frozenset()
             identity = ""
-            if view.windows:
-                since_us = None  # windows slide as time passes: every run is a full one
-            elif pushes is not None and pushes.files(view.name):
+            if pushes is not None and pushes.files(view.name):
                 identity = store.identity()
                 covered = pushes.covered(view.name, identity)  # listed before the rows are read
                 join = pushes.join(view, join, store=identity, covered=covered, typed=engine.name == "duckdb")
             at = micros_to_datetime(end_us)
-            if view.windows:
-                rows = windowed_rows_at_end(engine, join, at)
-            else:
-                rows = engine.latest_rows(
-                    join, at, micros_to_datetime(since_us) if since_us is not None else None
-                )
+            rows = engine.latest_rows(
+                join, at, micros_to_datetime(since_us) if since_us is not None else None
+            )
             if since_us is not None and previous is not None and previous.key_types != rows.key_types:
                 since_us = None  # keys changed type: start over with a full run
                 rows = engine.latest_rows(join, at, None)
@@ -117,16 +121,12 @@ def materialize_view(
             writer = store.begin(
                 table, lease=lease, base=previous if since_us is not None else None, covered=covered
             )
-            try:
-                total = _write(view.name, rows, writer, bar, on_progress)
-                if pushes is not None and identity:
-                    later = pushes.later_rows(view, end_us, store=identity, covered=covered)
-                    if later is not None and later.num_rows:
-                        writer.write_pushed(later)
-                written = writer.switch()
-            except BaseException:
-                writer.abort()
-                raise
+            log = pushes if pushes is not None and identity else None
+
+            def later() -> pa.Table | None:  # the pushes logged after the run's end
+                return log.later_rows(view, end_us, store=identity, covered=covered) if log else None
+
+            total, written = _write_and_switch(view.name, rows, writer, bar, on_progress, later)
     finally:
         if bar is not None:
             bar.close()
@@ -138,12 +138,84 @@ def materialize_view(
     )  # fmt: skip
 
 
-def windowed_rows_at_end(engine: OfflineEngine, join: ViewJoin, at: datetime) -> LatestRows:
-    """What a run writes for a windowed view, until windows are evaluated online at read time:
-    each entity with a row in its longest window, its window values as of the run's end ``at``,
-    dated by its last event time (the engines' ``windows_at_end``). Stored like a plain view's
-    latest rows, so a read gives the values as of the last run."""
-    return engine.latest_rows(join, at, None)
+def _materialize_windows(
+    engine: Any,
+    view: FeatureView,
+    plan: WindowPlan,
+    store: OnlineStore,
+    *,
+    end: Any,
+    progress: bool,
+    on_progress: Progress | None,
+    pushes: PushLog | None,
+) -> MaterializationResult:
+    """A windowed view's run: the events every read at or after ``end`` needs, and the pushes
+    logged after ``end`` as pushed events."""
+    from .windows import pushed_relation_sql
+
+    if not hasattr(engine, "window_events"):
+        raise MaterializationError(
+            f"feature view '{view.name}': the {engine.name} engine cannot materialize windowed views yet; "
+            "materialize with the DuckDB engine"
+        )
+    started = time.perf_counter()
+    end_us = to_micros(end if end is not None else now_utc())
+    at = micros_to_datetime(end_us)
+    bar = _progress_bar(view.name) if progress else None
+    try:
+        with store.lock(view.name) as lease:
+            covered: frozenset[int] = frozenset()
+            identity = ""
+            join = ViewJoin.of(view)
+            if pushes is not None and pushes.files(view.name):
+                identity = store.identity()
+                covered = pushes.covered(view.name, identity)  # listed before the rows are read
+                join = pushes.join(view, join, store=identity, covered=covered)
+            read = join.window_plan()
+            assert read is not None
+            rows = engine.window_events(read, at)
+            table = window_online_table(view, plan, engine.window_types(plan), rows.key_types, end_us)
+            writer = store.begin(table, lease=lease, covered=covered)
+            log = pushes if pushes is not None and identity else None
+            sql = pushed_relation_sql(plan, "__jf_pushed")
+
+            def later() -> pa.Table | None:  # the pushes logged after the run's end, as events
+                if log is None:
+                    return None
+                return log.later_events(
+                    view.name, plan, end_us, store=identity, covered=covered,
+                    project=lambda pushed: engine.project(sql, "__jf_pushed", pushed),
+                )  # fmt: skip
+
+            total, written = _write_and_switch(view.name, rows, writer, bar, on_progress, later)
+    finally:
+        if bar is not None:
+            bar.close()
+    return MaterializationResult(
+        view=view.name, store=store.url, version=written.version, rows_written=total, rows=written.rows,
+        mode="full", end=at, since=None, seconds=time.perf_counter() - started,
+    )  # fmt: skip
+
+
+def window_online_table(
+    view: FeatureView, plan: WindowPlan, types: dict[str, str], key_types: tuple[str, ...], end_us: int
+) -> OnlineTable:
+    """The layout of the version a run of windowed ``view`` as of ``end_us`` writes: its events
+    (the plan's inputs and flags, typed by the relation's ``types``) and its features."""
+    from .schema import Feature, feature_type_of
+
+    spec = window_spec(plan.aggregates, plan.windows, {c: types[c] for c in (*plan.inputs, *plan.flags)})
+    features = []
+    for name, duckdb_type in plan.output_types(types).items():
+        kind, vocabulary = feature_type_of(duckdb_type)
+        if kind == "categorical":
+            kind, vocabulary = "string", None
+        features.append(Feature(name=name, type=kind, duckdb_type=duckdb_type, vocabulary=vocabulary))
+    return OnlineTable(
+        view=view.name, entity=view.entity, key_types=key_types, features=tuple(features), end_us=end_us,
+        definition_hash=view.definition_hash, view_version=view.version, timestamp=view.timestamp,
+        window=spec,
+    )  # fmt: skip
 
 
 def plan_run(
@@ -175,6 +247,27 @@ def online_table(view: FeatureView, key_types: tuple[str, ...], end_us: int) -> 
         view_version=view.version, created=view.created_timestamp is not None, timestamp=view.timestamp,
         created_timestamp=view.created_timestamp,
     )  # fmt: skip
+
+
+def _write_and_switch(
+    view: str,
+    rows: LatestRows,
+    writer: Any,
+    bar: Any,
+    on_progress: Progress | None,
+    later: Callable[[], pa.Table | None],
+) -> tuple[int, Any]:
+    """Write ``rows``, then the pushes logged after the run's end (``later``), then switch
+    readers to the version; abort it on any failure. Returns (rows written, the version)."""
+    try:
+        total = _write(view, rows, writer, bar, on_progress)
+        pushed = later()
+        if pushed is not None and pushed.num_rows:
+            writer.write_pushed(pushed)
+        return total, writer.switch()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _write(view: str, rows: LatestRows, writer: Any, bar: Any, on_progress: Progress | None) -> int:

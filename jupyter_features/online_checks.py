@@ -259,6 +259,13 @@ def _check_view(
             return ViewCheck(view.name, store.url, problem=problem), {}
         definition = _definition(view, served_table, resolve)
         end = served_table.end if at is None else naive_utc(at)
+        if served_table.window is not None:
+            step("scan")
+            counts, found = _check_windows(
+                engine, store, join_of(definition), served_table, end, sample, seed, limit
+            )
+            step("compare")
+            return _done(view, store, served_table, end, sample, started, counts, found, step)
         # The store is read while the engine recomputes: one waits on I/O while the other computes.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="jf-scan") as pool:
             scanning = pool.submit(_scan, store, view.name)
@@ -277,6 +284,20 @@ def _check_view(
                          end=exc.table.end, problem=str(exc)), {}  # fmt: skip
     except FeaturesError as exc:
         return ViewCheck(view.name, store.url, problem=f"{type(exc).__name__}: {exc}"), {}
+    return _done(view, store, served_table, end, sample, started, counts, found, step)
+
+
+def _done(
+    view: FeatureView,
+    store: OnlineStore,
+    served_table: OnlineTable,
+    end: datetime,
+    sample: int | None,
+    started: float,
+    counts: dict[str, Any],
+    found: dict[str, pd.DataFrame],
+    step: Callable[[str], None],
+) -> tuple[ViewCheck, dict[str, pd.DataFrame]]:
     step("done")
     check = ViewCheck(
         view.name, store.url, version=served_table.version, view_version=served_table.view_version,
@@ -285,6 +306,47 @@ def _check_view(
     for frame in found.values():
         frame.insert(0, "view", view.name)
     return check, found
+
+
+def _check_windows(
+    engine: OfflineEngine,
+    store: OnlineStore,
+    join: ViewJoin,
+    table: OnlineTable,
+    at: datetime,
+    sample: int | None,
+    seed: int | None,
+    limit: int | None,
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """A windowed view at ``at``: the engine's features of every entity with an event in the
+    longest window against what a read of those entities at ``at`` serves."""
+    from dataclasses import replace
+
+    import pyarrow as pa
+
+    from .sqltext import EVENT_TS
+    from .times import to_micros
+
+    plan = join.window_plan()
+    if plan is None or not hasattr(engine, "window_values"):
+        raise _Unchecked(
+            f"the {engine.name} engine cannot recompute windowed views; check with DuckDB", table
+        )
+    plain = replace(table, window=None)  # compared feature by feature, like a plain view's row
+    expected = canonical_rows(engine.window_values(plan, at), plain)
+    keys = [
+        dict(zip(table.entity, row, strict=True))
+        for row in zip(*(expected.column(k).to_pylist() for k in table.entity), strict=True)
+    ]
+    read, values = store.read(table.view, None, keys, to_micros(at))
+    if read.version != table.version:
+        raise _Unchecked("a run switched versions during the check; check again", table)
+    served = {k: [row[k] for row in keys] for k in table.entity}
+    served[EVENT_TS] = [at] * len(keys)
+    served.update({f.name: v for f, v in zip(table.features, values, strict=True)})
+    served_rows = canonical_rows(pa.table(served), plain) if keys else expected.slice(0, 0)
+    # a window's sum, avg or variance is summed in another order online: equal to 1e-9
+    return compare(expected, served_rows, plain, sample=sample, seed=seed, limit=limit, rel=1e-9)
 
 
 def _scan(store: OnlineStore, view: str) -> tuple[OnlineTable, pa.Table]:
@@ -336,6 +398,7 @@ def compare(
     sample: int | None = None,
     seed: int | None = None,
     limit: int | None = 10_000,
+    rel: float = 0.0,
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
     """Compare two sets of canonical rows of ``table`` in DuckDB: counts (entities, mismatched,
     values, missing, extra, per_feature) and the first ``limit`` differing values, missing and
@@ -368,7 +431,7 @@ def compare(
         on = " AND ".join(f"e.{k} = s.{k}" for k in keys)
         joined = f"{e} AS e FULL OUTER JOIN {s} AS s ON {on}"
         both = "e.__jf_here AND s.__jf_here"
-        diffs = [_distinct(f.type, f"e.{quote(f.name)}", f"s.{quote(f.name)}") for f in table.features]
+        diffs = [_distinct(f.type, f"e.{quote(f.name)}", f"s.{quote(f.name)}", rel) for f in table.features]
         any_diff = " OR ".join(diffs)
         row = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE e.__jf_here AND s.__jf_here IS NULL), "
@@ -397,9 +460,14 @@ def compare(
         con.close()
 
 
-def _distinct(kind: str, offline: str, online: str) -> str:
-    """SQL: the two values differ. Floats compare exactly; in a list, a null element and NaN are
-    alike (the SQLite store keeps a null element as NaN)."""
+def _distinct(kind: str, offline: str, online: str, rel: float = 0.0) -> str:
+    """SQL: the two values differ. Floats compare exactly (or to ``rel``, relatively); in a list, a
+    null element and NaN are alike (the SQLite store keeps a null element as NaN)."""
+    if kind == "float64" and rel:
+        return (
+            f"({offline} IS DISTINCT FROM {online} AND NOT coalesce(abs({offline} - {online}) <= "
+            f"{rel!r} * greatest(abs({offline}), abs({online})), FALSE))"
+        )
     if kind == "list<float>":
         offline, online = (
             f"list_transform({c}, lambda x: coalesce(x, 'NaN'::DOUBLE))" for c in (offline, online)

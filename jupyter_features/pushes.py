@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .featureview import FeatureView, ViewJoin
     from .online import OnlineStore
     from .sources import Source
+    from .windows import WindowPlan
 
 __all__ = ["PushLog", "PushResult", "push_rows", "validate_rows", "TARGETS"]
 
@@ -142,23 +143,73 @@ class PushLog:
         """``join`` reading the view's rows together with its push log (unchanged when the log is
         empty). With ``store``: only that store's pushes in ``covered`` (a run's snapshot), and
         every other push. ``typed``: cast the log's columns to the view's types (DuckDB SQL)."""
-        if join.windows or not self.ensure_registered(view.name):  # a windowed view takes no pushes
+        if not self.ensure_registered(view.name):
             return join
         columns = self._columns(view)
+        plan = join.window_plan()
+        if plan is not None:  # a windowed view: the logged rows projected into its relation's rows
+            from .windows import pushed_relation_sql
+
+            casts = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in columns)
+            logged = f"(SELECT {casts} FROM {quote(self.source_name(view.name))}{self._filter(store, covered)}) AS __jf_logged"
+            return replace(join, pushed=pushed_relation_sql(plan, logged))
         names = ", ".join(quote(c) for c, _ in columns)
         logged = ", ".join(
             f"CAST({quote(c)} AS {t}) AS {quote(c)}" if typed else quote(c) for c, t in columns
         )
-        where = ""
-        if store is not None:
-            where = f" WHERE {PUSH_STORE} IS NULL OR {PUSH_STORE} <> {string_literal(store)} OR " + _seq_in(
-                covered
-            )
+        where = self._filter(store, covered)
         sql = (
             f"SELECT {names} FROM ({join.sql}\n) AS __jf_rows UNION ALL "
             f"SELECT {logged} FROM {quote(self.source_name(view.name))}{where}"
         )
         return replace(join, sql=sql)
+
+    def _filter(self, store: str | None, covered: Collection[int]) -> str:
+        if store is None:
+            return ""
+        return f" WHERE {PUSH_STORE} IS NULL OR {PUSH_STORE} <> {string_literal(store)} OR " + _seq_in(
+            covered
+        )
+
+    def later_events(
+        self,
+        view: str,
+        plan: WindowPlan,
+        end_us: int,
+        *,
+        store: str,
+        covered: Collection[int],
+        project: Callable[[pa.Table], pa.Table],
+    ) -> pa.Table | None:
+        """``later_rows`` of a windowed view: its logged pushes dated after ``end`` as relation rows
+        (``project``: push columns → keys, EVENT_TS, inputs, flags)."""
+        from .windows import push_columns
+
+        logged = self._later(view, plan.timestamp, end_us, store=store, covered=covered)
+        if logged is None or not logged.num_rows:
+            return None
+        return project(logged.select(list(push_columns(plan))))
+
+    def _later(
+        self, view: str, timestamp: str, end_us: int, *, store: str, covered: Collection[int]
+    ) -> pa.Table | None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        files = self.files(view)
+        if not files:
+            return None
+        logged = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+        ts = pc.cast(logged.column(timestamp), pa.timestamp("us"))
+        mine = pc.and_(
+            pc.equal(logged.column(PUSH_STORE), store),
+            pc.invert(pc.is_in(logged.column(PUSH_SEQ), pa.array(sorted(covered), pa.int64()))),
+        )
+        keep = pc.and_(
+            pc.greater(ts, pa.scalar(end_us, pa.timestamp("us"))), pc.invert(pc.fill_null(mine, False))
+        )
+        return logged.filter(keep)
 
     def later_rows(
         self, view: FeatureView, end_us: int, *, store: str, covered: Collection[int]
@@ -167,23 +218,9 @@ class PushLog:
         dated after ``end`` (its offline read stops there; reads at later times need them), as
         the run read the log (``store``'s pushes in ``covered`` and all others); keys, EVENT_TS,
         [CREATED_TS,] features."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
-        files = self.files(view.name)
-        if not files:
+        rows = self._later(view.name, view.timestamp, end_us, store=store, covered=covered)
+        if rows is None:
             return None
-        logged = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
-        ts = pc.cast(logged.column(view.timestamp), pa.timestamp("us"))
-        mine = pc.and_(
-            pc.equal(logged.column(PUSH_STORE), store),
-            pc.invert(pc.is_in(logged.column(PUSH_SEQ), pa.array(sorted(covered), pa.int64()))),
-        )
-        keep = pc.and_(
-            pc.greater(ts, pa.scalar(end_us, pa.timestamp("us"))), pc.invert(pc.fill_null(mine, False))
-        )
-        rows = logged.filter(keep)
         names = {
             view.timestamp: EVENT_TS,
             **({view.created_timestamp: CREATED_TS} if view.created_timestamp else {}),
@@ -254,9 +291,16 @@ def _arrow_rows(rows: Any, who: str, example: str) -> pa.Table:
     raise PushError(f"{who}: rows must be a DataFrame or a list of dicts, e.g. [{{{example}: 1, ...}}]")
 
 
-def validate_rows(view: FeatureView, rows: Any, columns: Sequence[tuple[str, str]]) -> pa.Table:
+def validate_rows(
+    view: FeatureView,
+    rows: Any,
+    columns: Sequence[tuple[str, str]],
+    *,
+    carries: str = "the view's keys, timestamp and features",
+) -> pa.Table:
     """``rows`` (a DataFrame, a list of dicts or a dict of lists) as an Arrow table of the view's
-    output ``columns``, cast to their types; PushError for anything missing, unknown or wrong."""
+    push ``columns`` (its output columns; a windowed view's keys, timestamp and the columns its
+    aggregates read), cast to their types; PushError for anything missing, unknown or wrong."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -268,7 +312,7 @@ def validate_rows(view: FeatureView, rows: Any, columns: Sequence[tuple[str, str
     if missing:
         raise UnknownColumnError(
             f"{who}: the rows lack column(s) {', '.join(missing)}{did_you_mean(missing[0], given)}; "
-            f"a push carries the view's keys, timestamp and features: {', '.join(wanted)}"
+            f"a push carries {carries}: {', '.join(wanted)}"
         )
     extra = [c for c in given if c not in wanted]
     if extra:
@@ -324,7 +368,16 @@ def _duckdb_cast(table: pa.Table, columns: Sequence[tuple[str, str]], who: str) 
     except duckdb.Error as exc:
         detail = str(exc).splitlines()[0]
         types = ", ".join(f"{c} {t}" for c, t in columns)
-        raise PushError(f"{who}: the rows do not fit the view's types ({detail}); expected: {types}") from exc
+        untyped = [c for c, t in columns if t.strip('"').upper() == "NULL"]
+        hint = (
+            f"; the view's column(s) {', '.join(untyped)} have no type because the source holds only "
+            "nulls there: give them one in the view's SQL (e.g. CAST(c AS VARCHAR)) or in the source"
+            if untyped
+            else ""
+        )
+        raise PushError(
+            f"{who}: the rows do not fit the view's types ({detail}); expected: {types}{hint}"
+        ) from exc
     finally:
         con.close()
 
@@ -337,22 +390,26 @@ def push_rows(
     columns: Sequence[tuple[str, str]],
     store: OnlineStore | None,
     log: PushLog,
+    project: Callable[[pa.Table], pa.Table] | None = None,
 ) -> PushResult:
-    """Validate ``rows``, then push them to ``store`` (one atomic write) and/or the push log."""
+    """Validate ``rows``, then push them to ``store`` (one atomic write) and/or the push log.
+
+    ``project``: for a windowed view, turns the validated push columns into its relation's rows
+    (keys, EVENT_TS, inputs, flags), which the store keeps as events; the log keeps the rows as
+    pushed."""
     if to not in TARGETS:
         raise PushError(f"push to feature view '{view.name}': to={to!r} is not one of {', '.join(TARGETS)}")
-    if view.windows:
-        raise PushError(
-            f"push to feature view '{view.name}': it is a windowed view, whose values aggregate the rows "
-            "of its sources at each time; add the rows to its source instead and materialize again"
-        )
-    table = validate_rows(view, rows, columns)
+    carries = "the view's keys, timestamp and the columns its aggregates read" if project else None
+    table = validate_rows(view, rows, columns, **({"carries": carries} if carries else {}))
     version = seq = None
     if store is not None:
         renamed = {view.timestamp: EVENT_TS}
         if view.created_timestamp:
             renamed[view.created_timestamp] = CREATED_TS
-        online = table.rename_columns([renamed.get(c, c) for c in table.column_names])
+        if project is not None:
+            online = project(table)
+        else:
+            online = table.rename_columns([renamed.get(c, c) for c in table.column_names])
         try:
             receipt = store.push(view.name, online, definition=view.definition_hash)
         except NotMaterializedError as exc:
@@ -363,7 +420,11 @@ def push_rows(
         version, seq = receipt.version, receipt.seq
     path = None
     if to in ("both", "offline") and table.num_rows:
-        path = log.append(view, table, store.identity() if store is not None else None, seq)
+        # a push the store kept nothing of (a windowed view's events older than every window) is
+        # logged as offline-only: every run reads it
+        path = log.append(
+            view, table, store.identity() if store is not None and seq is not None else None, seq
+        )
     return PushResult(
         view=view.name, rows=table.num_rows, to=to, store=store.url if store is not None else None,
         version=version, seq=seq, log_file=str(path) if path is not None else None,

@@ -24,6 +24,7 @@ from .times import format_ttl, parse_ttl
 
 __all__ = [
     "Aggregate", "TimeWindow", "WindowPlan", "window_plan", "time_windows", "value_class", "AGGREGATES",
+    "push_columns", "push_columns_sql", "pushed_relation_sql",
 ]  # fmt: skip
 
 #: The relation's event-time column (the same name the point-in-time join uses).
@@ -441,3 +442,81 @@ def _aggregates(
             f"supported: {_SUPPORTED}"
         )
     return aggregates, inputs, flags
+
+
+# -- pushes ----------------------------------------------------------------------------------
+# A push into a windowed view carries raw rows: the entity keys, the view's timestamp and the
+# columns its aggregates' arguments and FILTER conditions read, named as in the SQL without
+# their table qualifier. The relation's projection is then run over them.
+
+
+def _referenced(plan: WindowPlan) -> dict[str, exp.Column]:
+    """Column name → the (qualified) column the aggregates read, in first-use order."""
+    out: dict[str, exp.Column] = {}
+    for a in plan.aggregates:
+        for text in (a.argument, a.filter):
+            if text is None:
+                continue
+            parsed: exp.Expression = exp.maybe_parse(text, dialect=DIALECT)
+            column: exp.Column
+            for column in parsed.find_all(exp.Column):
+                if isinstance(column.this, exp.Star):
+                    continue
+                name = column.name
+                known = out.get(name)
+                if known is not None and known.sql(DIALECT) != column.sql(DIALECT):
+                    raise FeatureViewError(
+                        f"{plan.owner}: the aggregates read two columns named '{name}' "
+                        f"({known.sql(DIALECT)}, {column.sql(DIALECT)}), which a push cannot tell apart; "
+                        "rename one of them in a CTE or subquery in the FROM"
+                    )
+                out.setdefault(name, column)
+    return out
+
+
+def push_columns(plan: WindowPlan) -> tuple[str, ...]:
+    """The columns a push into the view carries: its keys, its timestamp, then every column its
+    aggregates and filters read (names without table qualifiers)."""
+    return tuple(dict.fromkeys([*plan.entity, plan.timestamp, *_referenced(plan)]))
+
+
+def push_columns_sql(plan: WindowPlan) -> str:
+    """SQL giving the push columns as the view's rows hold them (bind it to learn their types)."""
+    tree: exp.Expression = exp.maybe_parse(plan.relation_sql, dialect=DIALECT)
+    assert isinstance(tree, exp.Select)
+    n = len(plan.entity)
+    projection: list[exp.Expr] = [e.copy() for e in tree.expressions[: n + 1]]
+    projection[n] = exp.alias_(projection[n].this if isinstance(projection[n], exp.Alias) else projection[n],
+                               plan.timestamp, quoted=True)  # fmt: skip
+    seen = {c.lower() for c in (*plan.entity, plan.timestamp)}
+    for name, column in _referenced(plan).items():
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            projection.append(exp.alias_(column.copy(), name, quoted=True))
+    tree = tree.copy()
+    tree.set("expressions", projection)
+    return tree.sql(dialect=DIALECT)
+
+
+def _unqualified(text: str) -> exp.Expression:
+    tree: exp.Expression = exp.maybe_parse(text, dialect=DIALECT).copy()
+    for column in list(tree.find_all(exp.Column)):
+        if not isinstance(column.this, exp.Star):
+            column.replace(exp.column(column.name, quoted=True))
+    return tree
+
+
+def pushed_relation_sql(plan: WindowPlan, rows: str) -> str:
+    """The relation's rows (keys, EVENT_TS, inputs, flags) of pushed rows read from ``rows`` (SQL
+    of a FROM item: a quoted table name or an aliased subquery, holding the push columns). The
+    view's FROM, joins and WHERE do not apply: pushed rows are taken as rows of the relation."""
+    inputs = {a.input: a.argument for a in plan.aggregates if a.input and a.argument is not None}
+    flags = {a.flag: a.filter for a in plan.aggregates if a.flag and a.filter is not None}
+    projection: list[exp.Expr] = [exp.alias_(exp.column(k, quoted=True), k, quoted=True) for k in plan.entity]
+    projection.append(exp.alias_(exp.column(plan.timestamp, quoted=True), EVENT_TS, quoted=True))
+    projection += [exp.alias_(_unqualified(inputs[name]), name, quoted=True) for name in plan.inputs]
+    projection += [
+        exp.alias_(exp.func("coalesce", exp.paren(_unqualified(flags[name])), exp.false()), name, quoted=True)
+        for name in plan.flags
+    ]
+    return f"SELECT {', '.join(e.sql(dialect=DIALECT) for e in projection)} FROM {rows}"

@@ -23,15 +23,16 @@ from .errors import (
     UnknownFeatureViewError,
     did_you_mean,
 )
-from .featureview import FeatureView, ViewJoin, parse_ttl, set_previewer
+from .featureview import FeatureView, ViewJoin, format_ttl, parse_ttl, set_previewer
 from .frames import RESULT_KINDS, parquet_location, write_parquet
 from .refs import group_refs
 from .schema import Feature, feature_type_of
 from .sources import Source, check_identifier, check_name, classify_source
-from .sqltext import RESERVED_PREFIX, quote, string_literal
+from .sqltext import EVENT_TS, RESERVED_PREFIX, quote, string_literal
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from .drift_detection import DriftReport
     from .health import ModelReport, OnlineReport
@@ -185,13 +186,21 @@ class Workspace:
                 self.engine.register_source(registered)
 
     def output_columns(self, view: FeatureView) -> tuple[tuple[str, str], ...]:
-        """The columns ``view``'s SELECT gives (keys, timestamps, features) and their DuckDB types."""
+        """The columns ``view``'s SELECT gives (keys, timestamps, features) and their DuckDB types —
+        what a push carries; for a windowed view its keys, timestamp and the columns its
+        aggregates read (``windows.push_columns``)."""
         key = view.definition_hash
         columns = self._columns.get(key)
         if columns is None:
             from .engines.duckdb import sandbox_describe
 
-            columns = tuple(sandbox_describe(view.sql, view.schemas))
+            plan = view.window_plan()
+            if plan is None:
+                columns = tuple(sandbox_describe(view.sql, view.schemas))
+            else:
+                from .windows import push_columns_sql
+
+                columns = tuple(sandbox_describe(push_columns_sql(plan), view.schemas))
             self._columns[key] = columns
         return columns
 
@@ -351,8 +360,6 @@ class Workspace:
         )  # fmt: skip
         parsed = parse_feature_sql(sql, self._sources, owner=who)
         schemas = {s: self._sources[s].schema for s in parsed.sources}
-        from .sqltext import EVENT_TS
-
         relation = dict(_describe(plan.relation_sql, schemas, who))
         if feature_type_of(relation[EVENT_TS])[0] != "timestamp":
             raise FeatureViewError(
@@ -702,9 +709,20 @@ class Workspace:
         online = None
         if to != "offline":
             online = self.online_store(store) if store is None or isinstance(store, str) else store
+        project = None
+        plan = target.window_plan()
+        if plan is not None:  # a windowed view: the pushed columns become its relation's rows
+            from .windows import pushed_relation_sql
+
+            sql = pushed_relation_sql(plan, "__jf_pushed")
+
+            def project(pushed: pa.Table) -> pa.Table:
+                return self.duckdb.project(sql, "__jf_pushed", pushed)
+
         return push_rows(
-            target, rows, to=to, columns=self.output_columns(target), store=online, log=self.push_log
-        )
+            target, rows, to=to, columns=self.output_columns(target), store=online, log=self.push_log,
+            project=project,
+        )  # fmt: skip
 
     def online_replica(
         self, views: Sequence[str] | str, *, store: str | None = None, poll: float = 0.002
@@ -879,9 +897,7 @@ class Workspace:
                 outputs[out] = f"{view.name}:{f}"
                 outs.append(out)
             join = ViewJoin.of(view, names, outs)
-            if not view.windows:  # a windowed view takes no pushes (yet)
-                join = self.push_log.join(view, join, typed=self.engine is self.duckdb)
-            joins.append(join)
+            joins.append(self.push_log.join(view, join, typed=self.engine is self.duckdb))
         return joins
 
 
@@ -912,8 +928,6 @@ def _window_texts(windows: Sequence[str] | str | None, who: str) -> tuple[str, .
     out = []
     for w in windows:
         if isinstance(w, timedelta):
-            from .times import format_ttl
-
             w = format_ttl(w) if w > timedelta(0) else str(w)
         if not isinstance(w, str):
             raise FeatureViewError(

@@ -88,6 +88,11 @@ def parse_push(data: Any, store: OnlineStore) -> tuple[str, pa.Table]:
         raise InvalidRequestError(
             f"feature view '{view}' was materialized before pushes were possible; materialize it again"
         )
+    if table.window is not None:
+        raise InvalidRequestError(
+            f"feature view '{view}' is windowed: its pushed rows are projected by the view's SQL, which "
+            "the feature server does not run; push with ws.push in a workspace"
+        )
     columns = _columns(table)
     wanted = [name for name, _, _ in columns]
     for i, row in enumerate(rows):

@@ -16,6 +16,7 @@ from .layout import Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle
 from .reads import read_features
 from .result import OnlineResult
 from .stores import STORES, open_store
+from .window_values import WindowSpec, window_spec
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -33,6 +34,8 @@ __all__ = [
     "open_store",
     "read_features",
     "STORES",
+    "WindowSpec",
+    "window_spec",
 ]
 
 

@@ -51,9 +51,10 @@ def canonical_rows(latest: pa.Table, table: OnlineTable) -> pa.Table:
         cols.append(f"epoch_us(CAST({quote(EVENT_TS)} AS TIMESTAMP)) AS {EVENT_TS}")
         if table.created:
             cols.append(f"epoch_us(CAST({quote(CREATED_TS)} AS TIMESTAMP)) AS {CREATED_TS}")
-        cols += [_CASTS[f.type].format(c=quote(f.name)) + f" AS {quote(f.name)}" for f in table.features]
+        cols += [_CASTS[f.type].format(c=quote(f.name)) + f" AS {quote(f.name)}" for f in table.stored]
         where = " AND ".join(f"{k} IS NOT NULL" for k in keys)
-        query = f"SELECT {', '.join(cols)} FROM __jf_latest WHERE {where} ORDER BY {', '.join(keys)}"
+        order = ", ".join([*keys, *([EVENT_TS] if table.window is not None else [])])
+        query = f"SELECT {', '.join(cols)} FROM __jf_latest WHERE {where} ORDER BY {order}"
         return con.sql(query).fetch_arrow_table()
     finally:
         con.close()

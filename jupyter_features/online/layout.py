@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import MaterializationError
 from ..schema import Feature
 from ..times import micros_to_datetime
+from .window_values import WindowSpec
 
 __all__ = [
     "OnlineTable",
@@ -58,10 +59,20 @@ def encode_key(values: Sequence[Any], key_types: Sequence[str]) -> str:
 
 
 def is_covered(
-    seq: int, min_ts: int, max_ts: int, covered: Collection[int], since_us: int | None, end_us: int
+    seq: int,
+    min_ts: int,
+    max_ts: int,
+    covered: Collection[int],
+    since_us: int | None,
+    end_us: int,
+    windowed: bool = False,
 ) -> bool:
     """Whether a run's offline read holds every row of journal entry ``seq``: the run saw its
-    push-log file, and its rows' event times are all in the run's range (since, end]."""
+    push-log file, and its rows' event times are all in the run's range (since, end]. A
+    windowed view's run (always full) holds every row of a file it saw: those up to ``end`` as
+    events, those after as pushed events (a replay would count them twice)."""
+    if windowed:
+        return seq in covered
     return seq in covered and max_ts <= end_us and (since_us is None or min_ts > since_us)
 
 
@@ -148,17 +159,25 @@ class OnlineTable:
     created: bool = False  # rows carry the view's created timestamp (the tie-break), after the event time
     timestamp: str = ""  # the view's event-time column (what pushed rows name it)
     created_timestamp: str | None = None  # the view's created-timestamp column, if any
+    #: A windowed view: its stored rows are events (``stored``), its features evaluated at read time.
+    window: WindowSpec | None = None
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
     @property
+    def stored(self) -> tuple[Feature, ...]:
+        """The typed columns of a stored row after the event time (and created): the features, or
+        a windowed view's event columns (aggregate inputs and filter flags)."""
+        return self.features if self.window is None else self.window.columns
+
+    @property
     def row_columns(self) -> list[str]:
-        """The canonical columns of a stored row after the keys: event time, created, features."""
+        """The canonical columns of a stored row after the keys: event time, created, stored columns."""
         from ..sqltext import CREATED_TS, EVENT_TS
 
-        return [EVENT_TS, *([CREATED_TS] if self.created else []), *self.feature_names]
+        return [EVENT_TS, *([CREATED_TS] if self.created else []), *(f.name for f in self.stored)]
 
     @property
     def layout(self) -> str:
@@ -166,13 +185,19 @@ class OnlineTable:
         journaled for one layout are replayed only into a version of the same layout."""
         import hashlib
 
-        shape = [self.entity, self.key_types, self.row_columns, [f.type for f in self.features]]
+        shape = [self.entity, self.key_types, self.row_columns, [f.type for f in self.stored]]
         return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
     @property
     def cutoff_us(self) -> int | None:
         """Rows with an event time before this are past their TTL as of ``end``."""
         return None if self.ttl_us is None else self.end_us - self.ttl_us
+
+    @property
+    def events_after_us(self) -> int | None:
+        """A windowed view's events at or before this time are in no window of a read at or after
+        ``end``: a run does not write them, a push or a replay drops them (None: not windowed)."""
+        return None if self.window is None else self.end_us - self.window.longest_us
 
     @property
     def end(self) -> datetime:
@@ -205,6 +230,7 @@ class OnlineTable:
                 "created": self.created,
                 "timestamp": self.timestamp,
                 "created_timestamp": self.created_timestamp,
+                **({"window": self.window.to_dict()} if self.window is not None else {}),
             },
             sort_keys=True,
         )
@@ -228,6 +254,7 @@ class OnlineTable:
             created=bool(d.get("created", False)),
             timestamp=str(d.get("timestamp") or ""),
             created_timestamp=d.get("created_timestamp"),
+            window=WindowSpec.from_dict(d["window"], d["view"]) if d.get("window") is not None else None,
         )
 
     def check_definition(self, definition: str | None, url: str) -> None:

@@ -46,6 +46,7 @@ from .redis_push import (
 )
 from .rows import best_row, loads, push_rows_of
 from .scan import ScanPages, packed_rows
+from .window_values import WindowEvaluator
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -193,6 +194,7 @@ class RedisStore:
         self.ks = Keyspace(self.client, self.prefix, self.url)
         self._tables: dict[str, OnlineTable] = {}
         self._plans: dict[Any, tuple[OnlineTable, list[int], list[Any], bool]] = {}
+        self._evaluators: dict[Any, tuple[OnlineTable, WindowEvaluator]] = {}
         self._identity: str | None = None
 
     def __repr__(self) -> str:
@@ -296,6 +298,8 @@ class RedisStore:
             table = self._meta(view, number)
             if table.entity != old.entity or table.key_types != old.key_types:
                 return self.read(view, features, entity_rows, at_us)
+        if table.window is not None:  # a windowed view: evaluated over the entity's events at T
+            return table, self._window_values(table, features, raws, at_us)
         plan = self._plans.get((view, features))
         if plan is None or plan[0] is not table:
             first = 1 + table.created  # a stored row: event time, [created,] features
@@ -318,6 +322,23 @@ class RedisStore:
                 if d is not None:
                     columns[j] = [d(v) for v in columns[j]]
         return table, columns
+
+    def _window_values(
+        self, table: OnlineTable, features: Sequence[str] | None, raws: list[Any], at_us: int
+    ) -> list[list[Any]]:
+        assert table.window is not None
+        found = self._evaluators.get((table.view, features))
+        if found is None or found[0] is not table:
+            found = (table, WindowEvaluator(table.window, table.features, table.feature_index(features)))
+            self._evaluators[(table.view, features)] = found
+        evaluator = found[1]
+        if len(raws) == 1:
+            raw = raws[0]
+            values = evaluator.empty() if raw is None else evaluator.values(loads(b"[" + raw + b"]"), at_us)
+            return [[v] for v in values]
+        empty = evaluator.empty()
+        rows = [empty if raw is None else evaluator.values(loads(b"[" + raw + b"]"), at_us) for raw in raws]
+        return [list(c) for c in zip(*rows, strict=True)]
 
     def scan(self, view: str, *, count: int = 2_000) -> tuple[OnlineTable, pa.RecordBatchReader]:
         """Every row readers are served now, in the canonical form (see ``scan.py``): ``HSCAN`` of
@@ -605,8 +626,26 @@ class RedisWriter:
         import redis as redis_lib
 
         canonical = canonical_rows(rows, self.table)
+        if self.table.window is not None:  # an entity's events: appended to its field
+            return self._append_events(canonical, progress)
         try:
             _bulk_hset(self.store, self.target, canonical, self.table, self.lease, progress)
+        except redis_lib.RedisError as exc:
+            raise self.store.write_error(self.table.view, exc) from exc
+        return canonical.num_rows
+
+    def _append_events(self, canonical: pa.Table, progress: Callable[[int], None] | None) -> int:
+        """A windowed view's events: each entity's rows in time order, as one text per entity
+        built by DuckDB, appended to the entity's field (a batch may split an entity's events)."""
+        import redis as redis_lib
+
+        ks = self.store.ks
+        try:
+            for n, args in _event_groups(canonical, self.table, self.store.chunk_rows):
+                ks.script(APPEND, (self.target,), ("", *args))
+                ks.renew(self.lease)
+                if progress is not None:
+                    progress(n)
         except redis_lib.RedisError as exc:
             raise self.store.write_error(self.table.view, exc) from exc
         return canonical.num_rows
@@ -664,7 +703,8 @@ class RedisWriter:
             keys = (ks.key(view, "lock"), ks.key(view, "current"), ks.key(view, "journal"))
             args = (
                 self.lease.token, pointer, ks.key(view, "v"), ks.key(view, "j:"), version,
-                "" if layered_on is None else layered_on, written.layout, ks.key(view, "events"), *trim,
+                "" if layered_on is None else layered_on, written.layout, ks.key(view, "events"),
+                "" if written.events_after_us is None else written.events_after_us, *trim,
             )  # fmt: skip
             if not ks.script(SWITCH, keys, args):
                 ks.renew(self.lease)  # raises: the lock is gone
@@ -811,3 +851,25 @@ def _packed_groups(rows: pa.Table, table: OnlineTable, group: int) -> Iterator[t
                     yield j - i, data[int(offsets[i]) : int(offsets[j])]
     finally:
         con.close()
+
+
+def _event_groups(rows: pa.Table, table: OnlineTable, group: int) -> Iterator[tuple[int, list[Any]]]:
+    """(events, [field, rows text, field, rows text, ...]) for groups of about ``group`` entities:
+    each entity's events as JSON arrays joined by ',', in time order."""
+    import duckdb
+
+    if rows.num_rows == 0:
+        return
+    con = duckdb.connect()
+    try:
+        con.register("__jf_rows", rows)
+        values = ", ".join(quote(c) for c in table.row_columns)
+        found = con.sql(
+            f"SELECT {key_sql(table)} AS k, string_agg(CAST(json_array({values}) AS VARCHAR), ',' "
+            f"ORDER BY {quote(table.row_columns[0])}) AS v, count(*) AS n FROM __jf_rows GROUP BY k"
+        ).fetchall()
+    finally:
+        con.close()
+    for i in range(0, len(found), group):
+        part = found[i : i + group]
+        yield sum(n for _, _, n in part), [x for k, v, _ in part for x in (k, v)]

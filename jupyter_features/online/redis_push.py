@@ -96,14 +96,17 @@ SWITCH = (
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local covered = {}
-for i = 9, #ARGV do covered[ARGV[i]] = true end
+for i = 10, #ARGV do covered[ARGV[i]] = true end
 local h = ARGV[3] .. ARGV[5]
 local base = ARGV[6] ~= '' and (ARGV[3] .. ARGV[6]) or ''
+local after = tonumber(ARGV[9])
 for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-  local seq, layout = string.match(m, '^(%d+):%-?%d+:%-?%d+:(.*)$')
+  local seq, high, layout = string.match(m, '^(%d+):%-?%d+:(%-?%d+):(.*)$')
   if covered[seq] or layout ~= ARGV[7] then
     redis.call('DEL', ARGV[4] .. seq)
     redis.call('ZREM', KEYS[3], m)
+  elseif after and tonumber(high) <= after then
+    -- a windowed view's push whose events are all in no window of a read at or after the end
   else
     append(h, base, redis.call('LRANGE', ARGV[4] .. seq, 0, -1), 1)
   end
@@ -162,7 +165,7 @@ def row_texts(rows: Sequence[Sequence[Any]], table: OnlineTable) -> list[bytes]:
     """Each stored row as a compact JSON array (orjson: exact int64, shortest float text)."""
     if not rows:
         return []
-    flat = all(f.type in ("int64", "float64", "bool", "timestamp") for f in table.features)
+    flat = all(f.type in ("int64", "float64", "bool", "timestamp") for f in table.stored)
     if not flat:  # text or lists could hold "],[": one call per row
         return [dumps([list(r)])[1:-1] for r in rows]
     inner = dumps([list(r) for r in rows])[2:-2].split(b"],[")
@@ -179,7 +182,9 @@ def covered_entries(
         return out
     for raw in ks.client.zrange(ks.key(view, "journal"), 0, -1):
         seq, low, high, _ = (raw.decode() if isinstance(raw, bytes) else raw).split(":", 3)
-        if is_covered(int(seq), int(low), int(high), covered, since_us, table.end_us):
+        if is_covered(
+            int(seq), int(low), int(high), covered, since_us, table.end_us, table.window is not None
+        ):
             out.append(seq)
     return out
 

@@ -21,6 +21,7 @@ from ..refs import group_refs
 from .layout import OnlineTable, encode_key
 from .result import OnlineResult
 from .rows import JSON_DECODERS, best_row
+from .window_values import WindowEvaluator
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -39,6 +40,7 @@ class _State:
     loaded_at: float  # time.monotonic() when this state was built
     #: requested features → (their positions in a row, their names, output columns, tie-break width)
     positions: dict[Any, tuple[list[int], list[str], list[str], int]] = field(default_factory=dict)
+    evaluators: dict[Any, WindowEvaluator] = field(default_factory=dict)  # windowed: per requested features
 
     def positions_of(self, names: tuple[str, ...] | None) -> tuple[list[int], list[str], list[str], int]:
         found = self.positions.get(names)
@@ -50,6 +52,15 @@ class _State:
             outputs = [f"{table.view}__{n}" for n in feature_names]
             found = [first + i for i in idx], feature_names, outputs, len(table.row_columns)
             self.positions[names] = found
+        return found
+
+    def evaluator_of(self, names: tuple[str, ...] | None) -> WindowEvaluator:
+        """A windowed version's evaluator of the requested features."""
+        found = self.evaluators.get(names)
+        if found is None:
+            assert self.table.window is not None
+            found = WindowEvaluator(self.table.window, self.table.features, self.table.feature_index(names))
+            self.evaluators[names] = found
         return found
 
 
@@ -120,6 +131,18 @@ class OnlineReplica:
                 )
             feats, feature_names, outputs, width = state.positions_of(names)
             base, overlay, ttl = state.base, state.overlay, table.ttl_us
+            if table.window is not None:  # evaluated over the entity's events at T
+                evaluator = state.evaluator_of(names)
+                found = []
+                for k in self._keys(table, entity_rows):
+                    rows = overlay.get(k) if overlay else None
+                    if rows is None:
+                        rows = base.get(k)
+                    found.append(evaluator.values(rows, at_us) if rows else evaluator.empty())
+                for j, out_name in enumerate(outputs):
+                    columns[out_name] = [values[j] for values in found]
+                parts.append((table, feature_names))
+                continue
             key: str | None = None
             if len(entity_rows) == 1 and len(table.entity) == 1:  # the common case, inline
                 value = entity_rows[0].get(table.entity[0]) if type(entity_rows[0]) is dict else None
@@ -195,7 +218,7 @@ class OnlineReplica:
     def _decoders(table: OnlineTable) -> list[tuple[int, Callable[[Any], Any]]]:
         first = 1 + table.created
         out: list[tuple[int, Callable[[Any], Any]]] = []
-        for i, f in enumerate(table.features):
+        for i, f in enumerate(table.features if table.window is None else ()):
             decode = JSON_DECODERS.get(f.type)
             if decode is not None:
                 out.append((first + i, decode))

@@ -150,8 +150,10 @@ def _stored(column: Any, kind: str) -> list[Any]:
 
 
 def push_rows_of(rows: pa.Table, table: OnlineTable) -> list[tuple[tuple[Any, ...], list[Any]]]:
-    """(entity key, stored row) of each row of ``rows`` — keys, EVENT_TS, [CREATED_TS,] features,
-    typed as the view types them — in order, without a database (pushes are often one row)."""
+    """(entity key, stored row) of each row of ``rows`` — keys, EVENT_TS, [CREATED_TS,] features
+    (a windowed view: its event columns), typed as the view types them — in order, without a
+    database (pushes are often one row). A windowed view's events in no window of a read at or
+    after the version's end are left out."""
     from ..sqltext import CREATED_TS, EVENT_TS
 
     columns = []
@@ -163,9 +165,12 @@ def push_rows_of(rows: pa.Table, table: OnlineTable) -> list[tuple[tuple[Any, ..
     columns.append(_micros(rows.column(EVENT_TS)))
     if table.created:
         columns.append(_micros(rows.column(CREATED_TS)))
-    for f in table.features:
+    for f in table.stored:
         columns.append(_stored(rows.column(f.name), f.type))
     nkeys = len(table.entity)
     keys = list(zip(*columns[:nkeys], strict=True))
     values = list(zip(*columns[nkeys:], strict=True)) if len(columns) > nkeys else [()] * len(keys)
+    after = table.events_after_us
+    if after is not None:  # events no read at or after the version's end can need
+        return [(k, list(v)) for k, v in zip(keys, values, strict=True) if v[0] > after]
     return [(k, list(v)) for k, v in zip(keys, values, strict=True)]

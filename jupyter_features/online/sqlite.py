@@ -49,7 +49,8 @@ from .sqlite_push import (
     served_sql,
     store_identity,
 )
-from .sqlite_rows import DECODERS, as_int, as_text, create_sql, python_rows
+from .sqlite_rows import DECODERS, as_int, as_text, create_sql, group_by_entity, python_rows
+from .sqlite_windows import WindowReadPlan, read_windows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -133,7 +134,7 @@ class SQLiteStore:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._tables: dict[str, OnlineTable] = {}
-        self._plans: dict[Any, _Plan] = {}
+        self._plans: dict[Any, _Plan | WindowReadPlan] = {}
         self._push_schema = False  # the journal's tables exist
         self._identity: str | None = None
         self._keepalive = self._connect() if self.memory else None
@@ -251,7 +252,7 @@ class SQLiteStore:
         plan = self._plans.get((view, features, n))
         if plan is None:
             plan = self._plan(view, features, n, refresh=False)
-        if n == 0 or 2 * n * plan.nkeys > _MAX_PARAMS:
+        if n == 0 or 2 * n * plan.nkeys + 4 > _MAX_PARAMS:
             return self._read_in_slices(view, features, entity_rows, plan, at_us)
         for attempt in (0, 1):
             try:
@@ -272,22 +273,27 @@ class SQLiteStore:
         view: str,
         features: Sequence[str] | None,
         entity_rows: Sequence[Mapping[str, Any]],
-        plan: _Plan,
+        plan: _Plan | WindowReadPlan,
         at_us: int,
     ) -> tuple[OnlineTable, list[list[Any]]]:
         """Batches past SQLite's limit of bound parameters, one query per slice (none for 0 rows)."""
-        step = max(1, _MAX_PARAMS // (2 * plan.nkeys))
+        step = max(1, (_MAX_PARAMS - 4) // (2 * plan.nkeys))
         table = plan.table
-        columns: list[list[Any]] = [[] for _ in plan.decoders]
+        width = len(plan.decoders) if isinstance(plan, _Plan) else len(plan.evaluator.features)
+        columns: list[list[Any]] = [[] for _ in range(width)]
         for i in range(0, len(entity_rows), step):
             table, part = self.read(view, features, entity_rows[i : i + step], at_us)
             for column, values in zip(columns, part, strict=True):
                 column += values
         return table, columns
 
-    def _plan(self, view: str, features: Sequence[str] | None, n: int, refresh: bool) -> _Plan:
+    def _plan(
+        self, view: str, features: Sequence[str] | None, n: int, refresh: bool
+    ) -> _Plan | WindowReadPlan:
         table = self._table(view, refresh)
-        plan = _Plan(table, features, n)
+        plan = (
+            _Plan(table, features, n) if table.window is None else WindowReadPlan(table, features, n, _META)
+        )
         if len(self._plans) > 4096:
             self._plans.clear()
         key = (view, tuple(features) if features is not None else None, n)
@@ -295,9 +301,14 @@ class SQLiteStore:
         return plan
 
     def _run(
-        self, plan: _Plan, entity_rows: Sequence[Mapping[str, Any]], n: int, at_us: int
+        self, plan: _Plan | WindowReadPlan, entity_rows: Sequence[Mapping[str, Any]], n: int, at_us: int
     ) -> tuple[OnlineTable, list[list[Any]]]:
         con = self._con()
+        if not isinstance(plan, _Plan):  # a windowed view: evaluated over the events at T
+            values = read_windows(con, plan, entity_rows, at_us)
+            if values is None:
+                raise _Stale
+            return plan.table, values
         entity = plan.entity
         skip = 1 + plan.nkeys
         if plan.nkeys == 1:
@@ -324,13 +335,7 @@ class SQLiteStore:
                 [v if d is None or v is None else d(v)]
                 for v, d in ((best[p], d) for p, d in zip(plan.positions, plan.decoders, strict=True))
             ]
-        grouped: dict[Any, list[Any]] = {}
-        if plan.nkeys == 1:
-            for r in found:
-                grouped.setdefault(r[1], []).append(r[skip:])
-        else:
-            for r in found:
-                grouped.setdefault(r[1:skip], []).append(r[skip:])
+        grouped = group_by_entity(found, plan.nkeys, skip)
         empty = (None,) * len(plan.decoders)
         ordered = []
         for key in keys:
@@ -474,7 +479,8 @@ class SQLiteStore:
                     if current is None or v != current.version:
                         con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
                         con.execute(f"DROP TABLE IF EXISTS {quote(rows_name(view, v))}")
-                con.execute(create_sql(new, table))
+                for statement in create_sql(new, table):
+                    con.execute(statement)
                 for statement in create_rows_sql(rows_name(view, version), table):
                     con.execute(statement)
                 if upsert and current is not None:
@@ -610,7 +616,12 @@ class SQLiteStore:
         pushed = rows_name(view, writer.table.version)
         with _transaction(con):
             _renew(con, lease, self.url)
-            count = con.execute(f"SELECT count(*) FROM {quote(writer.target)}").fetchone()[0]
+            counted = quote(writer.target)
+            if writer.table.window is not None:  # events: count the entities
+                counted = (
+                    f"(SELECT DISTINCT {', '.join(quote(k) for k in writer.table.entity)} FROM {counted})"
+                )
+            count = con.execute(f"SELECT count(*) FROM {counted}").fetchone()[0]
             written = writer.table.with_version(writer.table.version, count)
             # Pushes that reached the store while the run read its rows, and any the run's
             # offline read does not hold, go into the new version before readers see it.
@@ -670,7 +681,7 @@ class SQLiteWriter:
             *table.key_types,
             "int64",
             *(["int64"] if table.created else []),
-            *(f.type for f in table.features),
+            *(f.type for f in table.stored),
         ]
 
     def _connection(self) -> sqlite3.Connection:

@@ -56,7 +56,7 @@ def pushed_name(view: str) -> str:
 
 def create_rows_sql(name: str, table: OnlineTable) -> list[str]:
     keys = [f"{quote(k)} {SQL_TYPES[t]} NOT NULL" for k, t in zip(table.entity, table.key_types, strict=True)]
-    types = ["int64", *(["int64"] if table.created else []), *(f.type for f in table.features)]
+    types = ["int64", *(["int64"] if table.created else []), *(f.type for f in table.stored)]
     cols = [f"{quote(c)} {SQL_TYPES.get(t, 'TEXT')}" for c, t in zip(table.row_columns, types, strict=True)]
     index = ", ".join([*(quote(k) for k in table.entity), EVENT_TS])
     return [
@@ -96,7 +96,7 @@ def _blob(values: Any) -> Any:
 def _converters(table: OnlineTable) -> list[Any]:
     """Per stored column after the keys: how a JSON value becomes a SQLite value."""
     out: list[Any] = [None] * (1 + table.created)
-    for f in table.features:
+    for f in table.stored:
         out.append(_blob if f.type == "list<float>" else (int if f.type == "bool" else None))
     return out
 
@@ -158,12 +158,19 @@ def replay_journal(
         f"SELECT seq, layout, min_ts, max_ts, rows FROM {JOURNAL} WHERE view = ? ORDER BY seq", (table.view,)
     ).fetchall()
     nkeys = len(table.entity)
+    after = table.events_after_us
     drop = []
     for seq, layout, min_ts, max_ts, payload in entries:
-        if layout != table.layout or is_covered(seq, min_ts, max_ts, covered, since_us, table.end_us):
+        if layout != table.layout or is_covered(
+            seq, min_ts, max_ts, covered, since_us, table.end_us, table.window is not None
+        ):
             drop.append((seq,))
             continue
+        if after is not None and max_ts <= after:
+            continue  # events in no window of a read at or after the version's end
         rows = [(tuple(r[:nkeys]), r[nkeys:]) for r in loads(payload)]
+        if after is not None:
+            rows = [(k, r) for k, r in rows if r[0] > after]
         insert_pushed(con, target, table, rows, seq)
     if drop:
         con.executemany(f"DELETE FROM {JOURNAL} WHERE seq = ?", drop)
@@ -209,7 +216,7 @@ def _json_form(table: OnlineTable) -> list[Any]:
     from .sqlite_rows import DECODERS
 
     out: list[Any] = [None] * (1 + table.created)
-    for f in table.features:
+    for f in table.stored:
         out.append(
             DECODERS["list<float>"] if f.type == "list<float>" else (bool if f.type == "bool" else None)
         )

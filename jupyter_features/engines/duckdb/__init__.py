@@ -21,6 +21,7 @@ from ...sqltext import (
     RESERVED_PREFIX,
     RESULT,
     ROW,
+    WINDOWED,
     quote,
     timestamp_literal,
 )
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
     from ...online import VersionWriter
     from ...sources import Source
+    from ...windows import WindowPlan
 
 __all__ = ["DuckDBEngine", "ArrowLatestRows", "sandbox_describe"]
 
@@ -358,16 +360,15 @@ class DuckDBEngine:
         for j, windowed in cls._windows(con, joins, labels):
             table = pa.Table.from_pandas(windowed, preserve_index=False)
             table = table.append_column(ROW, pa.array(np.arange(len(windowed), dtype=np.int64)))
-            name = "__jf_windowed"
-            con.register(name, table)
+            con.register(WINDOWED, table)
             try:
                 picked = ", ".join(f"w.{quote(o)}" for o in j.output)
                 con.execute(
                     f"CREATE OR REPLACE TEMP TABLE {RESULT} AS SELECT r.*, {picked} FROM {RESULT} r "
-                    f"JOIN {name} w ON r.{ROW} = w.{ROW}"
+                    f"JOIN {WINDOWED} w ON r.{ROW} = w.{ROW}"
                 )
             finally:
-                con.unregister(name)
+                con.unregister(WINDOWED)
 
     @staticmethod
     def _join(
@@ -441,6 +442,47 @@ class DuckDBEngine:
 
     def latest_rows(self, join: ViewJoin, end: Any, since: Any = None) -> ArrowLatestRows:
         return ArrowLatestRows(self.latest(join, end, since), join.entity)
+
+    # -- windowed views ----------------------------------------------------------------------
+    def window_types(self, plan: WindowPlan) -> dict[str, str]:
+        """The DuckDB types of ``plan``'s relation columns (binds its SQL in the sandbox)."""
+        from .windows import relation_types
+
+        with self.feature_connection() as con:
+            return relation_types(con, plan)
+
+    def window_events(self, plan: WindowPlan, end: Any) -> ArrowLatestRows:
+        """The events of ``plan``'s relation an online store keeps for reads at or after ``end``
+        (``window_events_sql``), for a materialization run to write."""
+        from .windows import window_events_sql
+
+        literal = timestamp_literal(end.isoformat(sep=" ") if isinstance(end, datetime) else str(end))
+        return ArrowLatestRows(self.feature_arrow(window_events_sql(plan, end_literal=literal)), plan.entity)
+
+    def window_values(self, plan: WindowPlan, at: Any) -> pa.Table:
+        """Every entity's features at ``at`` (keys, then the features; entities with an event in the
+        longest window before ``at``), with ``EVENT_TS`` = ``at``: what a read at ``at`` serves."""
+        import pyarrow as pa
+
+        from ...sqltext import EVENT_TS
+        from .windows import latest_windows_sql
+
+        literal = timestamp_literal(at.isoformat(sep=" ") if isinstance(at, datetime) else str(at))
+        sql = latest_windows_sql(plan, end_literal=literal, input_types=self.window_types(plan))
+        values = self.feature_arrow(sql)
+        stamp = pa.array([at] * values.num_rows, pa.timestamp("us"))
+        return values.add_column(len(plan.entity), EVENT_TS, stamp)
+
+    def project(self, sql: str, name: str, rows: pa.Table) -> pa.Table:
+        """Run ``sql`` (built from feature SQL) over ``rows`` registered as ``name``, in the sandbox."""
+        with self.feature_connection() as con:
+            con.register(name, rows)
+            try:
+                return con.sql(sql).to_arrow_table()
+            except duckdb.Error as exc:
+                raise EngineError(f"DuckDB failed running feature SQL: {str(exc).splitlines()[0]}") from exc
+            finally:
+                con.unregister(name)
 
 
 def _literal(value: Any) -> str:

@@ -25,7 +25,9 @@ from .window_rows import Carried, SortedRows, carried_columns, distinct_counts, 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["window_features", "latest_windows_sql", "relation_types", "windows_at_last_event_sql"]
+__all__ = [
+    "window_features", "latest_windows_sql", "relation_types", "windows_at_last_event_sql", "window_events_sql",
+]  # fmt: skip
 
 
 def relation_types(con: duckdb.DuckDBPyConnection, plan: WindowPlan) -> dict[str, str]:
@@ -339,3 +341,22 @@ def windows_at_last_event_sql(plan: WindowPlan, input_types: Mapping[str, str]) 
     with that end): what a windowed view's statistics describe."""
     end = f"(SELECT max(CAST({EVENT_TS} AS TIMESTAMP)) FROM ({plan.relation_sql}))"
     return latest_windows_sql(plan, end_literal=end, input_types=input_types)
+
+
+def window_events_sql(plan: WindowPlan, *, end_literal: str) -> str:
+    """The events an online store keeps for reads at or after ``end``: the plan's relation rows
+    (keys, EVENT_TS as a timestamp, inputs, flags) with event time in (end - longest window, end]
+    and no null key. Entities without such a row are left out (a read gives counts 0, all else
+    null)."""
+    longest = max(w.micros for w in plan.windows)
+    columns = [
+        *(quote(k) for k in plan.entity),
+        f"CAST({EVENT_TS} AS TIMESTAMP) AS {EVENT_TS}",
+        *(quote(c) for c in (*plan.inputs, *plan.flags)),
+    ]
+    not_null = "".join(f" AND {quote(k)} IS NOT NULL" for k in plan.entity)
+    t = f"CAST({EVENT_TS} AS TIMESTAMP)"
+    return (
+        f"SELECT {', '.join(columns)} FROM ({plan.relation_sql}) WHERE {t} <= {end_literal} "
+        f"AND {t} > {end_literal} - to_microseconds({longest}){not_null}"
+    )

@@ -1,0 +1,114 @@
+"""Windowed views online: 1 entity × 12 windowed features against a plain 10-feature read.
+
+    python benchmarks/nearline_windows.py [--reads 5000] [--redis URL]
+
+Two event shapes over one week before ``end``: sparse (20,000 keys, about 6 events per
+key-week) and dense (200 keys, about 580 per key-week). The windowed view has windows 1h / 1d /
+7d × count, sum, avg, max (12 features); the plain view is 10 float features of 100,000
+entities in the same store. Both are materialized to SQLite and to Redis (a private
+``redis-server`` unless ``--redis``), then read interleaved, one random entity per call, as of
+``end`` + 30 minutes: ``ws.online_features`` of the windowed view, of the plain view, and
+``replica.get`` of the windowed view. Target: windowed p50 ≤ 3× the plain read's, per store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from online import FEATURES, interleaved, pct, source_file, start_redis  # noqa: E402
+
+END = datetime(2024, 1, 8)
+SHAPES = {"sparse": (20_000, 6), "dense": (200, 580)}  # keys, events per key-week
+SQL = (
+    "SELECT k, count(*) AS n, sum(amount) AS total, avg(amount) AS mean, max(amount) AS top "
+    "FROM ev GROUP BY k"
+)
+
+
+def events_file(folder: Path, keys: int, per_week: int) -> Path:
+    import duckdb
+
+    path = folder / f"events_{keys}_{per_week}.parquet"
+    duckdb.sql("SELECT setseed(0.7)")
+    duckdb.sql(
+        f"COPY (SELECT (random() * {keys})::BIGINT AS k, TIMESTAMP '{END - timedelta(days=7)}' + "
+        f"to_microseconds((random() * 7 * 86400e6)::BIGINT) AS ts, round(random() * 100, 2) AS amount "
+        f"FROM range({keys * per_week})) TO '{path}' (FORMAT parquet)"
+    )
+    return path
+
+
+def _contenders(ws: Any, replica: Any, shape: str, keys: int, url: str, at: datetime) -> dict[str, Any]:
+    rnd = random.Random(1)
+    windowed = [f"w_{shape}:*"]
+    return {
+        "windowed": lambda: ws.online_features(windowed, [{"k": rnd.randrange(keys)}], at=at, store=url),
+        "plain": lambda: ws.online_features(
+            ["plain:*"], [{"user_id": rnd.randrange(100_000)}], at=at, store=url
+        ),
+        "replica": lambda: replica.get(windowed, [{"k": rnd.randrange(keys)}], at=at),
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    import jupyter_features as jf
+
+    workdir = Path(tempfile.mkdtemp(prefix="jf-windows-bench-"))
+    server = None
+    redis_url = args.redis
+    if redis_url is None:
+        redis_url, server = start_redis(workdir)
+    try:
+        print(f"load average at start: {os.getloadavg()}")
+        ws = jf.Workspace(workdir / "ws")
+        ws.register_source("plain_src", str(source_file(100_000)), timestamp="ts")
+        ws.feature_view("plain", f"SELECT user_id, ts, {', '.join(FEATURES)} FROM plain_src", entity="user_id",
+                        timestamp="ts")  # fmt: skip
+        stores = {"SQLite": f"sqlite:///{workdir}/online.db", "Redis": redis_url}
+        at = END + timedelta(minutes=30)
+        rows = []
+        for shape, (keys, per_week) in SHAPES.items():
+            ws.register_source("ev", str(events_file(workdir, keys, per_week)), timestamp="ts")
+            ws.feature_view(f"w_{shape}", SQL.replace("FROM ev", "FROM ev"), entity="k", timestamp="ts",
+                            windows=["1h", "1d", "7d"])  # fmt: skip
+            for store_name, url in stores.items():
+                ws.materialize(["plain", f"w_{shape}"], store=url, end=END, progress=False)
+                replica = ws.online_replica([f"w_{shape}"], store=url)
+                times = interleaved(_contenders(ws, replica, shape, keys, url, at), args.reads)
+                replica.close()
+                p50 = {k: pct(v, 0.5) for k, v in times.items()}
+                p99 = {k: pct(v, 0.99) for k, v in times.items()}
+                rows.append((shape, store_name, p50, p99, os.getloadavg()[0]))
+                print(
+                    f"{shape:6} {store_name:6} windowed p50 {p50['windowed']:.0f} µs (p99 {p99['windowed']:.0f}) | "
+                    f"plain p50 {p50['plain']:.0f} µs | ratio {p50['windowed'] / p50['plain']:.2f}x (target ≤ 3x) | "
+                    f"replica p50 {p50['replica']:.1f} µs (p99 {p99['replica']:.1f}) | load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reads", type=int, default=5000)
+    parser.add_argument("--redis", default=None)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
