@@ -148,7 +148,7 @@ class FeatureView:
             sources=tuple(spec.get("sources") or ()),
             normalized_sql=normalized_sql if normalized_sql is not None else normalize_sql(str(spec["sql"])),
             version=version if version is not None else spec.get("version"),
-            windows=tuple(str(w) for w in spec.get("windows") or ()),
+            windows=_windows_of(spec.get("windows")),
         )
 
     def with_version(self, version: int | None) -> FeatureView:
@@ -169,6 +169,13 @@ class FeatureView:
         ver = f"@{self.version}" if self.version is not None else ""
         feats = ", ".join(f"{f.name}: {f.type}" for f in self.features)
         return f"FeatureView({self.name}{ver}, entity={list(self.entity)}, timestamp={self.timestamp!r}{ttl}, features=[{feats}])"
+
+
+def _windows_of(value: Any) -> tuple[str, ...]:
+    """A spec's windows as texts: a list, or one comma-separated string."""
+    if isinstance(value, str):
+        return tuple(w.strip() for w in value.split(",") if w.strip())
+    return tuple(str(w) for w in value or ())
 
 
 #: Renders a view's preview; installed by the workspace layer (definitions never import it).

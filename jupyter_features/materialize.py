@@ -25,6 +25,8 @@ from .online import OnlineTable, canonical_rows, window_spec
 from .times import duration_micros, micros_to_datetime, now_utc, to_micros
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .engines import LatestRows, OfflineEngine
     from .featureview import FeatureView
     from .online import OnlineStore
@@ -123,16 +125,12 @@ def materialize_view(
                 covered=covered,
                 rows=rows.count,
             )
-            try:
-                total = _write(view.name, rows, writer, bar, on_progress)
-                if pushes is not None and identity:
-                    later = pushes.later_rows(view, end_us, store=identity, covered=covered)
-                    if later is not None and later.num_rows:
-                        writer.write_pushed(later)
-                written = writer.switch()
-            except BaseException:
-                writer.abort()
-                raise
+            log = pushes if pushes is not None and identity else None
+
+            def later() -> pa.Table | None:  # the pushes logged after the run's end
+                return log.later_rows(view, end_us, store=identity, covered=covered) if log else None
+
+            total, written = _write_and_switch(view.name, rows, writer, bar, on_progress, later)
     finally:
         if bar is not None:
             bar.close()
@@ -182,20 +180,18 @@ def _materialize_windows(
             rows = engine.window_events(read, at)
             table = window_online_table(view, plan, engine.window_types(plan), rows.key_types, end_us)
             writer = store.begin(table, lease=lease, covered=covered)
-            try:
-                total = _write(view.name, rows, writer, bar, on_progress)
-                if pushes is not None and identity:
-                    sql = pushed_relation_sql(plan, "__jf_pushed")
-                    later = pushes.later_events(
-                        view.name, plan, end_us, store=identity, covered=covered,
-                        project=lambda pushed: engine.project(sql, "__jf_pushed", pushed),
-                    )  # fmt: skip
-                    if later is not None and later.num_rows:
-                        writer.write_pushed(later)
-                written = writer.switch()
-            except BaseException:
-                writer.abort()
-                raise
+            log = pushes if pushes is not None and identity else None
+            sql = pushed_relation_sql(plan, "__jf_pushed")
+
+            def later() -> pa.Table | None:  # the pushes logged after the run's end, as events
+                if log is None:
+                    return None
+                return log.later_events(
+                    view.name, plan, end_us, store=identity, covered=covered,
+                    project=lambda pushed: engine.project(sql, "__jf_pushed", pushed),
+                )  # fmt: skip
+
+            total, written = _write_and_switch(view.name, rows, writer, bar, on_progress, later)
     finally:
         if bar is not None:
             bar.close()
@@ -255,6 +251,27 @@ def online_table(view: FeatureView, key_types: tuple[str, ...], end_us: int) -> 
         view_version=view.version, created=view.created_timestamp is not None, timestamp=view.timestamp,
         created_timestamp=view.created_timestamp,
     )  # fmt: skip
+
+
+def _write_and_switch(
+    view: str,
+    rows: LatestRows,
+    writer: Any,
+    bar: Any,
+    on_progress: Progress | None,
+    later: Callable[[], pa.Table | None],
+) -> tuple[int, Any]:
+    """Write ``rows``, then the pushes logged after the run's end (``later``), then switch
+    readers to the version; abort it on any failure. Returns (rows written, the version)."""
+    try:
+        total = _write(view, rows, writer, bar, on_progress)
+        pushed = later()
+        if pushed is not None and pushed.num_rows:
+            writer.write_pushed(pushed)
+        return total, writer.switch()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _write(view: str, rows: LatestRows, writer: Any, bar: Any, on_progress: Progress | None) -> int:

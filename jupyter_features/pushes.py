@@ -368,7 +368,16 @@ def _duckdb_cast(table: pa.Table, columns: Sequence[tuple[str, str]], who: str) 
     except duckdb.Error as exc:
         detail = str(exc).splitlines()[0]
         types = ", ".join(f"{c} {t}" for c, t in columns)
-        raise PushError(f"{who}: the rows do not fit the view's types ({detail}); expected: {types}") from exc
+        untyped = [c for c, t in columns if t.strip('"').upper() == "NULL"]
+        hint = (
+            f"; the view's column(s) {', '.join(untyped)} have no type because the source holds only "
+            "nulls there: give them one in the view's SQL (e.g. CAST(c AS VARCHAR)) or in the source"
+            if untyped
+            else ""
+        )
+        raise PushError(
+            f"{who}: the rows do not fit the view's types ({detail}); expected: {types}{hint}"
+        ) from exc
     finally:
         con.close()
 

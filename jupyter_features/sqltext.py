@@ -11,6 +11,7 @@ __all__ = [
     "LABELS",
     "LABEL_STREAM",
     "RESULT",
+    "WINDOWED",
     "ROW",
     "LABEL_TS",
     "EVENT_TS",
@@ -31,6 +32,8 @@ LABELS = "__jf_labels"
 LABEL_STREAM = "__jf_label_stream"
 #: A point-in-time join's intermediate result table.
 RESULT = "__jf_result"
+#: A windowed view's features for a label frame (ROW, features...), joined into RESULT by ROW.
+WINDOWED = "__jf_windowed"
 #: A label row's position in the label frame.
 ROW = "__jf_row"
 #: A label row's time, naive UTC.

@@ -23,12 +23,12 @@ from .errors import (
     UnknownFeatureViewError,
     did_you_mean,
 )
-from .featureview import FeatureView, ViewJoin, parse_ttl, set_previewer
+from .featureview import FeatureView, ViewJoin, format_ttl, parse_ttl, set_previewer
 from .frames import RESULT_KINDS, parquet_location, write_parquet
 from .refs import group_refs
 from .schema import Feature, feature_type_of
 from .sources import Source, check_identifier, check_name, classify_source
-from .sqltext import RESERVED_PREFIX, quote, string_literal
+from .sqltext import EVENT_TS, RESERVED_PREFIX, quote, string_literal
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -360,8 +360,6 @@ class Workspace:
         )  # fmt: skip
         parsed = parse_feature_sql(sql, self._sources, owner=who)
         schemas = {s: self._sources[s].schema for s in parsed.sources}
-        from .sqltext import EVENT_TS
-
         relation = dict(_describe(plan.relation_sql, schemas, who))
         if feature_type_of(relation[EVENT_TS])[0] != "timestamp":
             raise FeatureViewError(
@@ -930,8 +928,6 @@ def _window_texts(windows: Sequence[str] | str | None, who: str) -> tuple[str, .
     out = []
     for w in windows:
         if isinstance(w, timedelta):
-            from .times import format_ttl
-
             w = format_ttl(w) if w > timedelta(0) else str(w)
         if not isinstance(w, str):
             raise FeatureViewError(

@@ -30,6 +30,7 @@ from jupyter_features.errors import (
 from jupyter_features.refs import parse_ref
 
 from . import tables as t
+from .change_counter import ChangeCounter, count_change
 from .connections import make_engine, redact, write_options
 from .origin import actor, origin
 from .record import VersionRecord, format_time, parse_time, utc_now
@@ -48,6 +49,7 @@ class SQLRegistry:
         self.url = redact(url)
         self._engine, self.dialect = make_engine(url)
         self.schema_version = self._write(self._migrate)
+        self._changes = ChangeCounter(self._engine, self.url)
 
     def _migrate(self, conn: Connection) -> int:
         if self.dialect == "postgresql":
@@ -58,7 +60,27 @@ class SQLRegistry:
         return f"SQLRegistry({self.url!r})"
 
     def close(self) -> None:
+        self._changes.close()
         self._engine.dispose()
+
+    def changes(self) -> int:
+        """A number that every committed write to views, versions or usage changes.
+
+        Read it before reading data: the data is then at least as new as the number says,
+        so what was read under one number may be answered again while it stays the same.
+        """
+        return self._changes.read()
+
+    async def changes_async(self) -> int:
+        """:meth:`changes` for an event loop: it waits for PostgreSQL without blocking the loop.
+
+        Call it from one task at a time, and :meth:`aclose` on the same loop when done.
+        """
+        return await self._changes.read_async()
+
+    async def aclose(self) -> None:
+        """Close what :meth:`changes_async` opened on the running loop (then :meth:`close`)."""
+        await self._changes.aclose()
 
     def __enter__(self) -> SQLRegistry:
         return self
@@ -128,6 +150,7 @@ class SQLRegistry:
                         .values(spec=_dumps(spec))
                     )
                     conn.execute(update(t.views).where(t.views.c.name == name).values(**_index(spec, now)))
+                    count_change(conn)
                 return _record(row, spec)
             version = latest + 1
         else:
@@ -138,6 +161,7 @@ class SQLRegistry:
             )
         )
         self._point_latest(conn, name, version, spec, now, exists=latest is not None)
+        count_change(conn)
         return VersionRecord(name, version, _time(now), who, digest, spec)
 
     def _point_latest(
@@ -303,6 +327,7 @@ class SQLRegistry:
                         for (v, f), ver in rows.items()
                     ],
                 )
+            count_change(conn)
 
         self._write(work)
 
@@ -370,6 +395,8 @@ class SQLRegistry:
             for rec in checked:
                 self._import_one(conn, rec)
                 touched[rec.name] = None
+            if touched:
+                count_change(conn)
             return [self._get_in(conn, name, None) for name in touched]
 
         return self._write(work)  # type: ignore[no-any-return]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Index,
@@ -24,7 +25,9 @@ from sqlalchemy import (
 
 from jupyter_features.errors import RegistryError
 
-__all__ = ["metadata", "views", "versions", "usage", "activity", "schema_version", "MIGRATIONS", "migrate"]
+__all__ = [
+    "metadata", "views", "versions", "usage", "activity", "changes", "schema_version", "MIGRATIONS", "migrate",
+]  # fmt: skip
 
 metadata = MetaData()
 
@@ -77,6 +80,11 @@ activity = Table(
     Column("detail", Text, nullable=False),
 )
 
+#: One row: a counter that every write to views, versions or usage increments in its own
+#: transaction, so a reader that sees the same number sees the same data (a server keys
+#: its cached answers by it).
+changes = Table("registry_changes", metadata, Column("counter", BigInteger, nullable=False))
+
 _usage_by_view = Index("ix_usage_view", usage.c.view)
 _activity_by_kind = Index("ix_activity_kind", activity.c.kind, activity.c.id)
 
@@ -94,8 +102,13 @@ def _v3(conn: Connection) -> None:
     _activity_by_kind.create(conn, checkfirst=True)
 
 
+def _v4(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[changes])
+    conn.execute(changes.insert().values(counter=0))
+
+
 #: Migration n+1 is MIGRATIONS[n]; append, never edit or reorder.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 
 
 def migrate(conn: Connection, *, upto: int | None = None) -> int:

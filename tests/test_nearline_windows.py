@@ -62,7 +62,7 @@ def events(draw: Any, n_max: int = 30, hours: int = 10 * 24) -> pd.DataFrame:
     frame["ts"] = pd.to_datetime(frame["ts"]).astype("datetime64[us]")
     frame["x"] = frame["x"].astype("float64")
     frame["i"] = frame["i"].astype("Int64")
-    frame["c"] = frame["c"].astype("object")
+    frame["c"] = frame["c"].astype("string")  # typed VARCHAR even when every value is null
     return frame
 
 
@@ -246,3 +246,19 @@ def test_check_online_compares_windows_at_a_time(tmp_path: Path, store_url: str)
     for at in (None, END + timedelta(minutes=30), END + timedelta(hours=20)):
         report = ws.check_online(["w"], at=at, progress=False)
         assert report.ok, report
+
+
+def test_a_push_into_a_column_the_source_left_untyped_says_how_to_type_it(
+    tmp_path: Path, store_url: str
+) -> None:
+    ws = jf.Workspace(tmp_path / "ws", online_store=store_url)
+    frame = pd.DataFrame({"k": [1], "ts": [BASE], "c": pd.Series([None], dtype="object")})
+    ws.register_source("ev", frame, timestamp="ts")
+    sql = "SELECT k, count(DISTINCT c) AS dc FROM ev GROUP BY k"
+    ws.feature_view("u", sql, entity="k", timestamp="ts", windows=["1d"])
+    ws.materialize(["u"], end=BASE + timedelta(days=1), progress=False)
+    with pytest.raises(FeaturesError, match=r"column\(s\) c have no type .* CAST\(c AS VARCHAR\)"):
+        ws.push("u", [{"k": 1, "ts": BASE + timedelta(hours=1), "c": "a"}])
+    got = ws.online_features(["u:dc_1d"], [{"k": 1}], at=BASE + timedelta(days=1)).to_dict()
+    assert got == {"u__dc_1d": [0]}
+    ws.close()

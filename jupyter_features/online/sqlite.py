@@ -49,7 +49,7 @@ from .sqlite_push import (
     served_sql,
     store_identity,
 )
-from .sqlite_rows import DECODERS, as_int, as_text, create_sql, python_rows
+from .sqlite_rows import DECODERS, as_int, as_text, create_sql, group_by_entity, python_rows
 from .sqlite_windows import WindowReadPlan, read_windows
 
 if TYPE_CHECKING:
@@ -291,7 +291,9 @@ class SQLiteStore:
         self, view: str, features: Sequence[str] | None, n: int, refresh: bool
     ) -> _Plan | WindowReadPlan:
         table = self._table(view, refresh)
-        plan = _Plan(table, features, n) if table.window is None else WindowReadPlan(table, features, n)
+        plan = (
+            _Plan(table, features, n) if table.window is None else WindowReadPlan(table, features, n, _META)
+        )
         if len(self._plans) > 4096:
             self._plans.clear()
         key = (view, tuple(features) if features is not None else None, n)
@@ -333,13 +335,7 @@ class SQLiteStore:
                 [v if d is None or v is None else d(v)]
                 for v, d in ((best[p], d) for p, d in zip(plan.positions, plan.decoders, strict=True))
             ]
-        grouped: dict[Any, list[Any]] = {}
-        if plan.nkeys == 1:
-            for r in found:
-                grouped.setdefault(r[1], []).append(r[skip:])
-        else:
-            for r in found:
-                grouped.setdefault(r[1:skip], []).append(r[skip:])
+        grouped = group_by_entity(found, plan.nkeys, skip)
         empty = (None,) * len(plan.decoders)
         ordered = []
         for key in keys:

@@ -14,7 +14,7 @@ from .layout import OnlineTable
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["SQL_TYPES", "DECODERS", "as_int", "as_text", "create_sql", "python_rows"]
+__all__ = ["SQL_TYPES", "DECODERS", "as_int", "as_text", "create_sql", "python_rows", "group_by_entity"]
 
 SQL_TYPES = {
     "int64": "INTEGER",
@@ -61,7 +61,7 @@ def as_text(value: Any) -> Any:
 
 def create_sql(name: str, table: OnlineTable) -> list[str]:
     """The statements creating a version's table: one row per entity keyed by the entity (a
-    windowed view: one row per event, indexed on keys and event time)."""
+    windowed view: one row per event, indexed on keys, event time and the columns aggregated)."""
     keys = table.entity
     cols = []
     for k, t in zip(keys, table.key_types, strict=True):
@@ -72,10 +72,11 @@ def create_sql(name: str, table: OnlineTable) -> list[str]:
         cols.append(f"{CREATED_TS} INTEGER")
     cols += [f"{quote(f.name)} {SQL_TYPES.get(f.type, 'TEXT')}" for f in table.stored]
     pk = ", ".join(quote(k) for k in keys)
-    if table.window is not None:
+    if table.window is not None:  # the index covers the columns a read aggregates (not float lists)
+        covered = [quote(f.name) for f in table.stored if f.type != "list<float>"]
         return [
             f"CREATE TABLE {quote(name)} ({', '.join(cols)})",
-            f"CREATE INDEX {quote(name + '__k')} ON {quote(name)} ({pk}, {EVENT_TS})",
+            f"CREATE INDEX {quote(name + '__k')} ON {quote(name)} ({', '.join([pk, EVENT_TS, *covered])})",
         ]
     if len(keys) == 1 and table.key_types[0] == "int64":
         return [f"CREATE TABLE {quote(name)} ({', '.join(cols)})"]
@@ -110,3 +111,16 @@ def python_rows(batch: pa.RecordBatch, types: Sequence[str]) -> Iterator[tuple[A
         else:
             columns.append(col.to_pylist())
     return zip(*columns, strict=True)
+
+
+def group_by_entity(found: Sequence[Sequence[Any]], nkeys: int, skip: int) -> dict[Any, list[Any]]:
+    """Rows read for several entities (a position, the key columns, then the stored row from
+    ``skip`` on) grouped by entity key: the one key, or the tuple of keys."""
+    grouped: dict[Any, list[Any]] = {}
+    if nkeys == 1:
+        for r in found:
+            grouped.setdefault(r[1], []).append(r[skip:])
+    else:
+        for r in found:
+            grouped.setdefault(r[1:skip], []).append(r[skip:])
+    return grouped

@@ -112,7 +112,7 @@ class WindowSpec:
         return cls(columns, tuple(aggregates), windows)
 
 
-def _decoder(kind: str) -> Callable[[Any], Any] | None:
+def value_decoder(kind: str) -> Callable[[Any], Any] | None:
     """A min/max value as reads return it: times as datetimes, booleans as bool."""
     if kind == "timestamp":
         return micros_to_datetime
@@ -149,7 +149,7 @@ class WindowEvaluator:
             )
         self._steps = steps
         self.decoders = [
-            _decoder(features[i].type) if spec.aggregates[i % per].function in ("min", "max") else None
+            value_decoder(features[i].type) if spec.aggregates[i % per].function in ("min", "max") else None
             for i in wanted
         ]
         self.features = [features[i] for i in wanted]

@@ -15,24 +15,49 @@ DEFAULT_PORT = 8765
 
 
 def serve(store: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token_file: str | None = None,
-          log_level: str = "info") -> None:  # fmt: skip
-    """Run the registry server in the foreground until interrupted."""
+          log_level: str = "info", workers: int = 1, fast_reads: bool = True) -> None:  # fmt: skip
+    """Run the registry server in the foreground until interrupted.
+
+    ``workers`` > 1 runs that many processes on one port, each with its own connections
+    to the store; what one of them writes, every other answers from its next request on.
+    """
+    import functools
+
     import uvicorn
+
+    from registry_client.sql import SQLRegistry
 
     from ..tokens import is_loopback, load_tokens
     from .app import create_app
 
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: run at least 1 worker")
     tokens = load_tokens(token_file) if token_file else None
     if tokens is None and not is_loopback(host):
         raise ConfigError(
             f"refusing to serve on {host} without tokens: anyone could write to the registry; "
             "pass --token-file FILE (lines 'TOKEN read|write|admin [NAME]') or use --host 127.0.0.1"
         )
-    app = create_app(store, tokens)
+    options: dict[str, Any] = dict(host=host, port=port, log_level=log_level, access_log=log_level == "debug")
     auth = f"{len(tokens)} token(s)" if tokens else "no token file: open access, bound to loopback only"
-    print(f"jupyter-features registry on http://{host}:{port} (store {app.state.store_url}; {auth}); "
+    if workers == 1:
+        app = create_app(store, tokens, fast_reads=fast_reads)
+        _announce(host, port, app.state.store_url, auth, workers)
+        uvicorn.run(app, **options)
+        return
+    with SQLRegistry(store) as registry:  # migrate once, and fail here rather than in every worker
+        shown = registry.url
+    _announce(host, port, shown, auth, workers)
+    from uvicorn.supervisors import Multiprocess
+
+    factory = functools.partial(create_app, store, tokens, fast_reads=fast_reads)
+    config = uvicorn.Config(factory, factory=True, workers=workers, **options)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def _announce(host: str, port: int, store: str, auth: str, workers: int) -> None:
+    print(f"jupyter-features registry on http://{host}:{port} (store {store}; {workers} worker(s); {auth}); "
           f"API under /api/v1, docs at /docs", flush=True)  # fmt: skip
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
 
 
 def add_cli(sub: Any) -> Callable[[argparse.Namespace], int]:
@@ -48,6 +73,14 @@ def add_cli(sub: Any) -> Callable[[argparse.Namespace], int]:
         "--token-file", help="file of 'TOKEN read|write|admin [NAME]' lines; without it, loopback only"
     )
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    s.add_argument(
+        "--workers", type=int, default=1, help="server processes on the port (default: %(default)s)"
+    )
+    s.add_argument(
+        "--framework-reads", action="store_true",
+        help="answer searches and view reads through the FastAPI routes, without the kept answers "
+        "(the same answers, slower: for comparison)",
+    )  # fmt: skip
     for action, text in (("export", "write one YAML file per view into FOLDER"),
                          ("import", "load a folder of YAML files into the registry")):  # fmt: skip
         c = commands.add_parser(action, help=text)
@@ -61,7 +94,8 @@ def add_cli(sub: Any) -> Callable[[argparse.Namespace], int]:
         settings = load_settings(".")
         if args.registry_command == "serve":
             store = args.store or settings.registry_url
-            serve(store, host=args.host, port=args.port, token_file=args.token_file, log_level=args.log_level)
+            serve(store, host=args.host, port=args.port, token_file=args.token_file, log_level=args.log_level,
+                  workers=args.workers, fast_reads=not args.framework_reads)  # fmt: skip
             return 0
         import registry_client
 

@@ -148,3 +148,4 @@ class Health(BaseModel):
     store: str
     schema_version: int
     auth: bool
+    worker: int = Field(description="the id of the server process that answered")

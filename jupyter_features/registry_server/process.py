@@ -47,6 +47,8 @@ def start_server(
     port: int | None = None,
     log: str | os.PathLike[str] | None = None,
     startup_timeout: float = 60.0,
+    workers: int = 1,
+    fast_reads: bool = True,
 ) -> Iterator[RunningServer]:
     """Start `jupyter-features registry serve` on a free port; stop it on exit."""
     import httpx
@@ -57,6 +59,10 @@ def start_server(
                "--host", host, "--port", str(port), "--log-level", "warning"]  # fmt: skip
     if token_file is not None:
         command += ["--token-file", str(token_file)]
+    if workers != 1:
+        command += ["--workers", str(workers)]
+    if not fast_reads:
+        command.append("--framework-reads")
     with open(log_path, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     server = RunningServer(url=f"http://{host}:{port}", process=process, log=log_path)

@@ -21,6 +21,7 @@ from ...sqltext import (
     RESERVED_PREFIX,
     RESULT,
     ROW,
+    WINDOWED,
     quote,
     timestamp_literal,
 )
@@ -359,16 +360,15 @@ class DuckDBEngine:
         for j, windowed in cls._windows(con, joins, labels):
             table = pa.Table.from_pandas(windowed, preserve_index=False)
             table = table.append_column(ROW, pa.array(np.arange(len(windowed), dtype=np.int64)))
-            name = "__jf_windowed"
-            con.register(name, table)
+            con.register(WINDOWED, table)
             try:
                 picked = ", ".join(f"w.{quote(o)}" for o in j.output)
                 con.execute(
                     f"CREATE OR REPLACE TEMP TABLE {RESULT} AS SELECT r.*, {picked} FROM {RESULT} r "
-                    f"JOIN {name} w ON r.{ROW} = w.{ROW}"
+                    f"JOIN {WINDOWED} w ON r.{ROW} = w.{ROW}"
                 )
             finally:
-                con.unregister(name)
+                con.unregister(WINDOWED)
 
     @staticmethod
     def _join(

@@ -42,7 +42,6 @@ _RANK = "__jf_rank"
 _CREATED = "__jf_created"
 
 
-#: Spark type name → the DuckDB type name the rest of the product speaks.
 def default_session(master: str | None = None, config: Mapping[str, str] | None = None) -> SparkSession:
     """The active SparkSession, or a new one tuned for a notebook (UTC, no UI) on ``master``
     (default ``local[*]``) with the Spark ``config`` on top.

@@ -6,6 +6,7 @@ from typing import Any
 
 __all__ = ["duckdb_type"]
 
+#: Spark type name → the DuckDB type name the rest of the product speaks.
 _DUCKDB_TYPES = {
     "bigint": "BIGINT", "int": "INTEGER", "smallint": "SMALLINT", "tinyint": "TINYINT",
     "double": "DOUBLE", "float": "FLOAT", "string": "VARCHAR", "boolean": "BOOLEAN",
