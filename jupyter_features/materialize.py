@@ -119,7 +119,11 @@ def materialize_view(
                 rows = engine.latest_rows(join, at, None)
             table = online_table(view, rows.key_types, end_us)
             writer = store.begin(
-                table, lease=lease, base=previous if since_us is not None else None, covered=covered
+                table,
+                lease=lease,
+                base=previous if since_us is not None else None,
+                covered=covered,
+                rows=rows.count,
             )
             log = pushes if pushes is not None and identity else None
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from online_stores import drop_redis_prefix, redis_store_url
+from online_stores import cluster_store_url, drop_redis_prefix, redis_store_url
 
 POSTGRES_URL = os.environ.get("JUPYTER_FEATURES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("JUPYTER_FEATURES_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -53,6 +53,23 @@ def postgres_url() -> str:
 def redis_url() -> str:
     require_service(REDIS_URL, 6379, "Redis (JUPYTER_FEATURES_TEST_REDIS)")
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis Cluster of our own for the whole session: 3 primaries, each with a replica, on loopback
+    ports (``redis-server --cluster-enabled yes`` + ``redis-cli --cluster create``), stopped at its end."""
+    from local_redis_cluster import LocalRedisCluster
+
+    cluster = LocalRedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        try:
+            cluster.start()
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 def require_pyspark() -> None:
@@ -152,13 +169,17 @@ def unique_prefix() -> str:
     return "t" + uuid.uuid4().hex[:12]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis_cluster"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path, unique_prefix: str) -> Iterator[str]:
-    """Each online store in turn: a SQLite file, then Redis db 2 under a unique key prefix."""
+    """Each online store in turn: a SQLite file, Redis db 2 and the session's Redis Cluster, the
+    last two under a unique key prefix."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/online.db"
         return
-    url = redis_store_url(request.getfixturevalue("redis_url"), unique_prefix)
+    if request.param == "redis_cluster":
+        url = cluster_store_url(request.getfixturevalue("redis_cluster_url"), unique_prefix)
+    else:
+        url = redis_store_url(request.getfixturevalue("redis_url"), unique_prefix)
     yield url
     drop_redis_prefix(url)
 

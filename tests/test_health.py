@@ -10,12 +10,12 @@ import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from online_stores import entity_hash
 
 import jupyter_features as jf
 from jupyter_features.cli import main
@@ -58,14 +58,6 @@ def _version(ws: jf.Workspace, view: str) -> int:
     return table.version
 
 
-def _redis(url: str) -> tuple[Any, str]:
-    import redis
-
-    parts = urlsplit(url)
-    prefix = parts.query.split("prefix=", 1)[1]
-    return redis.Redis.from_url(urlunsplit(parts._replace(query=""))), prefix
-
-
 def set_value(
     ws: jf.Workspace, view: str, key: int, feature: str, value: Any, column: str = "user_id"
 ) -> None:
@@ -76,13 +68,12 @@ def set_value(
         with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
             con.execute(f'UPDATE "{view}__v{version}" SET "{feature}" = ? WHERE "{column}" = ?', (value, key))
         return
-    client, prefix = _redis(url)
     table = ws.online_store().current(view)
     assert table is not None
-    hash_key = f"{prefix}{{{view}}}:v{version}"
+    client, hash_key = entity_hash(url, view, version, str(key))
     raw = client.hget(hash_key, str(key))
     if raw is None and table.base_version is not None:  # an incremental version: the entity is in its base
-        raw = client.hget(f"{prefix}{{{view}}}:v{table.base_version}", str(key))
+        raw = client.hget(entity_hash(url, view, table.base_version, str(key))[1], str(key))
     packed = json.loads(raw)
     packed[1 + table.feature_names.index(feature)] = value
     client.hset(hash_key, str(key), json.dumps(packed))
@@ -96,8 +87,8 @@ def delete_entity(ws: jf.Workspace, view: str, key: int) -> None:
         with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
             con.execute(f'DELETE FROM "{view}__v{version}" WHERE user_id = ?', (key,))
         return
-    client, prefix = _redis(url)
-    client.hdel(f"{prefix}{{{view}}}:v{version}", str(key))
+    client, hash_key = entity_hash(url, view, version, str(key))
+    client.hdel(hash_key, str(key))
     client.close()
 
 
@@ -109,8 +100,8 @@ def add_entity(ws: jf.Workspace, view: str, key: int, values: list[Any], ts_us: 
             marks = ", ".join("?" * (2 + len(values)))
             con.execute(f'INSERT INTO "{view}__v{version}" VALUES ({marks})', (key, ts_us, *values))
         return
-    client, prefix = _redis(url)
-    client.hset(f"{prefix}{{{view}}}:v{version}", str(key), json.dumps([ts_us, *values]))
+    client, hash_key = entity_hash(url, view, version, str(key))
+    client.hset(hash_key, str(key), json.dumps([ts_us, *values]))
     client.close()
 
 

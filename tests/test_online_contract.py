@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from online_stores import stored_versions
 
 import jupyter_features as jf
 from jupyter_features.errors import (
@@ -191,21 +192,7 @@ def _versions_present(url: str, view: str) -> list[int]:
 
         found = (re.fullmatch(rf"{view}__v(\d+)(__rows)?", n) for n in names)
         return sorted({int(m.group(1)) for m in found if m})
-    import redis
-
-    from jupyter_features.online.redis import RedisStore
-
-    store = RedisStore(url)
-    try:
-        pattern = store.ks.key(view, "v*")
-        keys = [
-            k.decode() for k in store.client.scan_iter(match=pattern.replace("{", "\\{").replace("}", "\\}"))
-        ]
-        return sorted(int(k.rsplit(":v", 1)[1]) for k in keys if k.rsplit(":v", 1)[1].isdigit())
-    except redis.RedisError:
-        raise
-    finally:
-        store.close()
+    return sorted(stored_versions(url, view))
 
 
 def test_redefined_view_is_read_with_its_new_schema(tmp_path: Path, store_url: str) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import IN_CI
-from online_stores import drop_redis_prefix, redis_store_url
+from online_stores import cluster_store_url, drop_redis_prefix, redis_store_url, stored_versions
 
 import jupyter_features as jf
 from jupyter_features.errors import OnlineStoreError
@@ -57,12 +57,17 @@ def _values(ws: jf.Workspace) -> set[float | None]:
     return set(ws.online_features(["score:value"], rows).to_dict()["score__value"])
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis_cluster"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path, unique_prefix: str) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/online.db?chunk_rows=100"
         return
-    url = redis_store_url(request.getfixturevalue("redis_url"), unique_prefix) + "&chunk_rows=100"
+    if request.param == "redis_cluster":
+        url = (
+            cluster_store_url(request.getfixturevalue("redis_cluster_url"), unique_prefix) + "&chunk_rows=100"
+        )
+    else:
+        url = redis_store_url(request.getfixturevalue("redis_url"), unique_prefix) + "&chunk_rows=100"
     yield url
     drop_redis_prefix(url)
 
@@ -128,13 +133,7 @@ def _partial_rows(url: str, version: int) -> int:
             return 0
         finally:
             con.close()
-    from jupyter_features.online.redis import RedisStore
-
-    store = RedisStore(url)
-    try:
-        return int(store.client.hlen(store.ks.key("score", f"v{version}")))
-    finally:
-        store.close()
+    return stored_versions(url, "score").get(version, 0)
 
 
 # -- a real Redis server of our own, stopped in the middle of a run ------------------------------

@@ -120,10 +120,12 @@ class OnlineStore(Protocol):
         lease: Lease,
         base: OnlineTable | None = None,
         covered: Collection[int] = (),
+        rows: int | None = None,
     ) -> VersionWriter:
         """Start a new version of ``table.view`` (upserted over ``base``, the served version, for an
         incremental run); needs the view's lock (``lease``). ``covered``: the push-journal entries
-        whose rows the run's offline read holds; the switch replays every other one."""
+        whose rows the run's offline read holds; the switch replays every other one. ``rows``: how many
+        entities the run expects, when known (a store may size the version's layout by it)."""
         ...
 
     def identity(self) -> str:

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import MaterializationBusyError, NotMaterializedError, OnlineStoreError
-from ..sqltext import quote
 from ..times import micros_to_datetime
 from .canonical import canonical_rows
-from .layout import KEY_SEP, Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle, encode_key, redact
+from .layout import Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle, encode_key, redact
+from .redis_bulk import LAYERED_FN, event_groups, hset_header, packed_groups, scan_pages
 from .redis_push import (
     APPEND,
     PUSH,
@@ -45,7 +45,7 @@ from .redis_push import (
     read_snapshot,
 )
 from .rows import best_row, loads, push_rows_of
-from .scan import ScanPages, packed_rows
+from .scan import packed_rows
 from .window_values import WindowEvaluator
 
 if TYPE_CHECKING:
@@ -57,28 +57,19 @@ __all__ = ["RedisStore"]
 LEASE_MS = 120_000
 _RENEW_EVERY = 5.0  # seconds between lease renewals while writing
 _IN_FLIGHT = 8  # HSET commands sent ahead of their replies
-_SLICE_ROWS = 100_000  # rows DuckDB encodes at a time
 _MAX_ARGS = 5000  # Lua's unpack() limit is ~8000 values
 
 # The pointer is "N", or "N:B" for an incremental version N kept as changes over version B:
 # what N's hash lacks is read from B's, in the same script.
-_READ = """
+_READ = (
+    LAYERED_FN
+    + """
 local cur = redis.call('GET', KEYS[1])
 if not cur then return false end
 local v, b = string.match(cur, '^(%d+):?(%d*)$')
-local vals = redis.call('HMGET', ARGV[1] .. v, unpack(ARGV, 2))
-if b ~= '' then
-  local gaps, keys = {}, {}
-  for i = 1, #vals do
-    if not vals[i] then gaps[#gaps + 1] = i; keys[#keys + 1] = ARGV[i + 1] end
-  end
-  if #keys > 0 then
-    local more = redis.call('HMGET', ARGV[1] .. b, unpack(keys))
-    for j = 1, #gaps do vals[gaps[j]] = more[j] end
-  end
-end
-return {cur, vals}
+return {cur, layered(ARGV[1] .. v, b ~= '' and (ARGV[1] .. b) or '', {unpack(ARGV, 2)})}
 """
+)
 # Entities in an incremental version: its own plus its base's that it does not replace.
 _COUNT_LAYERED = """
 local n = redis.call('HLEN', KEYS[2])
@@ -86,17 +77,6 @@ for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
   if redis.call('HEXISTS', KEYS[2], k) == 0 then n = n + 1 end
 end
 return n
-"""
-# One HSCAN page as one string: fields and values joined by the record separator (packed values
-# are JSON, which never holds that byte raw), or, when a field holds it, a JSON array of strings.
-_SCAN_PAGE = """
-local page = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
-local flat = page[2]
-if #flat == 0 then return {page[1], '', ''} end
-for i = 1, #flat do
-  if string.find(flat[i], '\\30', 1, true) then return {page[1], 'json', cjson.encode(flat)} end
-end
-return {page[1], 'split', table.concat(flat, '\\30')}
 """
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -298,8 +278,15 @@ class RedisStore:
             table = self._meta(view, number)
             if table.entity != old.entity or table.key_types != old.key_types:
                 return self.read(view, features, entity_rows, at_us)
+        return table, self.columns(view, features, table, raws, at_us)
+
+    def columns(
+        self, view: str, features: Sequence[str] | None, table: OnlineTable, raws: Sequence[Any], at_us: int
+    ) -> list[list[Any]]:
+        """The requested features' values of each entity's stored rows (``raws``: the stored text,
+        None when absent) as of ``at_us``, one list per feature."""
         if table.window is not None:  # a windowed view: evaluated over the entity's events at T
-            return table, self._window_values(table, features, raws, at_us)
+            return self._window_values(table, features, raws, at_us)
         plan = self._plans.get((view, features))
         if plan is None or plan[0] is not table:
             first = 1 + table.created  # a stored row: event time, [created,] features
@@ -321,10 +308,10 @@ class RedisStore:
             for j, d in enumerate(decoders):
                 if d is not None:
                     columns[j] = [d(v) for v in columns[j]]
-        return table, columns
+        return columns
 
     def _window_values(
-        self, table: OnlineTable, features: Sequence[str] | None, raws: list[Any], at_us: int
+        self, table: OnlineTable, features: Sequence[str] | None, raws: Sequence[Any], at_us: int
     ) -> list[list[Any]]:
         assert table.window is not None
         found = self._evaluators.get((table.view, features))
@@ -357,8 +344,8 @@ class RedisStore:
                     pointer.decode() if isinstance(pointer, bytes) else str(pointer)
                 ).partition(":")
                 table = self._meta(view, int(number))
-                top = _scan_pages(self.ks, self.ks.key(view, f"v{number}"), count)
-                below = _scan_pages(self.ks, self.ks.key(view, f"v{base}"), count) if base else None
+                top = scan_pages(self.ks.script, self.ks.key(view, f"v{number}"), count)
+                below = scan_pages(self.ks.script, self.ks.key(view, f"v{base}"), count) if base else None
                 if self.client.get(self.ks.key(view, "current")) == pointer:  # not switched meanwhile
                     rows = packed_rows(top, below, table)
                     return table, pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches())
@@ -421,6 +408,7 @@ class RedisStore:
         lease: Lease,
         base: OnlineTable | None = None,
         covered: Collection[int] = (),
+        rows: int | None = None,
     ) -> RedisWriter:
         """Start writing a new version of ``table.view`` into a hash readers do not see until
         ``switch()``; for an incremental run (``base`` is the served version) only changes are
@@ -641,7 +629,7 @@ class RedisWriter:
 
         ks = self.store.ks
         try:
-            for n, args in _event_groups(canonical, self.table, self.store.chunk_rows):
+            for n, args in event_groups(canonical, self.table, self.store.chunk_rows):
                 ks.script(APPEND, (self.target,), ("", *args))
                 ks.renew(self.lease)
                 if progress is not None:
@@ -731,20 +719,6 @@ class RedisWriter:
             self.store.close()
 
 
-def _scan_pages(ks: Keyspace, key: str, count: int) -> ScanPages:
-    """Every (field, value) of the hash ``key``, one ``HSCAN`` page per script call, each page one
-    string (``_SCAN_PAGE``) that DuckDB, not Python, takes apart. A field may repeat across pages
-    (HSCAN's guarantee)."""
-    pages = ScanPages([], [])
-    cursor: Any = 0
-    while True:
-        cursor, kind, page = ks.script(_SCAN_PAGE, (key,), (cursor, count))
-        if page:
-            (pages.split if kind in (b"split", "split") else pages.json).append(page)
-        if cursor in (b"0", "0", 0):
-            return pages
-
-
 def _unlink_version(ks: Keyspace, view: str, version: int) -> None:
     import redis as redis_lib
 
@@ -784,8 +758,8 @@ def _bulk_hset(
                 progress(n)
 
     try:
-        for n, body in _packed_groups(rows, table, store.chunk_rows):
-            command = b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n" % (2 + 2 * n, len(head), head)
+        for _, n, body in packed_groups(rows, table, store.chunk_rows):
+            command = hset_header(head, n)
             conn.send_packed_command([command, body], check_health=False)
             pending.append(n)
             settle(_IN_FLIGHT)
@@ -798,78 +772,3 @@ def _bulk_hset(
         raise
     finally:
         pool.release(conn)
-
-
-def key_sql(table: OnlineTable) -> str:
-    """The SQL twin of ``layout.encode_key`` over canonical key columns."""
-    keys = [quote(k) for k in table.entity]
-    if len(keys) == 1:
-        return f"CAST({keys[0]} AS VARCHAR)"
-    parts = []
-    for k, t in zip(keys, table.key_types, strict=True):
-        if t == "int64":
-            parts.append(f"CAST({k} AS VARCHAR)")
-        else:
-            parts.append(rf"replace(replace({k}, '\', '\\'), chr(31), '\u001f')")
-    return f" || chr({ord(KEY_SEP)}) || ".join(parts)
-
-
-def _packed_groups(rows: pa.Table, table: OnlineTable, group: int) -> Iterator[tuple[int, memoryview]]:
-    """(entity count, RESP-encoded field/value pairs) for each group of ``group`` rows.
-
-    DuckDB encodes one fragment per row; a group is a zero-copy slice of the Arrow
-    string buffer holding consecutive fragments.
-    """
-    import duckdb
-    import numpy as np
-    import pyarrow as pa
-
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        values = ", ".join(quote(c) for c in table.row_columns)
-        crlf = "\r\n"
-        frag = f"'$' || strlen(k) || '{crlf}' || k || '{crlf}$' || strlen(v) || '{crlf}' || v || '{crlf}'"
-        query = (
-            f"SELECT {frag} AS f FROM (SELECT {key_sql(table)} AS k, "
-            f"CAST(json_array({values}) AS VARCHAR) AS v FROM __jf_rows)"
-        )
-        step = max(group, (_SLICE_ROWS // group) * group)
-        for start in range(0, rows.num_rows, step):
-            con.register("__jf_rows", rows.slice(start, step))
-            column = con.sql(query).to_arrow_table().column(0)
-            con.unregister("__jf_rows")
-            for chunk in column.chunks:
-                if pa.types.is_string(chunk.type):
-                    chunk = chunk.cast(pa.large_string())  # one offset width to read
-                offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[
-                    chunk.offset : chunk.offset + len(chunk) + 1
-                ]
-                data = memoryview(chunk.buffers()[2])  # type: ignore[arg-type]
-                for i in range(0, len(chunk), group):
-                    j = min(i + group, len(chunk))
-                    yield j - i, data[int(offsets[i]) : int(offsets[j])]
-    finally:
-        con.close()
-
-
-def _event_groups(rows: pa.Table, table: OnlineTable, group: int) -> Iterator[tuple[int, list[Any]]]:
-    """(events, [field, rows text, field, rows text, ...]) for groups of about ``group`` entities:
-    each entity's events as JSON arrays joined by ',', in time order."""
-    import duckdb
-
-    if rows.num_rows == 0:
-        return
-    con = duckdb.connect()
-    try:
-        con.register("__jf_rows", rows)
-        values = ", ".join(quote(c) for c in table.row_columns)
-        found = con.sql(
-            f"SELECT {key_sql(table)} AS k, string_agg(CAST(json_array({values}) AS VARCHAR), ',' "
-            f"ORDER BY {quote(table.row_columns[0])}) AS v, count(*) AS n FROM __jf_rows GROUP BY k"
-        ).fetchall()
-    finally:
-        con.close()
-    for i in range(0, len(found), group):
-        part = found[i : i + group]
-        yield sum(n for _, _, n in part), [x for k, v, _ in part for x in (k, v)]

@@ -31,14 +31,14 @@ if TYPE_CHECKING:
     from .redis import Keyspace
 
 __all__ = [
-    "APPEND", "PUSH", "SWITCH", "SNAPSHOT", "encode_push", "packed_script", "row_texts", "covered_entries", "read_snapshot", "journal_since",
+    "APPEND", "APPEND_FN", "PUSH", "SWITCH", "SNAPSHOT", "encode_push", "packed_script", "row_texts", "covered_entries", "read_snapshot", "journal_since",
 ]  # fmt: skip
 
 #: Lua: append rows to fields of hash ``h`` from the flat list ``kv`` (field, rows, field, rows...,
 #: from position ``from``; fields distinct): the old value and ',' first, or the base version's
 #: value (``base``, a hash name or '') when ``h`` lacks the field. Batched: one HMGET and one
 #: HSET per 1,000 fields.
-_APPEND_FN = """
+APPEND_FN = """
 local function append(h, base, kv, from)
   for s = from, #kv, 2000 do
     local e = math.min(s + 1999, #kv)
@@ -67,7 +67,7 @@ end
 """
 
 PUSH = (
-    _APPEND_FN
+    APPEND_FN
     + """
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then return {0, cur or ''} end
@@ -84,7 +84,7 @@ return {1, seq}
 
 #: Rows appended to a version being written (KEYS[1]; ARGV[1]: the base hash of a layered one).
 APPEND = (
-    _APPEND_FN
+    APPEND_FN
     + """
 append(KEYS[1], ARGV[1], ARGV, 2)
 return 1
@@ -92,7 +92,7 @@ return 1
 )
 
 SWITCH = (
-    _APPEND_FN
+    APPEND_FN
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local covered = {}

@@ -454,6 +454,7 @@ class SQLiteStore:
         lease: Lease,
         base: OnlineTable | None = None,
         covered: Collection[int] = (),
+        rows: int | None = None,
     ) -> SQLiteWriter:
         """Start writing a new version of ``table.view``: an empty table (or a copy of ``base``'s
         rows within the TTL, for an incremental run) that readers do not see until ``switch()``,
