@@ -185,6 +185,12 @@ class RedisStore:
 
     # -- metadata ----------------------------------------------------------------------
     def _meta(self, view: str, version: int) -> OnlineTable:
+        table = OnlineTable.from_json(self._meta_text(view, version))
+        self._tables[view] = table
+        return table
+
+    def _meta_text(self, view: str, version: int) -> bytes:
+        """The stored metadata of a version of ``view``, as written (JSON)."""
         import redis as redis_lib
 
         try:
@@ -195,9 +201,7 @@ class RedisStore:
             raise OnlineStoreError(
                 f"online store {self.url}: version {version} of '{view}' has no metadata; materialize it again"
             )
-        table = OnlineTable.from_json(raw)
-        self._tables[view] = table
-        return table
+        return raw  # type: ignore[no-any-return]
 
     def current(self, view: str) -> OnlineTable | None:
         import redis as redis_lib

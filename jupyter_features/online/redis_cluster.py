@@ -153,16 +153,7 @@ class RedisClusterStore(RedisStore):
 
     # -- metadata and routes -------------------------------------------------------------
     def _meta(self, view: str, version: int) -> OnlineTable:
-        import redis as redis_lib
-
-        try:
-            raw = self.client.get(self.ks.key(view, f"meta:{version}"))
-        except redis_lib.RedisError as exc:
-            raise self.ks.failed(f"reading the metadata of '{view}'", exc) from exc
-        if raw is None:
-            raise OnlineStoreError(
-                f"online store {self.url}: version {version} of '{view}' has no metadata; materialize it again"
-            )
+        raw = self._meta_text(view, version)
         table = OnlineTable.from_json(raw)
         self._counts[(view, version)] = int(json.loads(raw).get("partitions") or 1)
         self._tables[view] = table
