@@ -133,19 +133,7 @@ def test_a_planted_registry_view_is_refused_where_it_is_used(
     registry_db = tmp_path / "registry.db"
     _plant(registry_db, "evil", _sql(attack, secret, out))
     ws = _victim(tmp_path / "victim", f"sqlite:///{registry_db}")
-    uses = {
-        "training frame": lambda: ws.training_frame(LABELS, ["evil:*"], timestamp="label_ts"),
-        "pinned training frame": lambda: ws.training_frame(LABELS, ["evil@1:f"], timestamp="label_ts"),
-        "preview": lambda: ws.preview("evil"),
-        "materialize": lambda: ws.materialize(["evil"], progress=False),
-    }
-    for use, run in uses.items():
-        with pytest.raises(FeaturesError) as raised:
-            run()
-        _assert_refused(raised.value, secret)
-        assert isinstance(raised.value, (UnsafeSQLError, FeatureViewError)) or "unknown source" in str(
-            raised.value
-        ), (use, raised.value)
+    _assert_every_use_refused(ws, "evil@1:f", secret)
     assert not out.exists()
 
 
@@ -289,19 +277,7 @@ def test_hostile_windowed_views_are_refused_everywhere(attack: str, tmp_path: Pa
     _assert_refused(raised.value, secret)
     _plant_windowed(registry_db, "evil", sql)  # planted in the registry, used by a victim
     victim = _victim(tmp_path / "victim", f"sqlite:///{registry_db}")
-    uses = {
-        "training frame": lambda: victim.training_frame(LABELS, ["evil:*"], timestamp="label_ts"),
-        "pinned training frame": lambda: victim.training_frame(LABELS, ["evil@1:f_1d"], timestamp="label_ts"),
-        "preview": lambda: victim.preview("evil"),
-        "materialize": lambda: victim.materialize(["evil"], progress=False),
-    }
-    for use, run in uses.items():
-        with pytest.raises(FeaturesError) as raised:
-            run()
-        _assert_refused(raised.value, secret)
-        assert isinstance(raised.value, (UnsafeSQLError, FeatureViewError)) or "unknown source" in str(
-            raised.value
-        ), (use, raised.value)
+    _assert_every_use_refused(victim, "evil@1:f_1d", secret)
     assert not out.exists()
 
 
@@ -360,3 +336,20 @@ def test_allowed_sql_still_works(ws: jf.Workspace) -> None:
     out = ws.training_frame(LABELS, ["v:*"], timestamp="label_ts")
     assert view.feature_names == ["size", "per_n", "plus_one", "day", "j", "from_series"]
     assert out["v__size"].tolist() == ["big", "small"]
+
+
+def _assert_every_use_refused(ws: jf.Workspace, pinned: str, secret: Path) -> None:
+    """The planted view 'evil' is refused wherever a victim uses it, and leaks nothing."""
+    uses = {
+        "training frame": lambda: ws.training_frame(LABELS, ["evil:*"], timestamp="label_ts"),
+        "pinned training frame": lambda: ws.training_frame(LABELS, [pinned], timestamp="label_ts"),
+        "preview": lambda: ws.preview("evil"),
+        "materialize": lambda: ws.materialize(["evil"], progress=False),
+    }
+    for use, run in uses.items():
+        with pytest.raises(FeaturesError) as raised:
+            run()
+        _assert_refused(raised.value, secret)
+        assert isinstance(raised.value, (UnsafeSQLError, FeatureViewError)) or "unknown source" in str(
+            raised.value
+        ), (use, raised.value)
