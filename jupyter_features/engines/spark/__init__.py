@@ -22,6 +22,7 @@ from ...sources import Source, format_of
 from ...sqltext import CREATED_TS, EVENT_TS, LABEL_TS, ROW
 from ...times import duration_micros, naive_utc_column, naive_utc_table
 from ...transpile import transpile
+from .driver_sources import DriverSources
 from .executors import on_this_host, ship_package, spark_context
 from .spark_types import duckdb_type
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import Column, DataFrame, SparkSession
 
+    from ...windows import WindowPlan
+    from ..duckdb import DuckDBEngine
     from .writes import SparkLatestRows
 
 __all__ = ["SparkEngine", "default_session"]
@@ -137,13 +140,20 @@ class SparkEngine:
         self.session.conf.set("spark.sql.session.timeZone", "UTC")
         ship_package(self.session)  # the executors' Python runs the driver's jupyter_features
         self._schemas: dict[str, dict[str, str]] = {}
+        self._driver_sources = DriverSources()  # the push log: read on the driver at each use
+        self._projector: DuckDBEngine | None = None
 
     def __repr__(self) -> str:
         return f"SparkEngine(master={self.master!r})"
 
     # -- sources -----------------------------------------------------------------------
     def register_source(self, source: Source) -> Source:
-        """Make ``source`` a temporary view of the session; files are read by Spark itself."""
+        """Make ``source`` a temporary view of the session; files are read by Spark itself, but
+        the product's own (the push log) on the driver, at each use (``driver_sources``)."""
+        if source.columns and DriverSources.takes(source):
+            self._driver_sources.register(self.session, source)
+            self._schemas[source.name] = dict(source.columns)
+            return source
         frame = self._read(source)
         columns = source.columns or tuple((f.name, duckdb_type(f.dataType)) for f in frame.schema.fields)
         names = [c for c, _ in columns]
@@ -188,6 +198,7 @@ class SparkEngine:
         from pyspark.errors import PySparkException
 
         text = transpile(query, "spark", schema=self._schemas, owner=owner)
+        self._driver_sources.refresh(self.session, query)
         try:
             return self.session.sql(text)
         except PySparkException as exc:
@@ -416,7 +427,36 @@ class SparkEngine:
         """The latest rows, lazily: the executors write them into the store (see ``writes``)."""
         from .writes import SparkLatestRows
 
-        return SparkLatestRows(self, self.latest_frame(join, end, since), join)
+        return SparkLatestRows(self, self.latest_frame(join, end, since), join.entity, f"feature view '{join.name}'")
+
+    # -- windowed views online ------------------------------------------------------------
+    def window_types(self, plan: WindowPlan) -> dict[str, str]:
+        """The DuckDB types of ``plan``'s relation columns, bound over the sources' schemas as the
+        workspace types the view: a run's version is typed as the DuckDB engine's."""
+        from ..duckdb import sandbox_describe
+
+        try:
+            return dict(sandbox_describe(plan.relation_sql, self._schemas))
+        except Exception as exc:  # noqa: BLE001 - DuckDB binder errors
+            raise EngineError(f"{plan.owner}: cannot type its rows: {str(exc).splitlines()[0]}") from exc
+
+    def window_events(self, plan: WindowPlan, end: Any) -> SparkLatestRows:
+        """The events of ``plan``'s relation an online store keeps for reads at or after ``end``,
+        lazily: the executors write them into the store (``windows.window_events_frame``)."""
+        from .windows import window_events_frame
+        from .writes import SparkLatestRows
+
+        return SparkLatestRows(self, window_events_frame(self, plan, end), plan.entity, plan.owner)
+
+    def project(self, sql: str, name: str, rows: pa.Table) -> pa.Table:
+        """Run ``sql`` (a windowed view's projection of pushed rows) over ``rows`` registered as
+        ``name``, on the driver with DuckDB in a sandbox of no sources: exactly as a push projects
+        them, so a run's pushed events equal those the pushes wrote."""
+        from ..duckdb import DuckDBEngine
+
+        if self._projector is None:
+            self._projector = DuckDBEngine(threads=1)
+        return self._projector.project(sql, name, rows)
 
 
 def _and(conditions: list[Column]) -> Column:

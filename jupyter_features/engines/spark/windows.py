@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import LabelFrameError, UnknownFeatureError, did_you_mean
 from ...sqltext import EVENT_TS, LABEL_TS, ROW
+from ...times import to_micros
 from ...windows import Aggregate, TimeWindow, WindowPlan, value_class
 from .spark_types import duckdb_type
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     from . import SparkEngine
 
-__all__ = ["window_features_frame", "window_features"]
+__all__ = ["window_features_frame", "window_features", "window_events_frame"]
 
 _AT = "__jf_at"  # event or label time, in microseconds
 _LABEL = "__jf_label"  # true on label rows
@@ -118,6 +119,26 @@ def window_features(
         if a.function == "count":  # never null
             frame[column] = frame[column].astype("int64")
     return frame
+
+
+def window_events_frame(engine: SparkEngine, plan: WindowPlan, end: Any) -> DataFrame:
+    """The events an online store keeps for reads at or after ``end``, as the DuckDB engine's
+    ``window_events_sql``: the relation's rows (keys, EVENT_TS as a timestamp, inputs, flags) with
+    event time in (end - longest window, end] and no null key; lazy. Each entity's events are in
+    one partition, in time order, so one task writes them in the order a store appends them."""
+    from pyspark.sql import functions as F
+
+    end_us = to_micros(end)
+    longest = max(w.micros for w in plan.windows)
+    rel = engine.spark_sql(plan.relation_sql, owner=plan.owner)
+    at = _col(EVENT_TS).cast("timestamp")
+    micros = F.unix_micros(at)
+    keep = [micros <= F.lit(end_us), micros > F.lit(end_us - longest), *(_col(k).isNotNull() for k in plan.entity)]
+    keys = [_col(k) for k in plan.entity]
+    events = rel.where(_all(keep)).select(
+        *keys, at.alias(EVENT_TS), *[_col(c) for c in (*plan.inputs, *plan.flags)]
+    )
+    return events.repartition(*keys).sortWithinPartitions(*keys, _col(EVENT_TS))
 
 
 def _select(plan: WindowPlan, features: Sequence[str] | None) -> list[tuple[str, Aggregate, TimeWindow]]:

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
 
-    from ...featureview import ViewJoin
     from ...online import VersionWriter, WriterHandle
     from . import SparkEngine
 
@@ -40,27 +39,28 @@ _RENEW_EVERY_S = 20.0
 
 
 class SparkLatestRows:
-    """The latest row per entity as a lazy Spark DataFrame, written by the executors."""
+    """The rows a run writes (the latest row per entity, or a windowed view's events) as a lazy
+    Spark DataFrame, written by the executors."""
 
     count: int | None = None  # known only once written
 
-    def __init__(self, engine: SparkEngine, frame: DataFrame, join: ViewJoin) -> None:
+    def __init__(self, engine: SparkEngine, frame: DataFrame, entity: tuple[str, ...], owner: str) -> None:
         from pyspark.sql import types as T
 
         self.engine = engine
         self.frame = frame
-        self.view = join.name
+        self.owner = owner  # names the view in messages: "feature view 'v'"
         self.key_types = tuple(
-            "int64" if isinstance(frame.schema[k].dataType, T.IntegralType) else "string" for k in join.entity
+            "int64" if isinstance(frame.schema[k].dataType, T.IntegralType) else "string" for k in entity
         )
 
     def write_to(self, writer: VersionWriter, progress: Callable[[int], None] | None = None) -> int:
         handle = writer.handle(other_host=not on_this_host(self.engine.master))
         if handle is None:  # the executors cannot reach the store's writer: collect to the driver
-            with _keep_lease(writer, self.view), _job_failure(self.view):
+            with _keep_lease(writer, self.owner), _job_failure(self.owner):
                 rows = naive_utc_table(self.frame.toArrow())
             return writer.write_batch(rows, progress)
-        with _keep_lease(writer, self.view), _job_failure(self.view):
+        with _keep_lease(writer, self.owner), _job_failure(self.owner):
             written = _run_partitions(self.frame, handle)
         if progress is not None:
             progress(written)
@@ -68,7 +68,7 @@ class SparkLatestRows:
 
 
 @contextmanager
-def _keep_lease(writer: VersionWriter, view: str) -> Iterator[None]:
+def _keep_lease(writer: VersionWriter, owner: str) -> Iterator[None]:
     """Renew the lease from the driver while Spark computes, before any executor writes."""
     stop = threading.Event()
     failed: list[BaseException] = []
@@ -80,7 +80,7 @@ def _keep_lease(writer: VersionWriter, view: str) -> Iterator[None]:
         except BaseException as exc:  # noqa: BLE001 - reported by the run, which then fails
             failed.append(exc)
 
-    thread = threading.Thread(target=renew, name=f"jf-lease-{view}", daemon=True)
+    thread = threading.Thread(target=renew, name=f"jf-lease {owner}", daemon=True)
     thread.start()
     try:
         yield
@@ -88,11 +88,11 @@ def _keep_lease(writer: VersionWriter, view: str) -> Iterator[None]:
         stop.set()
         thread.join()
     if failed:
-        raise MaterializationError(f"feature view '{view}': {failed[0]}") from failed[0]
+        raise MaterializationError(f"{owner}: {failed[0]}") from failed[0]
 
 
 @contextmanager
-def _job_failure(view: str) -> Iterator[None]:
+def _job_failure(owner: str) -> Iterator[None]:
     """A failed Spark job (it surfaces as a JVM error) as a MaterializationError saying why."""
     from py4j.protocol import Py4JError
     from pyspark.errors import PySparkException
@@ -101,7 +101,7 @@ def _job_failure(view: str) -> Iterator[None]:
         yield
     except (PySparkException, Py4JError) as exc:
         raise MaterializationError(
-            f"feature view '{view}': the Spark job computing the rows for the online store failed "
+            f"{owner}: the Spark job computing the rows for the online store failed "
             f"({failure_reason(str(exc))}); readers still see the previous version"
         ) from exc
 
