@@ -427,17 +427,21 @@ class SparkEngine:
         """The latest rows, lazily: the executors write them into the store (see ``writes``)."""
         from .writes import SparkLatestRows
 
-        return SparkLatestRows(self, self.latest_frame(join, end, since), join.entity, f"feature view '{join.name}'")
+        return SparkLatestRows(
+            self, self.latest_frame(join, end, since), join.entity, f"feature view '{join.name}'"
+        )
 
     # -- windowed views online ------------------------------------------------------------
     def window_types(self, plan: WindowPlan) -> dict[str, str]:
         """The DuckDB types of ``plan``'s relation columns, bound over the sources' schemas as the
         workspace types the view: a run's version is typed as the DuckDB engine's."""
+        import duckdb
+
         from ..duckdb import sandbox_describe
 
         try:
             return dict(sandbox_describe(plan.relation_sql, self._schemas))
-        except Exception as exc:  # noqa: BLE001 - DuckDB binder errors
+        except duckdb.Error as exc:
             raise EngineError(f"{plan.owner}: cannot type its rows: {str(exc).splitlines()[0]}") from exc
 
     def window_events(self, plan: WindowPlan, end: Any) -> SparkLatestRows:

@@ -133,7 +133,11 @@ def window_events_frame(engine: SparkEngine, plan: WindowPlan, end: Any) -> Data
     rel = engine.spark_sql(plan.relation_sql, owner=plan.owner)
     at = _col(EVENT_TS).cast("timestamp")
     micros = F.unix_micros(at)
-    keep = [micros <= F.lit(end_us), micros > F.lit(end_us - longest), *(_col(k).isNotNull() for k in plan.entity)]
+    keep = [
+        micros <= F.lit(end_us),
+        micros > F.lit(end_us - longest),
+        *(_col(k).isNotNull() for k in plan.entity),
+    ]
     keys = [_col(k) for k in plan.entity]
     events = rel.where(_all(keep)).select(
         *keys, at.alias(EVENT_TS), *[_col(c) for c in (*plan.inputs, *plan.flags)]
