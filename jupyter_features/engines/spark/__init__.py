@@ -396,8 +396,8 @@ class SparkEngine:
     def windows_at_end(self, join: ViewJoin, end: Any) -> DataFrame:
         """A windowed view's values as of ``end`` per entity with a row in its longest window:
         keys, EVENT_TS (the entity's last event time), the join's features; lazy. Each entity is
-        a label at ``end`` for the window engine. What materialization writes for a windowed
-        view until windows are evaluated online at read time."""
+        a label at ``end`` for the window engine (``engine.latest``; a run stores the events
+        instead: ``window_events``)."""
         from pyspark.sql import functions as F
 
         from .windows import window_features_frame

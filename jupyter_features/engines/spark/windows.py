@@ -5,7 +5,7 @@ and ordered by time in microseconds; each window is a RANGE frame of w - 1us bef
 to the row itself (with its peers), which on microsecond times is (t - w, t]. Label rows carry
 nulls, so every aggregate sees only the view's rows; all windows share the one shuffle and sort.
 count(DISTINCT x) is the size of the frame's set of x. Nothing is collected to the driver but
-the result.
+the result. For an online store, ``window_events_frame`` gives the events a run writes.
 """
 
 from __future__ import annotations
