@@ -20,7 +20,7 @@ from ...errors import EngineError, LabelFrameError, SourceError
 from ...featureview import ViewJoin
 from ...sources import Source, format_of
 from ...sqltext import CREATED_TS, EVENT_TS, LABEL_TS, ROW
-from ...times import duration_micros, naive_utc_column, naive_utc_table
+from ...times import duration_micros, naive_utc, naive_utc_column, naive_utc_table
 from ...transpile import transpile
 from .driver_sources import DriverSources
 from .executors import on_this_host, ship_package, spark_context
@@ -398,27 +398,11 @@ class SparkEngine:
         keys, EVENT_TS (the entity's last event time), the join's features; lazy. Each entity is
         a label at ``end`` for the window engine (``engine.latest``; a run stores the events
         instead: ``window_events``)."""
-        from pyspark.sql import functions as F
-
-        from .windows import window_features_frame
-
         plan = join.window_plan()
         assert plan is not None
-        at = _utc_literal(end)
-        longest = max(w.micros for w in plan.windows)
-        rel = self.spark_sql(plan.relation_sql, owner=plan.owner)
-        micros = F.unix_micros(_col(EVENT_TS).cast("timestamp"))
-        keys = [_col(k) for k in plan.entity]
-        recent = rel.where(
-            _and([micros <= F.unix_micros(at), micros > F.unix_micros(at) - F.lit(longest)])
-            & _and([k.isNotNull() for k in keys])
-        )
-        entities = recent.groupBy(*keys).agg(F.max(_col(EVENT_TS).cast("timestamp")).alias(EVENT_TS))
-        labels = entities.withColumn(LABEL_TS, at).withColumn(ROW, F.monotonically_increasing_id())
-        values = window_features_frame(self, labels, plan, features=join.features, output=join.features)
-        return labels.join(values, on=ROW, how="inner").select(
-            *keys, _col(EVENT_TS), *[_col(f) for f in join.features]
-        )
+        from .windows import windows_at_frame
+
+        return windows_at_frame(self, plan, end, join.features)
 
     def latest(self, join: ViewJoin, end: Any, since: Any = None) -> pa.Table:
         return naive_utc_table(self.latest_frame(join, end, since).toArrow())
@@ -452,6 +436,19 @@ class SparkEngine:
 
         return SparkLatestRows(self, window_events_frame(self, plan, end), plan.entity, plan.owner)
 
+    def window_values(self, plan: WindowPlan, at: Any) -> pa.Table:
+        """Every entity's features at ``at`` (keys, then the features; entities with an event in the
+        longest window before ``at``), with ``EVENT_TS`` = ``at``: what a read at ``at`` serves
+        (``ws.check_online`` compares the two)."""
+        import pyarrow as pa
+
+        from .windows import windows_at_frame
+
+        values = naive_utc_table(windows_at_frame(self, plan, at, plan.feature_names).toArrow())
+        values = values.drop_columns([EVENT_TS])
+        stamp = pa.array([naive_utc(at)] * values.num_rows, pa.timestamp("us"))
+        return values.add_column(len(plan.entity), EVENT_TS, stamp)
+
     def project(self, sql: str, name: str, rows: pa.Table) -> pa.Table:
         """Run ``sql`` (a windowed view's projection of pushed rows) over ``rows`` registered as
         ``name``, on the driver with DuckDB in a sandbox of no sources: exactly as a push projects
@@ -461,13 +458,6 @@ class SparkEngine:
         if self._projector is None:
             self._projector = DuckDBEngine(threads=1)
         return self._projector.project(sql, name, rows)
-
-
-def _and(conditions: list[Column]) -> Column:
-    out = conditions[0]
-    for c in conditions[1:]:
-        out = out & c
-    return out
 
 
 def _arrow(data: Any) -> pa.Table:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from . import SparkEngine
 
-__all__ = ["window_features_frame", "window_features", "window_events_frame"]
+__all__ = ["window_features_frame", "window_features", "window_events_frame", "windows_at_frame"]
 
 _AT = "__jf_at"  # event or label time, in microseconds
 _LABEL = "__jf_label"  # true on label rows
@@ -126,23 +126,41 @@ def window_events_frame(engine: SparkEngine, plan: WindowPlan, end: Any) -> Data
     ``window_events_sql``: the relation's rows (keys, EVENT_TS as a timestamp, inputs, flags) with
     event time in (end - longest window, end] and no null key; lazy. Each entity's events are in
     one partition, in time order, so one task writes them in the order a store appends them."""
+    keys = [_col(k) for k in plan.entity]
+    events = _recent(engine, plan, end).select(*keys, _col(EVENT_TS), *map(_col, (*plan.inputs, *plan.flags)))
+    return events.repartition(*keys).sortWithinPartitions(*keys, _col(EVENT_TS))
+
+
+def windows_at_frame(engine: SparkEngine, plan: WindowPlan, end: Any, features: Sequence[str]) -> DataFrame:
+    """``features`` as of ``end`` per entity with an event in the longest window: keys, EVENT_TS
+    (the entity's last event time), the features; lazy. Each entity is a label at ``end``."""
+    from pyspark.sql import functions as F
+
+    keys = [_col(k) for k in plan.entity]
+    entities = _recent(engine, plan, end).groupBy(*keys).agg(F.max(_col(EVENT_TS)).alias(EVENT_TS))
+    labels = entities.withColumn(LABEL_TS, F.timestamp_micros(F.lit(to_micros(end)))).withColumn(
+        ROW, F.monotonically_increasing_id()
+    )
+    values = window_features_frame(engine, labels, plan, features=features, output=features)
+    return labels.join(values, on=ROW, how="inner").select(*keys, _col(EVENT_TS), *map(_col, features))
+
+
+def _recent(engine: SparkEngine, plan: WindowPlan, end: Any) -> DataFrame:
+    """The relation's rows with event time in (end - longest window, end] and no null key, their
+    EVENT_TS as a timestamp."""
     from pyspark.sql import functions as F
 
     end_us = to_micros(end)
     longest = max(w.micros for w in plan.windows)
     rel = engine.spark_sql(plan.relation_sql, owner=plan.owner)
-    at = _col(EVENT_TS).cast("timestamp")
-    micros = F.unix_micros(at)
+    rel = rel.withColumn(EVENT_TS, _col(EVENT_TS).cast("timestamp"))
+    micros = F.unix_micros(_col(EVENT_TS))
     keep = [
         micros <= F.lit(end_us),
         micros > F.lit(end_us - longest),
         *(_col(k).isNotNull() for k in plan.entity),
     ]
-    keys = [_col(k) for k in plan.entity]
-    events = rel.where(_all(keep)).select(
-        *keys, at.alias(EVENT_TS), *[_col(c) for c in (*plan.inputs, *plan.flags)]
-    )
-    return events.repartition(*keys).sortWithinPartitions(*keys, _col(EVENT_TS))
+    return rel.where(_all(keep))
 
 
 def _select(plan: WindowPlan, features: Sequence[str] | None) -> list[tuple[str, Aggregate, TimeWindow]]:
