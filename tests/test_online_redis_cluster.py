@@ -260,3 +260,29 @@ def test_reads_continue_after_a_failover(tmp_path: Path) -> None:
         assert got["score__score"] == [5.0, 2.0]
     finally:
         cluster.stop()
+
+
+def test_a_batch_retried_for_a_missing_script_runs_each_call_once(
+    redis_cluster_url: str, unique_prefix: str
+) -> None:
+    """A script one node lacks is loaded and only the calls that node refused run again: a call
+    that ran (an append of a windowed view's events) is never repeated."""
+    from jupyter_features.online.redis_nodes import ClusterCalls
+
+    store = RedisClusterStore(cluster_store_url(redis_cluster_url, unique_prefix))
+    keys = [f"{unique_prefix}:{{{i}}}" for i in range(60)]  # over every primary
+    try:
+        source = f"-- {unique_prefix}\nreturn redis.call('INCR', KEYS[1])"  # new to every node
+        calls = ClusterCalls(store.client, store.url, lambda what, exc: OnlineStoreError(what))
+        primaries = {calls.node(calls.slot(k)).name for k in keys}
+        assert len(primaries) > 1
+        first = calls.node(calls.slot(keys[0]))
+        assert first.redis_connection is not None
+        first.redis_connection.script_load(source)  # one node has it, the others do not
+        replies = calls.run([(calls.slot(k), source, (k,), ()) for k in keys], "counting")
+        assert replies == [1] * len(keys)
+        assert [int(store.client.get(k)) for k in keys] == [1] * len(keys)
+    finally:
+        for k in keys:
+            store.client.delete(k)
+        store.close()

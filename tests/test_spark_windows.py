@@ -60,7 +60,14 @@ def _stored(store: OnlineStore) -> tuple[dict[str, Any], dict[Any, list[str]]]:
 
 
 def _assert_same_online(duck: jf.Workspace, spark: jf.Workspace, times: list[datetime]) -> None:
-    assert _stored(spark.online_store()) == _stored(duck.online_store())
+    (layout, events), (want_layout, want_events) = _stored(spark.online_store()), _stored(duck.online_store())
+    assert layout == want_layout
+    differ = {
+        k: (events.get(k), want_events.get(k))
+        for k in {*events, *want_events}
+        if events.get(k) != want_events.get(k)
+    }
+    assert not differ, differ
     grid = [{"k": k} for k in range(6)]  # keys 4 and 5 only ever pushed, or never seen
     for at in times:
         want = duck.online_features(["w:*"], grid, at=at).to_dict()

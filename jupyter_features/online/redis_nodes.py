@@ -4,7 +4,7 @@ A batch of script calls, each bound to a hash slot, is split by the primary that
 (redis-py's slot map); every node's commands go out in one write before any reply is read, so
 the nodes work in parallel and a batch costs about one round trip whatever its size. A moved
 slot, a failover or a script the node lacks refreshes the map (or loads the script) and runs the
-batch again; a node that stays unreachable is an ``OnlineStoreError`` that names it.
+calls it refused again (only those: an append that ran is not repeated); a node that stays unreachable is an ``OnlineStoreError`` that names it.
 """
 
 from __future__ import annotations
@@ -103,24 +103,29 @@ class ClusterCalls:
 
         delay = _BACKOFF
         failing: tuple[str, Exception] | None = None
+        out: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))  # the calls not run yet: a retry never repeats one that ran
         for attempt in range(ATTEMPTS):
             try:
-                replies = self._once(calls)
+                replies = self._once([calls[i] for i in pending])
             except NodeFailed as exc:
                 failing = (exc.node, exc.cause)
             else:
-                retry = False
-                for i, reply in enumerate(replies):
+                again = []
+                for i, reply in zip(pending, replies, strict=True):
                     if isinstance(reply, NoScriptError):
                         self._load(calls[i][0], calls[i][1])
-                        retry = True
+                        again.append(i)
                     elif isinstance(reply, (MovedError, AskError, TryAgainError, ClusterDownError)):
                         failing = (self.node(calls[i][0]).name, reply)
-                        retry = True
+                        again.append(i)
                     elif isinstance(reply, redis_lib.ResponseError):
                         raise self.failed(what, reply)
-                if not retry:
-                    return replies
+                    else:
+                        out[i] = reply
+                if not again:
+                    return out
+                pending = again
                 if failing is None:
                     continue  # only scripts loaded: at once
             if attempt + 1 < ATTEMPTS:
