@@ -50,6 +50,7 @@ from .sqlite_push import (
     store_identity,
 )
 from .sqlite_rows import DECODERS, as_int, as_text, create_sql, group_by_entity, python_rows
+from .sqlite_tiles import build_tiles, create_tiles_sql, served_tiles, tiles_name
 from .sqlite_windows import WindowReadPlan, read_windows
 
 if TYPE_CHECKING:
@@ -291,9 +292,10 @@ class SQLiteStore:
         self, view: str, features: Sequence[str] | None, n: int, refresh: bool
     ) -> _Plan | WindowReadPlan:
         table = self._table(view, refresh)
-        plan = (
-            _Plan(table, features, n) if table.window is None else WindowReadPlan(table, features, n, _META)
-        )
+        if table.window is None:
+            plan: _Plan | WindowReadPlan = _Plan(table, features, n)
+        else:
+            plan = WindowReadPlan(table, features, n, _META, served_tiles(self._con(), table))
         if len(self._plans) > 4096:
             self._plans.clear()
         key = (view, tuple(features) if features is not None else None, n)
@@ -439,7 +441,7 @@ class SQLiteStore:
 
     def _version_tables(self, con: sqlite3.Connection, view: str) -> dict[int, str]:
         """Version → its table (of materialized rows), for every version in the file."""
-        pattern = re.compile(rf"^{re.escape(view)}__v(\d+)(?:__rows)?$")
+        pattern = re.compile(rf"^{re.escape(view)}__v(\d+)(?:__rows|__tiles)?$")
         out = {}
         for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
             m = pattern.match(name)
@@ -480,9 +482,12 @@ class SQLiteStore:
                     if current is None or v != current.version:
                         con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
                         con.execute(f"DROP TABLE IF EXISTS {quote(rows_name(view, v))}")
+                        con.execute(f"DROP TABLE IF EXISTS {quote(tiles_name(view, v))}")
                 for statement in create_sql(new, table):
                     con.execute(statement)
                 for statement in create_rows_sql(rows_name(view, version), table):
+                    con.execute(statement)
+                for statement in create_tiles_sql(tiles_name(view, version), table):
                     con.execute(statement)
                 if upsert and current is not None:
                     where = (
@@ -494,6 +499,7 @@ class SQLiteStore:
         except BaseException as exc:
             _drop_quietly(con, new)
             _drop_quietly(con, new and new + "__rows")
+            _drop_quietly(con, new and new + "__tiles")
             con.close()
             if isinstance(exc, sqlite3.Error):
                 raise self.write_error(view, exc) from exc
@@ -615,6 +621,10 @@ class SQLiteStore:
         """Point readers at ``writer``'s version (the store's part of ``SQLiteWriter.switch``)."""
         view, lease = writer.table.view, writer.lease
         pushed = rows_name(view, writer.table.version)
+        if writer.table.window is not None:  # the events' tiles, before readers see them
+            with _transaction(con):
+                _renew(con, lease, self.url)
+                build_tiles(con, writer.target, tiles_name(view, writer.table.version), writer.table)
         with _transaction(con):
             _renew(con, lease, self.url)
             counted = quote(writer.target)
@@ -641,6 +651,7 @@ class SQLiteStore:
             try:
                 con.execute(f"DROP TABLE IF EXISTS {quote(writer.previous)}")
                 con.execute(f"DROP TABLE IF EXISTS {quote(writer.previous + '__rows')}")
+                con.execute(f"DROP TABLE IF EXISTS {quote(writer.previous + '__tiles')}")
             except sqlite3.Error:
                 pass  # dropped by the next run
         self._tables[view] = written
@@ -757,6 +768,7 @@ class SQLiteWriter:
         if self._con is not None and self.owner:
             _drop_quietly(self._con, self.target)
             _drop_quietly(self._con, self.target + "__rows")
+            _drop_quietly(self._con, self.target + "__tiles")
         self._close()
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from ..sqltext import EVENT_TS, PUSH_ORD, PUSH_SEQ, quote
 from .layout import OnlineTable, is_covered
 from .rows import dumps, loads
 from .sqlite_rows import SQL_TYPES
+from .sqlite_tiles import add_tiles
 
 __all__ = [
     "JOURNAL",
@@ -126,6 +127,7 @@ def insert_pushed(
             for i, (key, row) in enumerate(rows)
         ]
     con.executemany(sql, data)
+    add_tiles(con, target, table, rows)  # a windowed version's tiles count the same events
 
 
 def journal(

@@ -8,6 +8,11 @@ compound statement returns a handful of rows per entity:
   ``SELECT count(*), count(x), sum(x), min(x), max(x) ... FILTER (WHERE flag)``. A window's
   count, sum, min and max combine its bands (from the newest out), ``avg`` is its sum over
   its count(x) (an integer sum stays an integer: Python adds the bands' sums);
+- with the version's tiles (``sqlite_tiles``), a band two hours wide or more reads raw events
+  only in the hour at each of its ends and the whole hours between from the hour tiles; a
+  band two days wide or more the whole days from the day tiles, the hours around them from
+  the hour tiles. The tiles hold the partial aggregates of the same events, so the values
+  are the same; a tile whose integer sum passed 64 bits sends the read to Python;
 - ``count(DISTINCT x)``: one part per (input, flag, window) over both tables;
 - ``stddev``/``var``: the events of the longest such window, only the columns they read,
   evaluated by ``window_values.WindowEvaluator`` (the same code as every other reader);
@@ -27,20 +32,30 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..sqltext import EVENT_TS, quote
+from .sqlite_tiles import DAY, HOUR, TILE_OVERFLOW, TILE_START, TILE_WIDTH, tile_columns, tile_widths
 from .window_values import WindowEvaluator, WindowSpec, value_decoder
 
-__all__ = ["WindowSQL", "window_sql"]
+__all__ = ["WindowSQL", "window_sql", "TileOverflow"]
 
 _NUMERIC = frozenset({"int64", "float64", "bool", "timestamp"})  # SQLite INTEGER or REAL values
 _SQL = {"count": "count", "sum": "sum", "min": "min", "max": "max"}  # band aggregates
 _MAX_PARTS = 400  # SQLite allows 500 terms in one compound SELECT
 META_TAG, ROWS_TAG, DISTINCT_TAG = -1, -2, 1_000_000
+_PIECES = 8  # tags of a band's parts: 8 * band + piece
+_TILE_SQL = {"count": "sum", "sum": "sum", "min": "min", "max": "max"}  # combining tiles
+
+
+class TileOverflow(Exception):
+    """A tile read holds an integer sum past 64 bits: the read evaluates the events in Python."""
 
 
 class WindowSQL:
     """The statement and how its rows become each requested feature's value."""
 
-    __slots__ = ("sql", "lengths", "recipes", "functions", "nbands", "rows", "nkeys", "first")
+    __slots__ = (
+        "sql", "lengths", "recipes", "functions", "nbands", "rows", "nkeys", "first", "band_tags",
+        "tile_tags", "tiled",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -51,6 +66,9 @@ class WindowSQL:
         nbands: int,
         rows: WindowEvaluator | None,
         nkeys: int,
+        band_tags: list[list[int]],
+        tile_tags: list[int],
+        tiled: list[tuple[int, int, bool]],
     ) -> None:
         self.sql = sql
         self.lengths = lengths  # window lengths bound after the keys, T and the view's name
@@ -60,13 +78,34 @@ class WindowSQL:
         self.rows = rows
         self.nkeys = nkeys  # key columns in each row (0 for one entity)
         self.first = 1 + nkeys  # where a row's payload starts
+        self.band_tags = band_tags  # per band, the tags of its parts
+        self.tile_tags = tile_tags  # parts read from tiles: their last used column flags an overflow
+        self.tiled = tiled  # per tiled band: (its start, its end) before T, and whether it uses days
 
     def params(self, keys: list[Any], at_us: int, view: str) -> list[Any]:
-        return [*keys, at_us, view, *(at_us - us for us in self.lengths)]
+        out = [*keys, at_us, view, *(at_us - us for us in self.lengths)]
+        for lo_us, hi_us, days in self.tiled:  # where raw events end and tiles begin in each band
+            lo, hi = at_us - lo_us, at_us - hi_us
+            first, last = -(-lo // HOUR) * HOUR, hi // HOUR * HOUR  # whole hours: (first, last]
+            if first >= last:  # no whole hour: raw events over the band
+                out += [hi] * (4 if days else 2)
+            elif days:
+                first_day, last_day = -(-lo // DAY) * DAY, hi // DAY * DAY
+                if first_day < last_day:
+                    out += [first, first_day, last_day, last]
+                else:
+                    out += [first, last, last, last]
+            else:
+                out += [first, last]
+        return out
 
     def values(self, parts: dict[int, Any], events: list[Any] | None, at_us: int) -> list[Any]:
         """The features of one entity from its rows of the statement: band and distinct
         payloads by tag, and the events the stddev/var features read."""
+        for tag in self.tile_tags:
+            payload = parts.get(tag)
+            if payload is not None and payload[len(self.functions)]:
+                raise TileOverflow
         windows = self._windows(parts)
         if self.rows is not None:
             evaluated = self.rows.values(events, at_us) if events else self.rows.empty()
@@ -88,14 +127,13 @@ class WindowSQL:
     def _windows(self, parts: dict[int, Any]) -> list[list[Any]]:
         """Per band aggregate, its value over bands 0..b (the window ending at band b): the
         bands' values combined from the newest band out."""
-        nb = self.nbands
-        payloads = [parts.get(tag) for tag in range(2 * nb)]
+        bands = [[parts.get(tag) for tag in tags] for tags in self.band_tags]
         out = []
         for slot, function in enumerate(self.functions):
             acc: Any = 0 if function == "count" else None
             cumulative = []
-            for b in range(nb):
-                for payload in (payloads[2 * b], payloads[2 * b + 1]):
+            for payloads in bands:
+                for payload in payloads:
                     if payload is None:
                         continue
                     v = payload[slot]
@@ -123,10 +161,12 @@ def window_sql(
     n: int,
     tables: tuple[str, str],
     meta: str,
+    tiles: str | None = None,
 ) -> WindowSQL | None:
     """The statement reading features ``wanted`` (positions in ``spec.names``) of ``n`` entities
-    from ``tables`` (the view's events and pushed events), or None when some feature needs the
-    Python evaluation (an input or flag SQLite would compare or test otherwise than Python)."""
+    from ``tables`` (the view's events and pushed events) and the version's ``tiles`` (None: the
+    version has none), or None when some feature needs the Python evaluation (an input or flag
+    SQLite would compare or test otherwise than Python)."""
     kinds = {c.name: c.type for c in spec.columns}
     per = len(spec.aggregates)
     lengths = sorted({us for _, us in spec.windows})
@@ -183,7 +223,11 @@ def window_sql(
         else:
             recipes.append(("band", slot(a.function, a.input, a.flag), None, band, decode))
     edges = [us for us in lengths if us <= band_longest]
-    width = max(1, len(band_aggs), (1 + len(spec.columns)) if stats else 0)
+    held = {c.key(): c.name for c in tile_columns(spec)} if tiles is not None else {}
+    widths = tile_widths(spec) if tiles is not None else []
+    if not widths or any(key not in held for key in band_aggs):
+        tiles = None
+    width = max(1, len(band_aggs) + (tiles is not None), (1 + len(spec.columns)) if stats else 0)
 
     if len(entity) == 1:
         k = quote(entity[0])
@@ -207,13 +251,53 @@ def window_sql(
         parts = [f"SELECT {', '.join(['-1', *(['NULL'] * nkeys), 'version', *(['NULL'] * (width - 1))])} "
                  f"FROM {quote(meta)} WHERE view = {view}"]  # fmt: skip
         aggs = [band_sql(*key) for key in band_aggs]
-        for b, us in enumerate(edges):
-            upper = at if b == 0 else start(edges[b - 1])
+        band_tags: list[list[int]] = []
+        tile_tags: list[int] = []
+        tiled: list[tuple[int, int, bool]] = []
+        extra = m + 3 + len(lengths)  # the next tiled band's first parameter
+
+        def raw(tag: int, low: str, high: str) -> None:
+            band_tags[-1].append(tag)
             for s, source in enumerate(tables):
                 parts.append(
-                    f"{select(2 * b + s, aggs)} FROM {quote(source)} "
-                    f"WHERE {where} AND {EVENT_TS} > {start(us)} AND {EVENT_TS} <= {upper}{group}"
+                    f"{select(tag + s, aggs)} FROM {quote(source)} "
+                    f"WHERE {where} AND {EVENT_TS} > {low} AND {EVENT_TS} <= {high}{group}"
                 )
+            band_tags[-1].append(tag + 1)
+
+        def tiled_part(tag: int, tile_width: int, low: str, high: str) -> None:
+            assert tiles is not None
+            payload = [f"{_TILE_SQL[f]}({quote(held[(f, i, g)])})" for f, i, g in band_aggs]
+            parts.append(
+                f"{select(tag, [*payload, f'max({TILE_OVERFLOW})'])} FROM {quote(tiles)} "
+                f"WHERE {where} AND {TILE_WIDTH} = {tile_width} AND {TILE_START} >= {low} "
+                f"AND {TILE_START} < {high}{group}"
+            )
+            band_tags[-1].append(tag)
+            tile_tags.append(tag)
+
+        for b, us in enumerate(edges):
+            upper = at if b == 0 else start(edges[b - 1])
+            span = us - (edges[b - 1] if b else 0)
+            band_tags.append([])
+            tag = _PIECES * b
+            if tiles is None or span < 2 * HOUR:
+                raw(tag, start(us), upper)
+                continue
+            days = span >= 2 * DAY and DAY in widths
+            p = [f"?{extra + j}" for j in range(4 if days else 2)]
+            extra += len(p)
+            tiled.append((us, edges[b - 1] if b else 0, days))
+            bound[0] = len(lengths)  # the tiled bands' parameters follow every window start
+            first, last = p[0], p[-1]  # raw events in (start, first] and (last, end]
+            raw(tag, start(us), first)
+            raw(tag + 2, last, upper)
+            if days:
+                tiled_part(tag + 4, HOUR, first, p[1])
+                tiled_part(tag + 5, DAY, p[1], p[2])
+                tiled_part(tag + 6, HOUR, p[2], last)
+            else:
+                tiled_part(tag + 4, HOUR, first, last)
         for d, (inp, flag, us) in enumerate(distinct):
             inner = " UNION ALL ".join(
                 f"SELECT {', '.join([*keys, col(inp)])} FROM {quote(source)} WHERE {where} "
@@ -240,5 +324,14 @@ def window_sql(
         return None
     functions = [f for f, _, _ in band_aggs]
     return WindowSQL(
-        " UNION ALL ".join(parts), lengths[: bound[0]], recipes, functions, len(edges), evaluator, nkeys
+        " UNION ALL ".join(parts),
+        lengths[: bound[0]],
+        recipes,
+        functions,
+        len(edges),
+        evaluator,
+        nkeys,
+        band_tags,
+        tile_tags,
+        tiled,
     )

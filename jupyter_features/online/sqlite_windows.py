@@ -2,8 +2,9 @@
 
 A windowed version's table ``"<view>__v<N>"`` holds one row per event (keys, ``__jf_ts``, the
 aggregate inputs and filter flags), indexed on (keys, event time, the columns); pushed events go
-to its rows table like any push. A read is one statement over both: SQLite aggregates the
-windows (``sqlite_window_sql``), or, for features it cannot compute as Python does (a text
+to its rows table like any push; the version's tiles (``sqlite_tiles``) hold partial aggregates
+of both per hour and day. A read is one statement over them: SQLite aggregates the windows
+from tiles and the raw events at the bands' edges (``sqlite_window_sql``), or, for features it cannot compute as Python does (a text
 filter flag) and sums past 64 bits, the entities' events within the longest requested window
 are read and evaluated in Python (``window_values.WindowEvaluator``).
 """
@@ -18,7 +19,7 @@ from ..sqltext import EVENT_TS, quote
 from .layout import OnlineTable
 from .sqlite_push import pushed_name
 from .sqlite_rows import as_int, as_text, group_by_entity
-from .sqlite_window_sql import META_TAG, ROWS_TAG, WindowSQL, window_sql
+from .sqlite_window_sql import META_TAG, ROWS_TAG, TileOverflow, WindowSQL, window_sql
 from .window_values import WindowEvaluator
 
 __all__ = ["WindowReadPlan", "read_windows"]
@@ -39,7 +40,9 @@ class WindowReadPlan:
         "aggregate",
     )
 
-    def __init__(self, table: OnlineTable, features: Sequence[str] | None, n: int, meta: str) -> None:
+    def __init__(
+        self, table: OnlineTable, features: Sequence[str] | None, n: int, meta: str, tiles: str | None = None
+    ) -> None:
         assert table.window is not None
         self.table = table
         self.version = table.version
@@ -47,7 +50,14 @@ class WindowReadPlan:
         self.evaluator = WindowEvaluator(table.window, table.features, wanted)
         #: the statement SQLite aggregates in (None: read the events, evaluate in Python)
         self.aggregate = window_sql(
-            table.window, table.features, wanted, table.entity, n, (table.view, pushed_name(table.view)), meta
+            table.window,
+            table.features,
+            wanted,
+            table.entity,
+            n,
+            (table.view, pushed_name(table.view)),
+            meta,
+            tiles,
         )
         keys = table.entity
         cols = ", ".join(["__jf_v", *(quote(k) for k in keys), *(quote(c) for c in table.row_columns)])
@@ -87,6 +97,8 @@ def read_windows(
             if "integer overflow" not in str(exc):
                 raise
             # a sum past 64 bits: Python's integers hold it
+        except TileOverflow:
+            pass  # a tile's sum is past 64 bits: likewise
     return _evaluated(con, plan, keys, flat, at_us)
 
 

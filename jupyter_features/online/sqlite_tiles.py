@@ -1,0 +1,275 @@
+"""Time tiles of a windowed version in the SQLite online store: partial aggregates per entity.
+
+``"<view>__v<N>__tiles"`` holds, per entity and tile — the events with time in (t, t + width],
+``width`` an hour or a day (``__jf_g``), ``t`` a multiple of it — one column per band
+aggregate of the view (``count(*)``, ``count(x)``, ``sum(x)``, ``min(x)``, ``max(x)``, each with
+its FILTER flag) over the version's events *and* pushed events. A read covers the inside of
+each band with whole tiles and reads raw events only at its edges (``sqlite_window_sql``), so a
+dense entity's read touches a few dozen rows instead of every event; the values are exact,
+tiles only group the same events.
+
+The run's switch adds the tiles of the version's events (``build_tiles``, before readers see
+it); every insert of pushed events — a push, the switch's replay, the run's events after
+``end`` — adds theirs in the same transaction (``add_tiles``). An integer sum past 64 bits
+marks its tile (``__jf_ovf``): a read meeting it evaluates the events in Python.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..sqltext import EVENT_TS, quote
+from .layout import OnlineTable
+from .sqlite_rows import SQL_TYPES
+from .window_values import WindowSpec
+
+__all__ = [
+    "HOUR",
+    "DAY",
+    "TileColumn",
+    "tile_columns",
+    "tile_widths",
+    "tiles_name",
+    "create_tiles_sql",
+    "build_tiles",
+    "add_tiles",
+    "served_tiles",
+    "TILE_WIDTH",
+    "TILE_START",
+    "TILE_OVERFLOW",
+]
+
+HOUR = 3_600_000_000
+DAY = 24 * HOUR
+TILE_WIDTH, TILE_START, TILE_OVERFLOW = "__jf_g", "__jf_t", "__jf_ovf"
+_NUMERIC = frozenset({"int64", "float64", "bool", "timestamp"})  # SQLite INTEGER or REAL values
+_INTEGER = frozenset({"int64", "bool", "timestamp"})
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class TileColumn:
+    """One partial aggregate a tile holds: ``function(input) FILTER (WHERE flag)``."""
+
+    function: str  # count, sum, min or max
+    input: str | None  # None: count(*)
+    flag: str | None
+    sql_type: str
+    int_sum: bool  # an integer sum: may pass 64 bits
+
+    @property
+    def name(self) -> str:
+        text = f"{self.function}({self.input or '*'})"
+        return text + (f" if {self.flag}" if self.flag is not None else "")
+
+    def key(self) -> tuple[str, str | None, str | None]:
+        return (self.function, self.input, self.flag)
+
+
+def tile_columns(spec: WindowSpec) -> list[TileColumn]:
+    """The partial aggregates of the view's aggregates that tiles can hold (not DISTINCT, not the
+    variances, numeric sums, numeric flags, no float lists), in a fixed order."""
+    kinds = {c.name: c.type for c in spec.columns}
+    out: dict[tuple[str, str | None, str | None], TileColumn] = {}
+
+    def add(function: str, inp: str | None, flag: str | None) -> None:
+        kind = kinds.get(inp or "", "int64")
+        if function == "count":
+            sql_type, int_sum = "INTEGER", False
+        elif function == "sum":
+            sql_type, int_sum = ("INTEGER" if kind in _INTEGER else "REAL"), kind in _INTEGER
+        else:
+            sql_type, int_sum = SQL_TYPES[kind], False
+        column = TileColumn(function, inp, flag, sql_type, int_sum)
+        out.setdefault(column.key(), column)
+
+    for a in spec.aggregates:
+        if a.flag is not None and kinds.get(a.flag) not in _NUMERIC:
+            continue
+        if a.input is not None and kinds.get(a.input) in (None, "list<float>"):
+            continue
+        if a.function == "count" and not a.distinct:
+            add("count", a.input, a.flag)
+        elif a.function in ("sum", "avg") and kinds.get(a.input or "") in _NUMERIC:
+            add("sum", a.input, a.flag)
+            if a.function == "avg":
+                add("count", a.input, a.flag)
+        elif a.function in ("min", "max"):
+            add(a.function, a.input, a.flag)
+    return list(out.values())
+
+
+def tile_widths(spec: WindowSpec) -> list[int]:
+    """The tile widths worth keeping for the view's windows: an hour when some band (the time
+    between two consecutive windows) spans two hours, a day when one spans two days."""
+    lengths = sorted({us for _, us in spec.windows})
+    widest = max(b - a for a, b in zip([0, *lengths], lengths, strict=False))
+    return [w for w in (HOUR, DAY) if widest >= 2 * w]
+
+
+def tiles_name(view: str, version: int) -> str:
+    return f"{view}__v{version}__tiles"
+
+
+def create_tiles_sql(name: str, table: OnlineTable) -> list[str]:
+    """The statement creating a version's tiles table (none when its view keeps no tiles)."""
+    spec = table.window
+    if spec is None or not tile_widths(spec) or not tile_columns(spec):
+        return []
+    keys = [f"{quote(k)} {SQL_TYPES[t]} NOT NULL" for k, t in zip(table.entity, table.key_types, strict=True)]
+    cols = [f"{quote(c.name)} {c.sql_type}" for c in tile_columns(spec)]
+    pk = ", ".join([*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START])
+    return [
+        f"CREATE TABLE {quote(name)} ({', '.join([*keys, f'{TILE_WIDTH} INTEGER NOT NULL', f'{TILE_START} INTEGER NOT NULL', f'{TILE_OVERFLOW} INTEGER NOT NULL', *cols])}, "
+        f"PRIMARY KEY ({pk})) WITHOUT ROWID"
+    ]  # fmt: skip
+
+
+def served_tiles(con: sqlite3.Connection, table: OnlineTable) -> str | None:
+    """The name of ``table``'s tiles when the store holds them with every column its reads use
+    (a version written without tiles, or with other ones, is read from its events)."""
+    if table.window is None:
+        return None
+    name = tiles_name(table.view, table.version)
+    found = {r[1] for r in con.execute(f"PRAGMA table_info({quote(name)})")}
+    wanted = {TILE_WIDTH, TILE_START, TILE_OVERFLOW, *table.entity, *(c.name for c in tile_columns(table.window))}
+    return name if found and wanted <= found else None
+
+
+def _upsert(name: str, table: OnlineTable, columns: Sequence[TileColumn]) -> str:
+    """``ON CONFLICT`` merge of a new tile row into a stored one."""
+    merges = []
+    checks = [f"{TILE_OVERFLOW}", f"excluded.{TILE_OVERFLOW}"]
+    for c in columns:
+        q = quote(c.name)
+        if c.function == "count":
+            merges.append(f"{q} = {q} + excluded.{q}")
+        elif c.function == "sum":
+            merges.append(f"{q} = coalesce({q} + excluded.{q}, {q}, excluded.{q})")
+            if c.int_sum:  # SQLite turns an integer + past 64 bits into a REAL: mark the tile
+                checks.append(f"typeof({q} + excluded.{q}) = 'real'")
+        else:
+            merges.append(f"{q} = coalesce({c.function}({q}, excluded.{q}), {q}, excluded.{q})")
+    conflict = ", ".join([*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START])
+    return f" ON CONFLICT ({conflict}) DO UPDATE SET {TILE_OVERFLOW} = max({', '.join(checks)}), " + ", ".join(
+        merges
+    )
+
+
+def _target(table: OnlineTable, name: str, columns: Sequence[TileColumn]) -> str:
+    cols = [*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START, TILE_OVERFLOW, *(quote(c.name) for c in columns)]
+    return f"INSERT INTO {quote(name)} ({', '.join(cols)})"  # fmt: skip
+
+
+def build_tiles(con: sqlite3.Connection, events: str, name: str, table: OnlineTable) -> None:
+    """Add the tiles of the events in the version's table ``events`` to ``name`` (inside the
+    caller's transaction). An integer sum past 64 bits: built in Python, its tile marked."""
+    spec = table.window
+    if spec is None or not create_tiles_sql(name, table):
+        return
+    columns = tile_columns(spec)
+    keys = [quote(k) for k in table.entity]
+    aggs = []
+    for c in columns:
+        text = f"{c.function}({'*' if c.input is None else quote(c.input)})"
+        aggs.append(text + (f" FILTER (WHERE {quote(c.flag)})" if c.flag is not None else ""))
+    try:
+        for width in tile_widths(spec):
+            start = f"({EVENT_TS} - 1) - ((({EVENT_TS} - 1) % {width}) + {width}) % {width}"
+            con.execute(
+                f"{_target(table, name, columns)} SELECT {', '.join([*keys, str(width), start, '0', *aggs])} "
+                f"FROM {quote(events)} WHERE true GROUP BY {', '.join([*keys, start])}"
+                + _upsert(name, table, columns)
+            )
+    except sqlite3.OperationalError as exc:
+        if "integer overflow" not in str(exc):
+            raise
+        nkeys = len(table.entity)
+        cursor = con.execute(
+            f"SELECT {', '.join([*keys, EVENT_TS, *(quote(c.name) for c in spec.columns)])} FROM {quote(events)}"
+        )
+        while batch := cursor.fetchmany(100_000):
+            rows = [(r[:nkeys], r[nkeys:]) for r in batch]
+            _add(con, name, table, rows, created=False)
+
+
+def add_tiles(
+    con: sqlite3.Connection,
+    rows_table: str,
+    table: OnlineTable,
+    rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]],
+) -> None:
+    """Add the tiles of pushed events ``rows`` ((key, stored row) pairs, as inserted into
+    ``rows_table``, a version's pushed rows) to the version's tiles, in the caller's transaction."""
+    if table.window is None or not rows or not rows_table.endswith("__rows"):
+        return
+    name = rows_table[: -len("__rows")] + "__tiles"
+    try:
+        _add(con, name, table, rows, created=table.created)
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        # a version written without tiles: its reads aggregate the events
+
+
+def _add(
+    con: sqlite3.Connection,
+    name: str,
+    table: OnlineTable,
+    rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]],
+    *,
+    created: bool,
+) -> None:
+    spec = table.window
+    assert spec is not None
+    widths = tile_widths(spec)
+    columns = tile_columns(spec)
+    if not widths or not columns:
+        return
+    first = 1 + created  # a stored row: event time, [created,] the event columns
+    position = {c.name: first + i for i, c in enumerate(spec.columns)}
+    steps = [
+        (c.function, position[c.input] if c.input else -1, position[c.flag] if c.flag else -1)
+        for c in columns
+    ]
+    tiles: dict[tuple[Any, ...], list[Any]] = {}
+    for key, row in rows:
+        ts = row[0]
+        for width in widths:
+            tile = (key, width, (ts - 1) // width * width)
+            acc = tiles.get(tile)
+            if acc is None:
+                acc = tiles[tile] = [0 if f == "count" else None for f, _, _ in steps]
+            for j, (function, inp, flag) in enumerate(steps):
+                if flag >= 0 and not row[flag]:
+                    continue
+                if function == "count":
+                    if inp < 0 or row[inp] is not None:
+                        acc[j] += 1
+                    continue
+                x = row[inp]
+                if x is None:
+                    continue
+                old = acc[j]
+                if old is None:
+                    acc[j] = x
+                elif function == "sum":
+                    acc[j] = old + x
+                elif (x < old) if function == "min" else (x > old):
+                    acc[j] = x
+    data = []
+    sums = [j for j, c in enumerate(columns) if c.int_sum]
+    for (key, width, start), acc in tiles.items():
+        overflow = 0
+        for j in sums:
+            if acc[j] is not None and not _INT64[0] <= acc[j] <= _INT64[1]:
+                acc[j], overflow = None, 1
+        data.append((*key, width, start, overflow, *acc))
+    con.executemany(
+        f"{_target(table, name, columns)} VALUES ({', '.join('?' * (len(table.entity) + 3 + len(columns)))})"
+        + _upsert(name, table, columns),
+        data,
+    )
