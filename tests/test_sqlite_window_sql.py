@@ -3,8 +3,11 @@
 The oracle is ``window_values.WindowEvaluator`` over the events SQLite holds (the path the
 replica and Redis use): for random events with nulls, FILTER, DISTINCT, texts, times, integer
 sums past 64 bits, pushed and late events, one and several entities, and reads exactly at an
-event and exactly one window after it, both give the same values of the same types. Float
-sums (and averages) add the same numbers grouped by band, so they agree to rounding.
+event, exactly one window after it and at many offsets after ``end``, the tiled statement, the
+statement over raw events and Python give the same values of the same types. Events fall on
+hour and day edges (where tiles meet) and a microsecond off them. Float sums (and averages)
+add the same numbers grouped by band and tile, so they agree to rounding. The tiles themselves
+equal the partial aggregates of the events both tables hold.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from hypothesis import strategies as st
 
 import jupyter_features as jf
 from jupyter_features.online.sqlite import SQLiteStore
+from jupyter_features.online.sqlite_tiles import TILE_OVERFLOW, served_tiles, tile_columns, tile_widths
 from jupyter_features.online.sqlite_windows import WindowReadPlan, read_windows
+from jupyter_features.sqltext import EVENT_TS, quote
 from jupyter_features.times import to_micros
 
 BASE = datetime(2024, 1, 1)
@@ -43,7 +48,12 @@ def events(draw: Any, n_max: int = 25, big: bool = False) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "k": [draw(st.integers(0, 3)) for _ in range(n)],
-            "ts": [BASE + timedelta(minutes=30 * draw(st.integers(0, 8 * 48))) for _ in range(n)],
+            "ts": [
+                BASE
+                + timedelta(minutes=30 * draw(st.integers(0, 8 * 48)))
+                + timedelta(microseconds=draw(st.sampled_from([0, 0, 0, 1, -1, 7_000_000])))
+                for _ in range(n)
+            ],
             "x": [draw(st.none() | st.floats(-1e6, 1e6, allow_nan=False)) for _ in range(n)],
             "i": [draw(st.none() | ints) for _ in range(n)],
             "c": [draw(st.sampled_from(["a", "b", "é", "", None])) for _ in range(n)],
@@ -90,7 +100,11 @@ def test_sqlite_aggregation_equals_python_evaluation(
     table = store.current("w")
     assert table is not None and table.window is not None
     con = store._con()
-    times = {to_micros(end + timedelta(hours=h)) for h in (0, 5, 30)}
+    tiles = served_tiles(con, table)
+    assert tiles is not None
+    _assert_tiles_hold_the_events(con, table, tiles)
+    offsets = data.draw(st.lists(st.integers(0, 4 * 86_400_000_000), max_size=6))
+    times = {to_micros(end + timedelta(hours=h)) for h in (0, 5, 30)} | {to_micros(end) + us for us in offsets}
     lengths = [us for _, us in table.window.windows]
     for rows in [frame, *late_and_new]:  # at an event, one window after it, a microsecond before
         for ts in rows["ts"].head(4):
@@ -98,18 +112,63 @@ def test_sqlite_aggregation_equals_python_evaluation(
             times |= {t, *(t + us for us in lengths), *(t + us - 1 for us in lengths)}
     features = data.draw(st.none() | st.lists(st.sampled_from(table.feature_names), min_size=1, unique=True))
     for entities in ([{"k": 0}], [{"k": 4}], [{"k": 3}, {"k": 9}, {"k": 1}, {"k": 3}, {"k": 2}]):
-        plan = WindowReadPlan(table, features, len(entities), "__jf_online")
+        plan = WindowReadPlan(table, features, len(entities), "__jf_online", tiles)
         assert plan.aggregate is not None
+        assert plan.aggregate.tile_tags or not any(plan.aggregate.band_tags[1:]), plan.aggregate.sql
+        raw = WindowReadPlan(table, features, len(entities), "__jf_online")
         python = WindowReadPlan(table, features, len(entities), "__jf_online")
         python.aggregate = None
         for at in sorted(times):
-            got = read_windows(con, plan, entities, at)
             want = read_windows(con, python, entities, at)
-            assert got is not None and want is not None
-            for name, have, expected in zip(plan.evaluator.features, got, want, strict=True):
-                assert all(map(_same, have, expected)), (name.name, at, have, expected)
+            assert want is not None
+            for reader in (plan, raw):
+                got = read_windows(con, reader, entities, at)
+                assert got is not None
+                for name, have, expected in zip(plan.evaluator.features, got, want, strict=True):
+                    assert all(map(_same, have, expected)), (name.name, at, have, expected)
     store.close()
     ws.close()
+
+
+def _assert_tiles_hold_the_events(con: Any, table: Any, tiles: str) -> None:
+    """Every tile equals the partial aggregates of the events (materialized and pushed) in it."""
+    spec = table.window
+    keys = ", ".join(quote(k) for k in table.entity)
+    cols = ", ".join(quote(c.name) for c in spec.columns)
+    events = (
+        f"SELECT {keys}, {EVENT_TS}, {cols} FROM {quote(table.view)} "
+        f"UNION ALL SELECT {keys}, {EVENT_TS}, {cols} FROM {quote(table.view + '__pushed')}"
+    )
+    columns = tile_columns(spec)
+    stored = {
+        r[:3]: r[3:]
+        for r in con.execute(
+            f"SELECT {keys}, __jf_g, __jf_t, {TILE_OVERFLOW}, {', '.join(quote(c.name) for c in columns)} "
+            f"FROM {quote(tiles)}"
+        )
+    }
+    position = {c.name: 2 + i for i, c in enumerate(spec.columns)}
+    rows = con.execute(events).fetchall()
+    expected: dict[Any, list[Any]] = {}
+    for width in tile_widths(spec):
+        for r in rows:
+            tile = (r[0], width, (r[1] - 1) // width * width)
+            expected.setdefault(tile, []).append(r)
+    assert set(stored) == set(expected)
+    for tile, events_in in expected.items():
+        overflow, *values = stored[tile]
+        for column, value in zip(columns, values, strict=True):
+            used = [e for e in events_in if column.flag is None or e[position[column.flag]]]
+            xs = [e[position[column.input]] for e in used] if column.input else [1] * len(used)
+            xs = [x for x in xs if x is not None]
+            if column.function == "count":
+                assert value == len(xs), (tile, column.name)
+            elif column.function == "sum" and column.int_sum and not -(2**63) <= sum(xs) < 2**63:
+                assert overflow == 1, (tile, column.name)
+            elif column.function == "sum" and not overflow:
+                assert (value is None) == (not xs) and (not xs or math.isclose(value, sum(xs), rel_tol=1e-12, abs_tol=1e-6)), (tile, column.name)  # fmt: skip
+            elif column.function in ("min", "max") and xs:
+                assert value == (min(xs) if column.function == "min" else max(xs)), (tile, column.name)
 
 
 def test_a_plan_for_a_version_no_longer_served_is_refused(tmp_path: Path) -> None:
@@ -145,4 +204,28 @@ def test_integer_sums_past_64_bits_are_exact(tmp_path: Path) -> None:
     ws.materialize(["w"], end=BASE, progress=False)
     got = ws.online_features(["w:*"], [{"k": 1}], at=BASE).to_dict()
     assert got == {"w__s_1h": [3 * 2**62], "w__a_1h": [float(2**62)]}
+    ws.close()
+
+
+def test_integer_sums_past_64_bits_in_tiles_are_exact(tmp_path: Path) -> None:
+    """A tile whose sum passes 64 bits (from the run or from a push) sends the read to Python."""
+    url = f"sqlite:///{tmp_path}/online.db"
+    ws = jf.Workspace(tmp_path / "ws", online_store=url)
+    times = [BASE + timedelta(hours=h, minutes=m) for h in (1, 30) for m in (10, 20)]
+    frame = pd.DataFrame({"k": [1, 1, 2, 2], "ts": times, "i": pd.array([2**62, 2**62, 1, 2], dtype="Int64")})
+    ws.register_source("ev", frame, timestamp="ts")
+    ws.feature_view("w", "SELECT k, sum(i) AS s, count(*) AS n FROM ev GROUP BY k", entity="k",
+                    timestamp="ts", windows=WINDOWS)  # fmt: skip
+    end = BASE + timedelta(days=2)
+    ws.materialize(["w"], end=end, progress=False)
+    store = SQLiteStore(url)
+    table = store.current("w")
+    assert table is not None and served_tiles(store._con(), table) is not None
+    overflow = store._con().execute(f'SELECT k, max({TILE_OVERFLOW}) FROM "w__v1__tiles" GROUP BY k')
+    assert dict(overflow.fetchall()) == {1: 1, 2: 0}
+    ws.push("w", pd.DataFrame({"k": [2, 2], "ts": [times[2]] * 2, "i": pd.array([2**62, 2**62], dtype="Int64")}))
+    at = end + timedelta(hours=1)
+    got = ws.online_features(["w:s_3d", "w:n_3d"], [{"k": 1}, {"k": 2}], at=at).to_dict()
+    assert got == {"w__s_3d": [2**63, 2**63 + 3], "w__n_3d": [2, 4]}
+    store.close()
     ws.close()
