@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import jupyter_features as jf
 from jupyter_features.online.sqlite import SQLiteStore
-from jupyter_features.online.sqlite_tiles import TILE_OVERFLOW, served_tiles, tile_columns, tile_widths
+from jupyter_features.online.sqlite_tiles import OVERFLOW, served_tiles, tile_columns, tile_widths
 from jupyter_features.online.sqlite_windows import WindowReadPlan, read_windows
 from jupyter_features.sqltext import EVENT_TS, quote
 from jupyter_features.times import to_micros
@@ -114,7 +114,7 @@ def test_sqlite_aggregation_equals_python_evaluation(
     for entities in ([{"k": 0}], [{"k": 4}], [{"k": 3}, {"k": 9}, {"k": 1}, {"k": 3}, {"k": 2}]):
         plan = WindowReadPlan(table, features, len(entities), "__jf_online", tiles)
         assert plan.aggregate is not None
-        assert plan.aggregate.tile_tags or not any(plan.aggregate.band_tags[1:]), plan.aggregate.sql
+        assert plan.aggregate.tiled or len(plan.aggregate.pieces) <= 1, plan.aggregate.sql
         raw = WindowReadPlan(table, features, len(entities), "__jf_online")
         python = WindowReadPlan(table, features, len(entities), "__jf_online")
         python.aggregate = None
@@ -143,7 +143,7 @@ def _assert_tiles_hold_the_events(con: Any, table: Any, tiles: str) -> None:
     stored = {
         r[:3]: r[3:]
         for r in con.execute(
-            f"SELECT {keys}, __jf_g, __jf_t, {TILE_OVERFLOW}, {', '.join(quote(c.name) for c in columns)} "
+            f"SELECT {keys}, __jf_g, __jf_t, {', '.join(quote(c.name) for c in columns)} "
             f"FROM {quote(tiles)}"
         )
     }
@@ -156,16 +156,15 @@ def _assert_tiles_hold_the_events(con: Any, table: Any, tiles: str) -> None:
             expected.setdefault(tile, []).append(r)
     assert set(stored) == set(expected)
     for tile, events_in in expected.items():
-        overflow, *values = stored[tile]
-        for column, value in zip(columns, values, strict=True):
+        for column, value in zip(columns, stored[tile], strict=True):
             used = [e for e in events_in if column.flag is None or e[position[column.flag]]]
             xs = [e[position[column.input]] for e in used] if column.input else [1] * len(used)
             xs = [x for x in xs if x is not None]
             if column.function == "count":
                 assert value == len(xs), (tile, column.name)
-            elif column.function == "sum" and column.int_sum and not -(2**63) <= sum(xs) < 2**63:
-                assert overflow == 1, (tile, column.name)
-            elif column.function == "sum" and not overflow:
+            elif column.function == "sum" and column.int_sum:  # exact, or +inf past 64 bits
+                assert value == (sum(xs) if -(2**63) <= sum(xs) < 2**63 else OVERFLOW) or not xs, (tile, column.name)
+            elif column.function == "sum":
                 assert (value is None) == (not xs) and (not xs or math.isclose(value, sum(xs), rel_tol=1e-12, abs_tol=1e-6)), (tile, column.name)  # fmt: skip
             elif column.function in ("min", "max") and xs:
                 assert value == (min(xs) if column.function == "min" else max(xs)), (tile, column.name)
@@ -221,8 +220,8 @@ def test_integer_sums_past_64_bits_in_tiles_are_exact(tmp_path: Path) -> None:
     store = SQLiteStore(url)
     table = store.current("w")
     assert table is not None and served_tiles(store._con(), table) is not None
-    overflow = store._con().execute(f'SELECT k, max({TILE_OVERFLOW}) FROM "w__v1__tiles" GROUP BY k')
-    assert dict(overflow.fetchall()) == {1: 1, 2: 0}
+    overflow = store._con().execute('SELECT k, max(typeof("sum(__jf_x0)")) FROM "w__v1__tiles" GROUP BY k')
+    assert dict(overflow.fetchall()) == {1: "real", 2: "integer"}
     ws.push("w", pd.DataFrame({"k": [2, 2], "ts": [times[2]] * 2, "i": pd.array([2**62, 2**62], dtype="Int64")}))
     at = end + timedelta(hours=1)
     got = ws.online_features(["w:s_3d", "w:n_3d"], [{"k": 1}, {"k": 2}], at=at).to_dict()

@@ -11,7 +11,7 @@ tiles only group the same events.
 The run's switch adds the tiles of the version's events (``build_tiles``, before readers see
 it); every insert of pushed events — a push, the switch's replay, the run's events after
 ``end`` — adds theirs in the same transaction (``add_tiles``). An integer sum past 64 bits
-marks its tile (``__jf_ovf``): a read meeting it evaluates the events in Python.
+is kept as +inf, a REAL: a read meeting one evaluates the events in Python.
 """
 
 from __future__ import annotations
@@ -39,12 +39,13 @@ __all__ = [
     "served_tiles",
     "TILE_WIDTH",
     "TILE_START",
-    "TILE_OVERFLOW",
+    "OVERFLOW",
 ]
 
 HOUR = 3_600_000_000
 DAY = 24 * HOUR
-TILE_WIDTH, TILE_START, TILE_OVERFLOW = "__jf_g", "__jf_t", "__jf_ovf"
+TILE_WIDTH, TILE_START = "__jf_g", "__jf_t"
+OVERFLOW = float("inf")  # an integer sum past 64 bits: SQLite keeps it as a REAL
 _NUMERIC = frozenset({"int64", "float64", "bool", "timestamp"})  # SQLite INTEGER or REAL values
 _INTEGER = frozenset({"int64", "bool", "timestamp"})
 _INT64 = (-(2**63), 2**63 - 1)
@@ -123,7 +124,7 @@ def create_tiles_sql(name: str, table: OnlineTable) -> list[str]:
     cols = [f"{quote(c.name)} {c.sql_type}" for c in tile_columns(spec)]
     pk = ", ".join([*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START])
     return [
-        f"CREATE TABLE {quote(name)} ({', '.join([*keys, f'{TILE_WIDTH} INTEGER NOT NULL', f'{TILE_START} INTEGER NOT NULL', f'{TILE_OVERFLOW} INTEGER NOT NULL', *cols])}, "
+        f"CREATE TABLE {quote(name)} ({', '.join([*keys, f'{TILE_WIDTH} INTEGER NOT NULL', f'{TILE_START} INTEGER NOT NULL', *cols])}, "
         f"PRIMARY KEY ({pk})) WITHOUT ROWID"
     ]  # fmt: skip
 
@@ -135,38 +136,38 @@ def served_tiles(con: sqlite3.Connection, table: OnlineTable) -> str | None:
         return None
     name = tiles_name(table.view, table.version)
     found = {r[1] for r in con.execute(f"PRAGMA table_info({quote(name)})")}
-    wanted = {TILE_WIDTH, TILE_START, TILE_OVERFLOW, *table.entity, *(c.name for c in tile_columns(table.window))}
+    wanted = {TILE_WIDTH, TILE_START, *table.entity, *(c.name for c in tile_columns(table.window))}
     return name if found and wanted <= found else None
 
 
 def _upsert(name: str, table: OnlineTable, columns: Sequence[TileColumn]) -> str:
     """``ON CONFLICT`` merge of a new tile row into a stored one."""
     merges = []
-    checks = [f"{TILE_OVERFLOW}", f"excluded.{TILE_OVERFLOW}"]
     for c in columns:
         q = quote(c.name)
         if c.function == "count":
             merges.append(f"{q} = {q} + excluded.{q}")
+        elif c.int_sum:  # SQLite turns an integer + past 64 bits into a REAL: keep +inf
+            merges.append(
+                f"{q} = CASE WHEN typeof({q} + excluded.{q}) = 'real' THEN 9e999 "
+                f"ELSE coalesce({q} + excluded.{q}, {q}, excluded.{q}) END"
+            )
         elif c.function == "sum":
             merges.append(f"{q} = coalesce({q} + excluded.{q}, {q}, excluded.{q})")
-            if c.int_sum:  # SQLite turns an integer + past 64 bits into a REAL: mark the tile
-                checks.append(f"typeof({q} + excluded.{q}) = 'real'")
         else:
             merges.append(f"{q} = coalesce({c.function}({q}, excluded.{q}), {q}, excluded.{q})")
     conflict = ", ".join([*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START])
-    return f" ON CONFLICT ({conflict}) DO UPDATE SET {TILE_OVERFLOW} = max({', '.join(checks)}), " + ", ".join(
-        merges
-    )
+    return f" ON CONFLICT ({conflict}) DO UPDATE SET " + ", ".join(merges)
 
 
 def _target(table: OnlineTable, name: str, columns: Sequence[TileColumn]) -> str:
-    cols = [*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START, TILE_OVERFLOW, *(quote(c.name) for c in columns)]
+    cols = [*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START, *(quote(c.name) for c in columns)]
     return f"INSERT INTO {quote(name)} ({', '.join(cols)})"  # fmt: skip
 
 
 def build_tiles(con: sqlite3.Connection, events: str, name: str, table: OnlineTable) -> None:
     """Add the tiles of the events in the version's table ``events`` to ``name`` (inside the
-    caller's transaction). An integer sum past 64 bits: built in Python, its tile marked."""
+    caller's transaction). An integer sum past 64 bits: built in Python, kept as +inf."""
     spec = table.window
     if spec is None or not create_tiles_sql(name, table):
         return
@@ -180,7 +181,7 @@ def build_tiles(con: sqlite3.Connection, events: str, name: str, table: OnlineTa
         for width in tile_widths(spec):
             start = f"({EVENT_TS} - 1) - ((({EVENT_TS} - 1) % {width}) + {width}) % {width}"
             con.execute(
-                f"{_target(table, name, columns)} SELECT {', '.join([*keys, str(width), start, '0', *aggs])} "
+                f"{_target(table, name, columns)} SELECT {', '.join([*keys, str(width), start, *aggs])} "
                 f"FROM {quote(events)} WHERE true GROUP BY {', '.join([*keys, start])}"
                 + _upsert(name, table, columns)
             )
@@ -263,13 +264,12 @@ def _add(
     data = []
     sums = [j for j, c in enumerate(columns) if c.int_sum]
     for (key, width, start), acc in tiles.items():
-        overflow = 0
         for j in sums:
             if acc[j] is not None and not _INT64[0] <= acc[j] <= _INT64[1]:
-                acc[j], overflow = None, 1
-        data.append((*key, width, start, overflow, *acc))
+                acc[j] = OVERFLOW
+        data.append((*key, width, start, *acc))
     con.executemany(
-        f"{_target(table, name, columns)} VALUES ({', '.join('?' * (len(table.entity) + 3 + len(columns)))})"
+        f"{_target(table, name, columns)} VALUES ({', '.join('?' * (len(table.entity) + 2 + len(columns)))})"
         + _upsert(name, table, columns),
         data,
     )

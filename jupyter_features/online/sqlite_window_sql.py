@@ -4,15 +4,17 @@ Reading every event of a dense entity into Python costs a tuple per event; inste
 compound statement returns a handful of rows per entity:
 
 - *band* parts: the windows cut the time before T into disjoint bands (T - w1, T],
-  (T - w2, T - w1], ...; per band and per table (materialized events, pushed events) one
-  ``SELECT count(*), count(x), sum(x), min(x), max(x) ... FILTER (WHERE flag)``. A window's
-  count, sum, min and max combine its bands (from the newest out), ``avg`` is its sum over
-  its count(x) (an integer sum stays an integer: Python adds the bands' sums);
-- with the version's tiles (``sqlite_tiles``), a band two hours wide or more reads raw events
-  only in the hour at each of its ends and the whole hours between from the hour tiles; a
-  band two days wide or more the whole days from the day tiles, the hours around them from
-  the hour tiles. The tiles hold the partial aggregates of the same events, so the values
-  are the same; a tile whose integer sum passed 64 bits sends the read to Python;
+  (T - w2, T - w1], ...; SQLite returns per band ``count(*)``, ``count(x)``, ``sum(x)``,
+  ``min(x)``, ``max(x)`` (``FILTER (WHERE flag)``). A window's count, sum, min and max
+  combine its bands (from the newest out), ``avg`` is its sum over its count(x) (an integer
+  sum stays an integer: Python adds the bands' sums);
+- with the version's tiles (``sqlite_tiles``), a band two hours wide or more takes its whole
+  hours from the hour tiles (two days or more: its whole days from the day tiles, the whole
+  hours around them from the hour tiles) and raw events only in the hour at each end. The raw
+  events around each band edge are one range per table, split between the two bands by
+  FILTER. Tiles hold partial aggregates of the same events, so the values are the same; a
+  tile's integer sum past 64 bits (+inf) sends the read to Python. Without tiles a band is
+  one range of raw events per table;
 - ``count(DISTINCT x)``: one part per (input, flag, window) over both tables;
 - ``stddev``/``var``: the events of the longest such window, only the columns they read,
   evaluated by ``window_values.WindowEvaluator`` (the same code as every other reader);
@@ -21,7 +23,7 @@ compound statement returns a handful of rows per entity:
 
 The values equal the Python evaluation of the events: the same types and null rules, and
 exactly the same values except that a float sum (and average) adds the same numbers grouped
-by band, so it may differ in the last bits, as the offline engine's does. Column names come
+by band and tile, so it may differ in the last bits, as the offline engine's does. Column names come
 from the stored metadata: only names of the version's stored columns, quoted, reach the SQL,
 and functions are taken from a fixed table.
 """
@@ -32,7 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..sqltext import EVENT_TS, quote
-from .sqlite_tiles import DAY, HOUR, TILE_OVERFLOW, TILE_START, TILE_WIDTH, tile_columns, tile_widths
+from .sqlite_tiles import DAY, HOUR, TILE_START, TILE_WIDTH, tile_columns, tile_widths
 from .window_values import WindowEvaluator, WindowSpec, value_decoder
 
 __all__ = ["WindowSQL", "window_sql", "TileOverflow"]
@@ -41,7 +43,7 @@ _NUMERIC = frozenset({"int64", "float64", "bool", "timestamp"})  # SQLite INTEGE
 _SQL = {"count": "count", "sum": "sum", "min": "min", "max": "max"}  # band aggregates
 _MAX_PARTS = 400  # SQLite allows 500 terms in one compound SELECT
 META_TAG, ROWS_TAG, DISTINCT_TAG = -1, -2, 1_000_000
-_PIECES = 8  # tags of a band's parts: 8 * band + piece
+_STRIDE = 16  # tags: raw events at edge j: 16 j (+1 pushed); tiles of band b: 16 b + 4 + piece
 _TILE_SQL = {"count": "sum", "sum": "sum", "min": "min", "max": "max"}  # combining tiles
 
 
@@ -53,8 +55,7 @@ class WindowSQL:
     """The statement and how its rows become each requested feature's value."""
 
     __slots__ = (
-        "sql", "lengths", "recipes", "functions", "nbands", "rows", "nkeys", "first", "band_tags",
-        "tile_tags", "tiled",
+        "sql", "lengths", "recipes", "functions", "rows", "nkeys", "first", "pieces", "checks", "tiled",
     )  # fmt: skip
 
     def __init__(
@@ -63,24 +64,22 @@ class WindowSQL:
         lengths: list[int],
         recipes: list[tuple[Any, ...]],
         functions: list[str],
-        nbands: int,
         rows: WindowEvaluator | None,
         nkeys: int,
-        band_tags: list[list[int]],
-        tile_tags: list[int],
+        pieces: list[list[tuple[int, int]]],
+        checks: list[tuple[int, int]],
         tiled: list[tuple[int, int, bool]],
     ) -> None:
         self.sql = sql
         self.lengths = lengths  # window lengths bound after the keys, T and the view's name
         self.recipes = recipes
         self.functions = functions  # each band aggregate's function
-        self.nbands = nbands
         self.rows = rows
         self.nkeys = nkeys  # key columns in each row (0 for one entity)
         self.first = 1 + nkeys  # where a row's payload starts
-        self.band_tags = band_tags  # per band, the tags of its parts
-        self.tile_tags = tile_tags  # parts read from tiles: their last used column flags an overflow
-        self.tiled = tiled  # per tiled band: (its start, its end) before T, and whether it uses days
+        self.pieces = pieces  # per band, its parts' (tag, offset of its aggregates in the payload)
+        self.checks = checks  # (tag, column) of tiles' integer sums: a float is one past 64 bits
+        self.tiled = tiled  # per tiled band: its start and end before T, whether it uses day tiles
 
     def params(self, keys: list[Any], at_us: int, view: str) -> list[Any]:
         out = [*keys, at_us, view, *(at_us - us for us in self.lengths)]
@@ -102,9 +101,9 @@ class WindowSQL:
     def values(self, parts: dict[int, Any], events: list[Any] | None, at_us: int) -> list[Any]:
         """The features of one entity from its rows of the statement: band and distinct
         payloads by tag, and the events the stddev/var features read."""
-        for tag in self.tile_tags:
+        for tag, column in self.checks:
             payload = parts.get(tag)
-            if payload is not None and payload[len(self.functions)]:
+            if payload is not None and type(payload[column]) is float:
                 raise TileOverflow
         windows = self._windows(parts)
         if self.rows is not None:
@@ -127,27 +126,24 @@ class WindowSQL:
     def _windows(self, parts: dict[int, Any]) -> list[list[Any]]:
         """Per band aggregate, its value over bands 0..b (the window ending at band b): the
         bands' values combined from the newest band out."""
-        bands = [[parts.get(tag) for tag in tags] for tags in self.band_tags]
+        bands = [
+            [(p, offset) for tag, offset in pieces if (p := parts.get(tag)) is not None] for pieces in self.pieces
+        ]
         out = []
         for slot, function in enumerate(self.functions):
             acc: Any = 0 if function == "count" else None
             cumulative = []
-            for payloads in bands:
-                for payload in payloads:
-                    if payload is None:
-                        continue
-                    v = payload[slot]
-                    if v is None:
-                        continue
-                    if acc is None:
-                        acc = v
-                    elif function == "count" or function == "sum":
-                        acc += v
+            for found in bands:
+                values = [v for p, offset in found if (v := p[offset + slot]) is not None]
+                if values:
+                    if function == "count" or function == "sum":
+                        acc = sum(values) if acc is None else acc + sum(values)
                     elif function == "min":
-                        if v < acc:
-                            acc = v
-                    elif v > acc:
-                        acc = v
+                        v = min(values)
+                        acc = v if acc is None or v < acc else acc
+                    else:
+                        v = max(values)
+                        acc = v if acc is None or v > acc else acc
                 cumulative.append(acc)
             out.append(cumulative)
         return out
@@ -224,10 +220,11 @@ def window_sql(
             recipes.append(("band", slot(a.function, a.input, a.flag), None, band, decode))
     edges = [us for us in lengths if us <= band_longest]
     held = {c.key(): c.name for c in tile_columns(spec)} if tiles is not None else {}
+    held_int = {c.key(): c.int_sum for c in tile_columns(spec)} if tiles is not None else {}
     widths = tile_widths(spec) if tiles is not None else []
     if not widths or any(key not in held for key in band_aggs):
         tiles = None
-    width = max(1, len(band_aggs) + (tiles is not None), (1 + len(spec.columns)) if stats else 0)
+    width = max(1, 2 * len(band_aggs), (1 + len(spec.columns)) if stats else 0)
 
     if len(entity) == 1:
         k = quote(entity[0])
@@ -243,61 +240,63 @@ def window_sql(
     def select(tag: int, payload: list[str]) -> str:
         return f"SELECT {', '.join([str(tag), *keys, *payload, *(['NULL'] * (width - len(payload)))])}"
 
-    def band_sql(function: str, inp: str | None, flag: str | None) -> str:
+    def band_sql(function: str, inp: str | None, flag: str | None, side: str | None = None) -> str:
         text = f"{_SQL[function]}({'*' if inp is None else col(inp)})"
-        return text + (f" FILTER (WHERE {col(flag)})" if flag is not None else "")
+        where = " AND ".join([*([col(flag)] if flag is not None else []), *([side] if side else [])])
+        return text + (f" FILTER (WHERE {where})" if where else "")
 
     try:
         parts = [f"SELECT {', '.join(['-1', *(['NULL'] * nkeys), 'version', *(['NULL'] * (width - 1))])} "
                  f"FROM {quote(meta)} WHERE view = {view}"]  # fmt: skip
         aggs = [band_sql(*key) for key in band_aggs]
-        band_tags: list[list[int]] = []
-        tile_tags: list[int] = []
+        nb = len(edges)
+        pieces: list[list[tuple[int, int]]] = [[] for _ in range(nb)]
+        checks: list[tuple[int, int]] = []
         tiled: list[tuple[int, int, bool]] = []
+        edge = [at, *(start(us) for us in edges)]  # band b is (edge[b + 1], edge[b]]
+        first, last = edge[:nb], edge[:nb]  # band b's raw events: (edge[b + 1], first[b]], (last[b], edge[b]]
         extra = m + 3 + len(lengths)  # the next tiled band's first parameter
-
-        def raw(tag: int, low: str, high: str) -> None:
-            band_tags[-1].append(tag)
-            for s, source in enumerate(tables):
-                parts.append(
-                    f"{select(tag + s, aggs)} FROM {quote(source)} "
-                    f"WHERE {where} AND {EVENT_TS} > {low} AND {EVENT_TS} <= {high}{group}"
-                )
-            band_tags[-1].append(tag + 1)
-
-        def tiled_part(tag: int, tile_width: int, low: str, high: str) -> None:
-            assert tiles is not None
-            payload = [f"{_TILE_SQL[f]}({quote(held[(f, i, g)])})" for f, i, g in band_aggs]
-            parts.append(
-                f"{select(tag, [*payload, f'max({TILE_OVERFLOW})'])} FROM {quote(tiles)} "
-                f"WHERE {where} AND {TILE_WIDTH} = {tile_width} AND {TILE_START} >= {low} "
-                f"AND {TILE_START} < {high}{group}"
-            )
-            band_tags[-1].append(tag)
-            tile_tags.append(tag)
-
         for b, us in enumerate(edges):
-            upper = at if b == 0 else start(edges[b - 1])
             span = us - (edges[b - 1] if b else 0)
-            band_tags.append([])
-            tag = _PIECES * b
             if tiles is None or span < 2 * HOUR:
-                raw(tag, start(us), upper)
                 continue
             days = span >= 2 * DAY and DAY in widths
             p = [f"?{extra + j}" for j in range(4 if days else 2)]
             extra += len(p)
-            tiled.append((us, edges[b - 1] if b else 0, days))
             bound[0] = len(lengths)  # the tiled bands' parameters follow every window start
-            first, last = p[0], p[-1]  # raw events in (start, first] and (last, end]
-            raw(tag, start(us), first)
-            raw(tag + 2, last, upper)
-            if days:
-                tiled_part(tag + 4, HOUR, first, p[1])
-                tiled_part(tag + 5, DAY, p[1], p[2])
-                tiled_part(tag + 6, HOUR, p[2], last)
-            else:
-                tiled_part(tag + 4, HOUR, first, last)
+            tiled.append((us, edges[b - 1] if b else 0, days))
+            first[b], last[b] = p[0], p[-1]
+            spans = [(HOUR, p[0], p[1]), (DAY, p[1], p[2]), (HOUR, p[2], p[3])] if days else [(HOUR, p[0], p[1])]
+            payload = [f"{_TILE_SQL[f]}({quote(held[(f, i, g)])})" for f, i, g in band_aggs]
+            for piece, (tile_width, low, high) in enumerate(spans):
+                tag = _STRIDE * b + 4 + piece
+                parts.append(
+                    f"{select(tag, payload)} FROM {quote(tiles)} WHERE {where} AND {TILE_WIDTH} = {tile_width} "
+                    f"AND {TILE_START} >= {low} AND {TILE_START} < {high}{group}"
+                )
+                pieces[b].append((tag, 0))
+                checks += [(tag, j) for j, key in enumerate(band_aggs) if held_int[key]]
+        for j in range(nb + 1 if nb else 0):  # raw events around edge j: band j below it, band j - 1 above
+            low = last[j] if j < nb else edge[nb]
+            high = first[j - 1] if j else edge[0]
+            if low == high:
+                continue  # an untiled band's events are all read at its other edge
+            split = edge[j]
+            payload = []
+            if j < nb:
+                payload += [band_sql(*key, f"{EVENT_TS} <= {split}" if j else None) for key in band_aggs]
+            if j:
+                payload += [band_sql(*key, f"{EVENT_TS} > {split}" if j < nb else None) for key in band_aggs]
+            for s, source in enumerate(tables):
+                tag = _STRIDE * j + s
+                parts.append(
+                    f"{select(tag, payload)} FROM {quote(source)} "
+                    f"WHERE {where} AND {EVENT_TS} > {low} AND {EVENT_TS} <= {high}{group}"
+                )
+                if j < nb:
+                    pieces[j].append((tag, 0))
+                if j:
+                    pieces[j - 1].append((tag, len(band_aggs) if j < nb else 0))
         for d, (inp, flag, us) in enumerate(distinct):
             inner = " UNION ALL ".join(
                 f"SELECT {', '.join([*keys, col(inp)])} FROM {quote(source)} WHERE {where} "
@@ -324,14 +323,5 @@ def window_sql(
         return None
     functions = [f for f, _, _ in band_aggs]
     return WindowSQL(
-        " UNION ALL ".join(parts),
-        lengths[: bound[0]],
-        recipes,
-        functions,
-        len(edges),
-        evaluator,
-        nkeys,
-        band_tags,
-        tile_tags,
-        tiled,
+        " UNION ALL ".join(parts), lengths[: bound[0]], recipes, functions, evaluator, nkeys, pieces, checks, tiled
     )
