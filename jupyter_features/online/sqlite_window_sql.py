@@ -43,6 +43,7 @@ _NUMERIC = frozenset({"int64", "float64", "bool", "timestamp"})  # SQLite INTEGE
 _SQL = {"count": "count", "sum": "sum", "min": "min", "max": "max"}  # band aggregates
 _MAX_PARTS = 400  # SQLite allows 500 terms in one compound SELECT
 META_TAG, ROWS_TAG, DISTINCT_TAG = -1, -2, 1_000_000
+_SOME = " HAVING count(*) > 0"  # one entity: no row for a part over no rows (nothing to add)
 _STRIDE = 16  # tags: raw events at edge j: 16 j (+1 pushed); tiles of band b: 16 b + 4 + piece
 _TILE_SQL = {"count": "sum", "sum": "sum", "min": "min", "max": "max"}  # combining tiles
 
@@ -126,26 +127,27 @@ class WindowSQL:
     def _windows(self, parts: dict[int, Any]) -> list[list[Any]]:
         """Per band aggregate, its value over bands 0..b (the window ending at band b): the
         bands' values combined from the newest band out."""
-        bands = [
-            [(p, offset) for tag, offset in pieces if (p := parts.get(tag)) is not None] for pieces in self.pieces
-        ]
-        out = []
-        for slot, function in enumerate(self.functions):
-            acc: Any = 0 if function == "count" else None
-            cumulative = []
-            for found in bands:
-                values = [v for p, offset in found if (v := p[offset + slot]) is not None]
-                if values:
-                    if function == "count" or function == "sum":
-                        acc = sum(values) if acc is None else acc + sum(values)
-                    elif function == "min":
-                        v = min(values)
-                        acc = v if acc is None or v < acc else acc
-                    else:
-                        v = max(values)
-                        acc = v if acc is None or v > acc else acc
-                cumulative.append(acc)
-            out.append(cumulative)
+        functions = self.functions
+        acc: list[Any] = [0 if f == "count" else None for f in functions]
+        out: list[list[Any]] = [[] for _ in functions]
+        for pieces in self.pieces:
+            for tag, offset in pieces:
+                payload = parts.get(tag)
+                if payload is None:
+                    continue
+                for slot, function in enumerate(functions):
+                    v = payload[offset + slot]
+                    if v is None:
+                        continue
+                    a = acc[slot]
+                    if a is None:
+                        acc[slot] = v
+                    elif function == "count" or function == "sum":
+                        acc[slot] = a + v
+                    elif (v < a) if function == "min" else (v > a):
+                        acc[slot] = v
+            for slot, a in enumerate(acc):
+                out[slot].append(a)
         return out
 
 
@@ -272,7 +274,7 @@ def window_sql(
                 tag = _STRIDE * b + 4 + piece
                 parts.append(
                     f"{select(tag, payload)} FROM {quote(tiles)} WHERE {where} AND {TILE_WIDTH} = {tile_width} "
-                    f"AND {TILE_START} >= {low} AND {TILE_START} < {high}{group}"
+                    f"AND {TILE_START} >= {low} AND {TILE_START} < {high}{group or _SOME}"
                 )
                 pieces[b].append((tag, 0))
                 checks += [(tag, j) for j, key in enumerate(band_aggs) if held_int[key]]
@@ -291,7 +293,7 @@ def window_sql(
                 tag = _STRIDE * j + s
                 parts.append(
                     f"{select(tag, payload)} FROM {quote(source)} "
-                    f"WHERE {where} AND {EVENT_TS} > {low} AND {EVENT_TS} <= {high}{group}"
+                    f"WHERE {where} AND {EVENT_TS} > {low} AND {EVENT_TS} <= {high}{group or _SOME}"
                 )
                 if j < nb:
                     pieces[j].append((tag, 0))
