@@ -104,7 +104,9 @@ def test_sqlite_aggregation_equals_python_evaluation(
     assert tiles is not None
     _assert_tiles_hold_the_events(con, table, tiles)
     offsets = data.draw(st.lists(st.integers(0, 4 * 86_400_000_000), max_size=6))
-    times = {to_micros(end + timedelta(hours=h)) for h in (0, 5, 30)} | {to_micros(end) + us for us in offsets}
+    times = {to_micros(end + timedelta(hours=h)) for h in (0, 5, 30)} | {
+        to_micros(end) + us for us in offsets
+    }
     lengths = [us for _, us in table.window.windows]
     for rows in [frame, *late_and_new]:  # at an event, one window after it, a microsecond before
         for ts in rows["ts"].head(4):
@@ -143,8 +145,7 @@ def _assert_tiles_hold_the_events(con: Any, table: Any, tiles: str) -> None:
     stored = {
         r[:3]: r[3:]
         for r in con.execute(
-            f"SELECT {keys}, __jf_g, __jf_t, {', '.join(quote(c.name) for c in columns)} "
-            f"FROM {quote(tiles)}"
+            f"SELECT {keys}, __jf_g, __jf_t, {', '.join(quote(c.name) for c in columns)} FROM {quote(tiles)}"
         )
     }
     position = {c.name: 2 + i for i, c in enumerate(spec.columns)}
@@ -163,7 +164,10 @@ def _assert_tiles_hold_the_events(con: Any, table: Any, tiles: str) -> None:
             if column.function == "count":
                 assert value == len(xs), (tile, column.name)
             elif column.function == "sum" and column.int_sum:  # exact, or +inf past 64 bits
-                assert value == (sum(xs) if -(2**63) <= sum(xs) < 2**63 else OVERFLOW) or not xs, (tile, column.name)
+                assert value == (sum(xs) if -(2**63) <= sum(xs) < 2**63 else OVERFLOW) or not xs, (
+                    tile,
+                    column.name,
+                )
             elif column.function == "sum":
                 assert (value is None) == (not xs) and (not xs or math.isclose(value, sum(xs), rel_tol=1e-12, abs_tol=1e-6)), (tile, column.name)  # fmt: skip
             elif column.function in ("min", "max") and xs:
@@ -222,7 +226,9 @@ def test_integer_sums_past_64_bits_in_tiles_are_exact(tmp_path: Path) -> None:
     assert table is not None and served_tiles(store._con(), table) is not None
     overflow = store._con().execute('SELECT k, max(typeof("sum(__jf_x0)")) FROM "w__v1__tiles" GROUP BY k')
     assert dict(overflow.fetchall()) == {1: "real", 2: "integer"}
-    ws.push("w", pd.DataFrame({"k": [2, 2], "ts": [times[2]] * 2, "i": pd.array([2**62, 2**62], dtype="Int64")}))
+    ws.push(
+        "w", pd.DataFrame({"k": [2, 2], "ts": [times[2]] * 2, "i": pd.array([2**62, 2**62], dtype="Int64")})
+    )
     at = end + timedelta(hours=1)
     got = ws.online_features(["w:s_3d", "w:n_3d"], [{"k": 1}, {"k": 2}], at=at).to_dict()
     assert got == {"w__s_3d": [2**63, 2**63 + 3], "w__n_3d": [2, 4]}

@@ -57,6 +57,7 @@ class WindowSQL:
 
     __slots__ = (
         "sql", "lengths", "recipes", "functions", "rows", "nkeys", "first", "pieces", "checks", "tiled",
+        "_adds", "_mins", "_maxs", "_uses",
     )  # fmt: skip
 
     def __init__(
@@ -81,22 +82,29 @@ class WindowSQL:
         self.pieces = pieces  # per band, its parts' (tag, offset of its aggregates in the payload)
         self.checks = checks  # (tag, column) of tiles' integer sums: a float is one past 64 bits
         self.tiled = tiled  # per tiled band: its start and end before T, whether it uses day tiles
+        self._adds = [j for j, f in enumerate(functions) if f in ("count", "sum")]
+        self._mins = [j for j, f in enumerate(functions) if f == "min"]
+        self._maxs = [j for j, f in enumerate(functions) if f == "max"]
+        self._uses: dict[int, list[tuple[int, int]]] = {}  # tag -> the (band, offset) it adds to
+        for band, band_pieces in enumerate(pieces):
+            for tag, offset in band_pieces:
+                self._uses.setdefault(tag, []).append((band, offset))
 
     def params(self, keys: list[Any], at_us: int, view: str) -> list[Any]:
-        out = [*keys, at_us, view, *(at_us - us for us in self.lengths)]
+        out = [*keys, at_us, view]
+        out += [at_us - us for us in self.lengths]
         for lo_us, hi_us, days in self.tiled:  # where raw events end and tiles begin in each band
             lo, hi = at_us - lo_us, at_us - hi_us
-            first, last = -(-lo // HOUR) * HOUR, hi // HOUR * HOUR  # whole hours: (first, last]
+            first, last = -(-lo // HOUR) * HOUR, hi - hi % HOUR  # whole hours: (first, last]
             if first >= last:  # no whole hour: raw events over the band
-                out += [hi] * (4 if days else 2)
+                out += (hi, hi, hi, hi) if days else (hi, hi)
             elif days:
-                first_day, last_day = -(-lo // DAY) * DAY, hi // DAY * DAY
-                if first_day < last_day:
-                    out += [first, first_day, last_day, last]
-                else:
-                    out += [first, last, last, last]
+                first_day, last_day = -(-lo // DAY) * DAY, hi - hi % DAY
+                out += (
+                    (first, first_day, last_day, last) if first_day < last_day else (first, last, last, last)
+                )
             else:
-                out += [first, last]
+                out += (first, last)
         return out
 
     def values(self, parts: dict[int, Any], events: list[Any] | None, at_us: int) -> list[Any]:
@@ -128,26 +136,45 @@ class WindowSQL:
         """Per band aggregate, its value over bands 0..b (the window ending at band b): the
         bands' values combined from the newest band out."""
         functions = self.functions
-        acc: list[Any] = [0 if f == "count" else None for f in functions]
-        out: list[list[Any]] = [[] for _ in functions]
-        for pieces in self.pieces:
-            for tag, offset in pieces:
-                payload = parts.get(tag)
-                if payload is None:
-                    continue
-                for slot, function in enumerate(functions):
+        nbands = len(self.pieces)
+        bands: list[list[Any]] = [[0 if f == "count" else None for f in functions] for _ in range(nbands)]
+        adds, mins, maxs, uses = self._adds, self._mins, self._maxs, self._uses
+        for tag, payload in parts.items():
+            for band, offset in uses.get(tag, ()):
+                acc = bands[band]
+                for slot in adds:
                     v = payload[offset + slot]
-                    if v is None:
-                        continue
-                    a = acc[slot]
-                    if a is None:
-                        acc[slot] = v
-                    elif function == "count" or function == "sum":
-                        acc[slot] = a + v
-                    elif (v < a) if function == "min" else (v > a):
-                        acc[slot] = v
-            for slot, a in enumerate(acc):
-                out[slot].append(a)
+                    if v is not None:
+                        a = acc[slot]
+                        acc[slot] = v if a is None else a + v
+                for slot in mins:
+                    v = payload[offset + slot]
+                    if v is not None:
+                        a = acc[slot]
+                        if a is None or v < a:
+                            acc[slot] = v
+                for slot in maxs:
+                    v = payload[offset + slot]
+                    if v is not None:
+                        a = acc[slot]
+                        if a is None or v > a:
+                            acc[slot] = v
+        out: list[list[Any]] = []
+        for slot, function in enumerate(functions):  # each window: its bands from the newest out
+            a = None
+            cumulative = []
+            for acc in bands:
+                v = acc[slot]
+                if v is None:
+                    pass
+                elif a is None:
+                    a = v
+                elif function == "count" or function == "sum":
+                    a = a + v
+                elif (v < a) if function == "min" else (v > a):
+                    a = v
+                cumulative.append(a)
+            out.append(cumulative)
         return out
 
 
@@ -250,7 +277,6 @@ def window_sql(
     try:
         parts = [f"SELECT {', '.join(['-1', *(['NULL'] * nkeys), 'version', *(['NULL'] * (width - 1))])} "
                  f"FROM {quote(meta)} WHERE view = {view}"]  # fmt: skip
-        aggs = [band_sql(*key) for key in band_aggs]
         nb = len(edges)
         pieces: list[list[tuple[int, int]]] = [[] for _ in range(nb)]
         checks: list[tuple[int, int]] = []
@@ -268,7 +294,9 @@ def window_sql(
             bound[0] = len(lengths)  # the tiled bands' parameters follow every window start
             tiled.append((us, edges[b - 1] if b else 0, days))
             first[b], last[b] = p[0], p[-1]
-            spans = [(HOUR, p[0], p[1]), (DAY, p[1], p[2]), (HOUR, p[2], p[3])] if days else [(HOUR, p[0], p[1])]
+            spans = (
+                [(HOUR, p[0], p[1]), (DAY, p[1], p[2]), (HOUR, p[2], p[3])] if days else [(HOUR, p[0], p[1])]
+            )
             payload = [f"{_TILE_SQL[f]}({quote(held[(f, i, g)])})" for f, i, g in band_aggs]
             for piece, (tile_width, low, high) in enumerate(spans):
                 tag = _STRIDE * b + 4 + piece
@@ -325,5 +353,13 @@ def window_sql(
         return None
     functions = [f for f, _, _ in band_aggs]
     return WindowSQL(
-        " UNION ALL ".join(parts), lengths[: bound[0]], recipes, functions, evaluator, nkeys, pieces, checks, tiled
+        " UNION ALL ".join(parts),
+        lengths[: bound[0]],
+        recipes,
+        functions,
+        evaluator,
+        nkeys,
+        pieces,
+        checks,
+        tiled,
     )
