@@ -190,7 +190,7 @@ def _versions_present(url: str, view: str) -> list[int]:
             con.close()
         import re
 
-        found = (re.fullmatch(rf"{view}__v(\d+)(__rows)?", n) for n in names)
+        found = (re.fullmatch(rf"{view}__v(\d+)(__rows|__tiles)?", n) for n in names)
         return sorted({int(m.group(1)) for m in found if m})
     return sorted(stored_versions(url, view))
 

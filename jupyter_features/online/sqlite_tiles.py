@@ -179,7 +179,8 @@ def build_tiles(con: sqlite3.Connection, events: str, name: str, table: OnlineTa
         aggs.append(text + (f" FILTER (WHERE {quote(c.flag)})" if c.flag is not None else ""))
     try:
         for width in tile_widths(spec):
-            start = f"({EVENT_TS} - 1) - ((({EVENT_TS} - 1) % {width}) + {width}) % {width}"
+            # floor((ts - 1) / width) * width: SQLite's division truncates toward zero
+            start = f"((({EVENT_TS} - 1) / {width}) - (({EVENT_TS} - 1) % {width} < 0)) * {width}"
             con.execute(
                 f"{_target(table, name, columns)} SELECT {', '.join([*keys, str(width), start, *aggs])} "
                 f"FROM {quote(events)} WHERE true GROUP BY {', '.join([*keys, start])}"
