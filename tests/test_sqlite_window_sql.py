@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 import jupyter_features as jf
 from jupyter_features.online.sqlite import SQLiteStore
+from jupyter_features.online.sqlite_push import has_pushed
 from jupyter_features.online.sqlite_tiles import OVERFLOW, served_tiles, tile_columns, tile_widths
 from jupyter_features.online.sqlite_windows import WindowReadPlan, read_windows
 from jupyter_features.sqltext import EVENT_TS, quote
@@ -118,12 +119,13 @@ def test_sqlite_aggregation_equals_python_evaluation(
         assert plan.aggregate is not None
         assert plan.aggregate.tiled or len(plan.aggregate.pieces) <= 1, plan.aggregate.sql
         raw = WindowReadPlan(table, features, len(entities), "__jf_online")
+        served = WindowReadPlan(table, features, len(entities), "__jf_online", tiles, has_pushed(con, table))
         python = WindowReadPlan(table, features, len(entities), "__jf_online")
         python.aggregate = None
         for at in sorted(times):
             want = read_windows(con, python, entities, at)
             assert want is not None
-            for reader in (plan, raw):
+            for reader in (plan, raw, served):
                 got = read_windows(con, reader, entities, at)
                 assert got is not None
                 for name, have, expected in zip(plan.evaluator.features, got, want, strict=True):
@@ -193,6 +195,34 @@ def test_a_plan_for_a_version_no_longer_served_is_refused(tmp_path: Path) -> Non
     ws.materialize(["w"], end=BASE + timedelta(hours=3), progress=False)
     assert read_windows(store._con(), plan, [{"k": 1}], at) is None
     assert store.read("w", None, [{"k": 1}], at)[1] == [[None], [3.0], [3.0]]
+    store.close()
+    ws.close()
+
+
+def test_a_plan_made_before_a_push_is_made_again_with_it(tmp_path: Path) -> None:
+    """A plan made while the version held no pushed events reads only its events: a push since
+    is seen in the same statement, and the store plans again."""
+    url = f"sqlite:///{tmp_path}/online.db"
+    ws = jf.Workspace(tmp_path / "ws", online_store=url)
+    frame = pd.DataFrame({"k": [1, 1], "ts": [BASE, BASE + timedelta(hours=1)], "x": [1.0, 2.0]})
+    ws.register_source("ev", frame, timestamp="ts")
+    ws.feature_view(
+        "w", "SELECT k, sum(x) AS s FROM ev GROUP BY k", entity="k", timestamp="ts", windows=WINDOWS
+    )
+    end = BASE + timedelta(hours=2)
+    ws.materialize(["w"], end=end, progress=False)
+    store = SQLiteStore(url)
+    table = store.current("w")
+    assert table is not None
+    con = store._con()
+    plan = WindowReadPlan(table, None, 1, "__jf_online", served_tiles(con, table), pushed=False)
+    assert plan.aggregate is not None and plan.aggregate.sql.count("__pushed") == 1  # only to check
+    at = to_micros(end)
+    assert read_windows(con, plan, [{"k": 1}], at) == [[None], [3.0], [3.0]]
+    assert store.read("w", None, [{"k": 1}], at)[1] == [[None], [3.0], [3.0]]
+    ws.push("w", [{"k": 1, "ts": end, "x": 4.0}], to="online")
+    assert read_windows(con, plan, [{"k": 1}], at) is None
+    assert store.read("w", None, [{"k": 1}], at)[1] == [[4.0], [7.0], [7.0]]
     store.close()
     ws.close()
 

@@ -38,6 +38,7 @@ from .sqlite_push import (
     JOURNAL,
     create_rows_sql,
     ensure_push_schema,
+    has_pushed,
     insert_pushed,
     journal,
     journal_since,
@@ -295,7 +296,8 @@ class SQLiteStore:
         if table.window is None:
             plan: _Plan | WindowReadPlan = _Plan(table, features, n)
         else:
-            plan = WindowReadPlan(table, features, n, _META, served_tiles(self._con(), table))
+            con = self._con()
+            plan = WindowReadPlan(table, features, n, _META, served_tiles(con, table), has_pushed(con, table))
         if len(self._plans) > 4096:
             self._plans.clear()
         key = (view, tuple(features) if features is not None else None, n)

@@ -40,6 +40,7 @@ __all__ = [
     "read_snapshot",
     "journal_since",
     "served_sql",
+    "has_pushed",
 ]
 
 JOURNAL = "__jf_online_pushes"
@@ -188,6 +189,16 @@ def point_pushed_view(con: sqlite3.Connection, table: OnlineTable, target: str) 
         f"CREATE VIEW {quote(view)} AS SELECT {table.version} AS __jf_v, {keys}, {cols}, {PUSH_SEQ}, {PUSH_ORD} "
         f"FROM {quote(target)}"
     )
+
+
+def has_pushed(con: sqlite3.Connection, table: OnlineTable) -> bool:
+    """Whether the served version holds pushed rows (True when that cannot be read)."""
+    try:
+        return bool(
+            con.execute(f"SELECT EXISTS (SELECT 1 FROM {quote(pushed_name(table.view))})").fetchone()[0]
+        )
+    except sqlite3.Error:
+        return True
 
 
 def served_sql(con: sqlite3.Connection, table: OnlineTable) -> str:

@@ -19,7 +19,9 @@ compound statement returns a handful of rows per entity:
 - ``stddev``/``var``: the events of the longest such window, only the columns they read,
   evaluated by ``window_values.WindowEvaluator`` (the same code as every other reader);
 - the version served, from the store's metadata: the statement reads one snapshot, so a
-  plan made for another version is seen and made again.
+  plan made for another version is seen and made again. A plan made while the version held
+  no pushed events reads only its events, and checks that it still holds none (a push since:
+  the plan is made again, with them).
 
 The values equal the Python evaluation of the events: the same types and null rules, and
 exactly the same values except that a float sum (and average) adds the same numbers grouped
@@ -187,10 +189,11 @@ def window_sql(
     tables: tuple[str, str],
     meta: str,
     tiles: str | None = None,
+    pushed: bool = True,
 ) -> WindowSQL | None:
     """The statement reading features ``wanted`` (positions in ``spec.names``) of ``n`` entities
-    from ``tables`` (the view's events and pushed events) and the version's ``tiles`` (None: the
-    version has none), or None when some feature needs the Python evaluation (an input or flag
+    from ``tables`` (the view's events and pushed events; ``pushed`` False: the version held no
+    pushed events when planned) and the version's ``tiles`` (None: the version has none), or None when some feature needs the Python evaluation (an input or flag
     SQLite would compare or test otherwise than Python)."""
     kinds = {c.name: c.type for c in spec.columns}
     per = len(spec.aggregates)
@@ -253,7 +256,7 @@ def window_sql(
     widths = tile_widths(spec) if tiles is not None else []
     if not widths or any(key not in held for key in band_aggs):
         tiles = None
-    width = max(1, 2 * len(band_aggs), (1 + len(spec.columns)) if stats else 0)
+    width = max(2, 2 * len(band_aggs), (1 + len(spec.columns)) if stats else 0)
 
     if len(entity) == 1:
         k = quote(entity[0])
@@ -275,8 +278,11 @@ def window_sql(
         return text + (f" FILTER (WHERE {where})" if where else "")
 
     try:
-        parts = [f"SELECT {', '.join(['-1', *(['NULL'] * nkeys), 'version', *(['NULL'] * (width - 1))])} "
+        # the version served, and whether pushed events arrived that this plan does not read
+        arrived = "NULL" if pushed else f"EXISTS (SELECT 1 FROM {quote(tables[1])})"
+        parts = [f"SELECT {', '.join(['-1', *(['NULL'] * nkeys), 'version', arrived, *(['NULL'] * (width - 2))])} "
                  f"FROM {quote(meta)} WHERE view = {view}"]  # fmt: skip
+        sources = tables if pushed else tables[:1]
         nb = len(edges)
         pieces: list[list[tuple[int, int]]] = [[] for _ in range(nb)]
         checks: list[tuple[int, int]] = []
@@ -317,7 +323,7 @@ def window_sql(
                 payload += [band_sql(*key, f"{EVENT_TS} <= {split}" if j else None) for key in band_aggs]
             if j:
                 payload += [band_sql(*key, f"{EVENT_TS} > {split}" if j < nb else None) for key in band_aggs]
-            for s, source in enumerate(tables):
+            for s, source in enumerate(sources):
                 tag = _STRIDE * j + s
                 parts.append(
                     f"{select(tag, payload)} FROM {quote(source)} "
@@ -331,7 +337,7 @@ def window_sql(
             inner = " UNION ALL ".join(
                 f"SELECT {', '.join([*keys, col(inp)])} FROM {quote(source)} WHERE {where} "
                 f"AND {EVENT_TS} > {start(us)} AND {EVENT_TS} <= {at}" + (f" AND {col(flag)}" if flag else "")
-                for source in tables
+                for source in sources
             )
             parts.append(f"{select(DISTINCT_TAG + d, [f'count(DISTINCT {col(inp)})'])} FROM ({inner}){group}")
         evaluator = None
@@ -342,7 +348,7 @@ def window_sql(
             }
             columns = [EVENT_TS, *(col(c.name) if c.name in used else "NULL" for c in spec.columns)]
             longest = max(spec.windows[i // per][1] for i in stats)
-            for source in tables:
+            for source in sources:
                 parts.append(
                     f"{select(ROWS_TAG, columns)} FROM {quote(source)} "
                     f"WHERE {where} AND {EVENT_TS} > {start(longest)} AND {EVENT_TS} <= {at}"

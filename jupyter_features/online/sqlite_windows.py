@@ -41,7 +41,13 @@ class WindowReadPlan:
     )
 
     def __init__(
-        self, table: OnlineTable, features: Sequence[str] | None, n: int, meta: str, tiles: str | None = None
+        self,
+        table: OnlineTable,
+        features: Sequence[str] | None,
+        n: int,
+        meta: str,
+        tiles: str | None = None,
+        pushed: bool = True,
     ) -> None:
         assert table.window is not None
         self.table = table
@@ -58,6 +64,7 @@ class WindowReadPlan:
             (table.view, pushed_name(table.view)),
             meta,
             tiles,
+            pushed,
         )
         keys = table.entity
         cols = ", ".join(["__jf_v", *(quote(k) for k in keys), *(quote(c) for c in table.row_columns)])
@@ -124,7 +131,7 @@ def _aggregated(
             elif tag == ROWS_TAG:
                 events.append(r[first : first + width])
             else:
-                served = r[first]
+                served = r[first] if not r[first + 1] else None  # pushed events the plan does not read
         if served != plan.version:
             return None
         return [[v] for v in agg.values(parts, events, at_us)]
@@ -135,7 +142,7 @@ def _aggregated(
     for r in found:
         tag = r[0]
         if tag == META_TAG:
-            served = r[first]
+            served = r[first] if not r[first + 1] else None
             continue
         key = r[1] if single else r[1:first]
         if tag == ROWS_TAG:
