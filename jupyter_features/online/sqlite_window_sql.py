@@ -59,7 +59,7 @@ class WindowSQL:
 
     __slots__ = (
         "sql", "lengths", "recipes", "functions", "rows", "nkeys", "first", "pieces", "checks", "tiled",
-        "_adds", "_mins", "_maxs", "_uses",
+        "_adds", "_mins", "_maxs",
     )  # fmt: skip
 
     def __init__(
@@ -81,16 +81,14 @@ class WindowSQL:
         self.rows = rows
         self.nkeys = nkeys  # key columns in each row (0 for one entity)
         self.first = 1 + nkeys  # where a row's payload starts
-        self.pieces = pieces  # per band, its parts' (tag, offset of its aggregates in the payload)
-        self.checks = checks  # (tag, column) of tiles' integer sums: a float is one past 64 bits
+        # per band, its parts' (tag, where its aggregates start in the part's rows)
+        self.pieces = [[(tag, self.first + offset) for tag, offset in band] for band in pieces]
+        # (tag, column) of tiles' integer sums in the rows: a float is one past 64 bits
+        self.checks = [(tag, self.first + column) for tag, column in checks]
         self.tiled = tiled  # per tiled band: its start and end before T, whether it uses day tiles
         self._adds = [j for j, f in enumerate(functions) if f in ("count", "sum")]
         self._mins = [j for j, f in enumerate(functions) if f == "min"]
         self._maxs = [j for j, f in enumerate(functions) if f == "max"]
-        self._uses: dict[int, list[tuple[int, int]]] = {}  # tag -> the (band, offset) it adds to
-        for band, band_pieces in enumerate(pieces):
-            for tag, offset in band_pieces:
-                self._uses.setdefault(tag, []).append((band, offset))
 
     def params(self, keys: list[Any], at_us: int, view: str) -> list[Any]:
         out = [*keys, at_us, view]
@@ -111,7 +109,8 @@ class WindowSQL:
 
     def values(self, parts: dict[int, Any], events: list[Any] | None, at_us: int) -> list[Any]:
         """The features of one entity from its rows of the statement: band and distinct
-        payloads by tag, and the events the stddev/var features read."""
+        rows by tag (their payload from ``first`` on), and the events the stddev/var features
+        read."""
         for tag, column in self.checks:
             payload = parts.get(tag)
             if payload is not None and type(payload[column]) is float:
@@ -122,28 +121,30 @@ class WindowSQL:
         out: list[Any] = []
         for kind, slot, other, bands, decode in self.recipes:
             if kind == "band":
-                v = windows[slot][bands]
+                v = windows[bands][slot]
                 out.append(v if decode is None or v is None else decode(v))
             elif kind == "avg":
-                n = windows[other][bands]
-                out.append(windows[slot][bands] / n if n else None)
+                n = windows[bands][other]
+                out.append(windows[bands][slot] / n if n else None)
             elif kind == "distinct":
                 payload = parts.get(DISTINCT_TAG + slot)
-                out.append(payload[0] if payload is not None else 0)
+                out.append(payload[self.first] if payload is not None else 0)
             else:  # "rows"
                 out.append(evaluated[slot])
         return out
 
     def _windows(self, parts: dict[int, Any]) -> list[list[Any]]:
-        """Per band aggregate, its value over bands 0..b (the window ending at band b): the
-        bands' values combined from the newest band out."""
-        functions = self.functions
-        nbands = len(self.pieces)
-        bands: list[list[Any]] = [[0 if f == "count" else None for f in functions] for _ in range(nbands)]
-        adds, mins, maxs, uses = self._adds, self._mins, self._maxs, self._uses
-        for tag, payload in parts.items():
-            for band, offset in uses.get(tag, ()):
-                acc = bands[band]
+        """Per band b, each band aggregate's value over bands 0..b (the window ending at band
+        b): the parts' values combined from the newest band out."""
+        acc: list[Any] = [0 if f == "count" else None for f in self.functions]
+        adds, mins, maxs = self._adds, self._mins, self._maxs
+        get = parts.get
+        out = []
+        for pieces in self.pieces:
+            for tag, offset in pieces:
+                payload = get(tag)
+                if payload is None:
+                    continue
                 for slot in adds:
                     v = payload[offset + slot]
                     if v is not None:
@@ -161,22 +162,7 @@ class WindowSQL:
                         a = acc[slot]
                         if a is None or v > a:
                             acc[slot] = v
-        out: list[list[Any]] = []
-        for slot, function in enumerate(functions):  # each window: its bands from the newest out
-            a = None
-            cumulative = []
-            for acc in bands:
-                v = acc[slot]
-                if v is None:
-                    pass
-                elif a is None:
-                    a = v
-                elif function == "count" or function == "sum":
-                    a = a + v
-                elif (v < a) if function == "min" else (v > a):
-                    a = v
-                cumulative.append(a)
-            out.append(cumulative)
+            out.append(acc.copy())
         return out
 
 

@@ -127,7 +127,7 @@ def _aggregated(
         for r in found:
             tag = r[0]
             if tag >= 0:
-                parts[tag] = r[first:]
+                parts[tag] = r
             elif tag == ROWS_TAG:
                 events.append(r[first : first + width])
             else:
@@ -148,7 +148,7 @@ def _aggregated(
         if tag == ROWS_TAG:
             events_of.setdefault(key, []).append(r[first : first + width])
         else:
-            by_key.setdefault(key, {})[tag] = r[first:]
+            by_key.setdefault(key, {})[tag] = r
     if served != plan.version:
         return None
     ordered = [agg.values(by_key.get(key, {}), events_of.get(key, []), at_us) for key in keys]
