@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..sqltext import EVENT_TS, quote
@@ -140,7 +141,7 @@ def served_tiles(con: sqlite3.Connection, table: OnlineTable) -> str | None:
     return name if found and wanted <= found else None
 
 
-def _upsert(name: str, table: OnlineTable, columns: Sequence[TileColumn]) -> str:
+def _upsert(entity: Sequence[str], columns: Sequence[TileColumn]) -> str:
     """``ON CONFLICT`` merge of a new tile row into a stored one."""
     merges = []
     for c in columns:
@@ -156,13 +157,40 @@ def _upsert(name: str, table: OnlineTable, columns: Sequence[TileColumn]) -> str
             merges.append(f"{q} = coalesce({q} + excluded.{q}, {q}, excluded.{q})")
         else:
             merges.append(f"{q} = coalesce({c.function}({q}, excluded.{q}), {q}, excluded.{q})")
-    conflict = ", ".join([*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START])
+    conflict = ", ".join([*(quote(k) for k in entity), TILE_WIDTH, TILE_START])
     return f" ON CONFLICT ({conflict}) DO UPDATE SET " + ", ".join(merges)
 
 
-def _target(table: OnlineTable, name: str, columns: Sequence[TileColumn]) -> str:
-    cols = [*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START, *(quote(c.name) for c in columns)]
+def _target(entity: Sequence[str], name: str, columns: Sequence[TileColumn]) -> str:
+    cols = [*(quote(k) for k in entity), TILE_WIDTH, TILE_START, *(quote(c.name) for c in columns)]
     return f"INSERT INTO {quote(name)} ({', '.join(cols)})"  # fmt: skip
+
+
+def _insert_sql(name: str, table: OnlineTable, source: str) -> str:
+    """``INSERT`` of the tiles of the events in ``source`` (a table or subquery with the keys,
+    the event time and the event columns) into ``name``, added to the tiles already there."""
+    spec = table.window
+    assert spec is not None
+    columns = tile_columns(spec)
+    keys = [quote(k) for k in table.entity]
+    aggs = []
+    for c in columns:
+        text = f"{c.function}({'*' if c.input is None else quote(c.input)})"
+        aggs.append(text + (f" FILTER (WHERE {quote(c.flag)})" if c.flag is not None else ""))
+    parts = []
+    for width in tile_widths(spec):
+        # floor((ts - 1) / width) * width: SQLite's division truncates toward zero
+        start = f"((({EVENT_TS} - 1) / {width}) - (({EVENT_TS} - 1) % {width} < 0)) * {width}"
+        parts.append(
+            f"SELECT {', '.join([*keys, str(width), start, *aggs])} FROM {source} "
+            f"WHERE true GROUP BY {', '.join([*keys, start])}"
+        )
+    return (
+        _target(table.entity, name, columns)
+        + " "
+        + " UNION ALL ".join(parts)
+        + _upsert(table.entity, columns)
+    )
 
 
 def build_tiles(con: sqlite3.Connection, events: str, name: str, table: OnlineTable) -> None:
@@ -171,31 +199,16 @@ def build_tiles(con: sqlite3.Connection, events: str, name: str, table: OnlineTa
     spec = table.window
     if spec is None or not create_tiles_sql(name, table):
         return
-    columns = tile_columns(spec)
-    keys = [quote(k) for k in table.entity]
-    aggs = []
-    for c in columns:
-        text = f"{c.function}({'*' if c.input is None else quote(c.input)})"
-        aggs.append(text + (f" FILTER (WHERE {quote(c.flag)})" if c.flag is not None else ""))
     try:
-        for width in tile_widths(spec):
-            # floor((ts - 1) / width) * width: SQLite's division truncates toward zero
-            start = f"((({EVENT_TS} - 1) / {width}) - (({EVENT_TS} - 1) % {width} < 0)) * {width}"
-            con.execute(
-                f"{_target(table, name, columns)} SELECT {', '.join([*keys, str(width), start, *aggs])} "
-                f"FROM {quote(events)} WHERE true GROUP BY {', '.join([*keys, start])}"
-                + _upsert(name, table, columns)
-            )
+        con.execute(_insert_sql(name, table, quote(events)))  # one statement: all or nothing
     except sqlite3.OperationalError as exc:
         if "integer overflow" not in str(exc):
             raise
         nkeys = len(table.entity)
-        cursor = con.execute(
-            f"SELECT {', '.join([*keys, EVENT_TS, *(quote(c.name) for c in spec.columns)])} FROM {quote(events)}"
-        )
+        columns = [quote(k) for k in table.entity] + [EVENT_TS, *(quote(c.name) for c in spec.columns)]
+        cursor = con.execute(f"SELECT {', '.join(columns)} FROM {quote(events)}")
         while batch := cursor.fetchmany(100_000):
-            rows = [(r[:nkeys], r[nkeys:]) for r in batch]
-            _add(con, name, table, rows, created=False)
+            _add(con, name, table, [(r[:nkeys], r[nkeys:]) for r in batch], created=False)
 
 
 def add_tiles(
@@ -206,7 +219,10 @@ def add_tiles(
 ) -> None:
     """Add the tiles of pushed events ``rows`` ((key, stored row) pairs, as inserted into
     ``rows_table``, a version's pushed rows) to the version's tiles, in the caller's transaction."""
-    if table.window is None or not rows or not rows_table.endswith("__rows"):
+    spec = table.window
+    if spec is None or not rows or not rows_table.endswith("__rows"):
+        return
+    if not tile_widths(spec) or not tile_columns(spec):
         return
     name = rows_table[: -len("__rows")] + "__tiles"
     try:
@@ -225,23 +241,16 @@ def _add(
     *,
     created: bool,
 ) -> None:
-    spec = table.window
-    assert spec is not None
-    widths = tile_widths(spec)
-    columns = tile_columns(spec)
-    if not widths or not columns:
+    """Group ``rows`` by tile in Python (exact integer sums) and add them to ``name``."""
+    assert table.window is not None
+    widths, steps, sums, sql = _adding(name, table.window, tuple(table.entity), created)
+    if not widths:
         return
-    first = 1 + created  # a stored row: event time, [created,] the event columns
-    position = {c.name: first + i for i, c in enumerate(spec.columns)}
-    steps = [
-        (c.function, position[c.input] if c.input else -1, position[c.flag] if c.flag else -1)
-        for c in columns
-    ]
     tiles: dict[tuple[Any, ...], list[Any]] = {}
     for key, row in rows:
         ts = row[0]
         for width in widths:
-            tile = (key, width, (ts - 1) // width * width)
+            tile = (*key, width, (ts - 1) // width * width)
             acc = tiles.get(tile)
             if acc is None:
                 acc = tiles[tile] = [0 if f == "count" else None for f, _, _ in steps]
@@ -262,15 +271,28 @@ def _add(
                     acc[j] = old + x
                 elif (x < old) if function == "min" else (x > old):
                     acc[j] = x
-    data = []
-    sums = [j for j, c in enumerate(columns) if c.int_sum]
-    for (key, width, start), acc in tiles.items():
+    for acc in tiles.values():
         for j in sums:
             if acc[j] is not None and not _INT64[0] <= acc[j] <= _INT64[1]:
                 acc[j] = OVERFLOW
-        data.append((*key, width, start, *acc))
-    con.executemany(
-        f"{_target(table, name, columns)} VALUES ({', '.join('?' * (len(table.entity) + 2 + len(columns)))})"
-        + _upsert(name, table, columns),
-        data,
-    )
+    con.executemany(sql, [(*tile, *acc) for tile, acc in tiles.items()])
+
+
+@lru_cache(maxsize=256)
+def _adding(
+    name: str, spec: WindowSpec, entity: tuple[str, ...], created: bool
+) -> tuple[list[int], list[tuple[str, int, int]], list[int], str]:
+    """How ``_add`` groups rows of a version: tile widths, per tile column (function, input's and
+    flag's positions in a stored row, -1 for none), the integer sums, the upsert."""
+    widths, columns = tile_widths(spec), tile_columns(spec)
+    if not widths or not columns:
+        return [], [], [], ""
+    first = 1 + created  # a stored row: event time, [created,] the event columns
+    position = {c.name: first + i for i, c in enumerate(spec.columns)}
+    steps = [
+        (c.function, position[c.input] if c.input else -1, position[c.flag] if c.flag else -1)
+        for c in columns
+    ]
+    marks = ", ".join("?" * (len(entity) + 2 + len(columns)))
+    sql = f"{_target(entity, name, columns)} VALUES ({marks})" + _upsert(entity, columns)
+    return widths, steps, [j for j, c in enumerate(columns) if c.int_sum], sql
