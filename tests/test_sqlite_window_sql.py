@@ -171,7 +171,11 @@ def _assert_tiles_hold_the_events(con: Any, table: Any, tiles: str) -> None:
                     column.name,
                 )
             elif column.function == "sum":
-                assert (value is None) == (not xs) and (not xs or math.isclose(value, sum(xs), rel_tol=1e-12, abs_tol=1e-6)), (tile, column.name)  # fmt: skip
+                assert (value is None) == (not xs), (tile, column.name)
+                assert not xs or math.isclose(value, sum(xs), rel_tol=1e-12, abs_tol=1e-6), (
+                    tile,
+                    column.name,
+                )
             elif column.function in ("min", "max") and xs:
                 assert value == (min(xs) if column.function == "min" else max(xs)), (tile, column.name)
 

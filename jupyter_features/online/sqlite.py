@@ -7,6 +7,8 @@ Layout in the database file (WAL mode, so reads never wait for a materialization
 - ``"<view>"``: a SQL view ``SELECT N AS __jf_v, * FROM "<view>__v<N>"``. Readers only
   ever query this name, so the switch to a new version is replacing this view and the
   metadata row in one transaction; prepared statements re-prepare themselves.
+- ``"<view>__v<N>__tiles"``: a windowed version's partial aggregates per entity, hour and
+  day (``sqlite_tiles``), which its reads combine with the raw events at the windows' edges.
 - ``__jf_online``: view → current version and its metadata (features, types, TTL, end).
 - ``__jf_online_locks``: one row per running materialization (owner, lease expiry).
 

@@ -110,7 +110,8 @@ def insert_pushed(
     rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]],
     seq: int,
 ) -> None:
-    """Insert (key, stored row) pairs into the rows table ``target`` as push ``seq``."""
+    """Insert (key, stored row) pairs into the rows table ``target`` as push ``seq`` (and, for a
+    windowed version, add them to its tiles)."""
     convert = _converters(table)
     plain = all(c is None for c in convert)
     ncols = len(table.entity) + len(convert) + 2

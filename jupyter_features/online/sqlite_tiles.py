@@ -124,10 +124,8 @@ def create_tiles_sql(name: str, table: OnlineTable) -> list[str]:
     keys = [f"{quote(k)} {SQL_TYPES[t]} NOT NULL" for k, t in zip(table.entity, table.key_types, strict=True)]
     cols = [f"{quote(c.name)} {c.sql_type}" for c in tile_columns(spec)]
     pk = ", ".join([*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START])
-    return [
-        f"CREATE TABLE {quote(name)} ({', '.join([*keys, f'{TILE_WIDTH} INTEGER NOT NULL', f'{TILE_START} INTEGER NOT NULL', *cols])}, "
-        f"PRIMARY KEY ({pk})) WITHOUT ROWID"
-    ]  # fmt: skip
+    columns = [*keys, f"{TILE_WIDTH} INTEGER NOT NULL", f"{TILE_START} INTEGER NOT NULL", *cols]
+    return [f"CREATE TABLE {quote(name)} ({', '.join(columns)}, PRIMARY KEY ({pk})) WITHOUT ROWID"]
 
 
 def served_tiles(con: sqlite3.Connection, table: OnlineTable) -> str | None:

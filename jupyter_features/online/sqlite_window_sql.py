@@ -179,8 +179,9 @@ def window_sql(
 ) -> WindowSQL | None:
     """The statement reading features ``wanted`` (positions in ``spec.names``) of ``n`` entities
     from ``tables`` (the view's events and pushed events; ``pushed`` False: the version held no
-    pushed events when planned) and the version's ``tiles`` (None: the version has none), or None when some feature needs the Python evaluation (an input or flag
-    SQLite would compare or test otherwise than Python)."""
+    pushed events when planned) and the version's ``tiles`` (None: the version has none), or
+    None when some feature needs the Python evaluation (an input or flag SQLite would compare
+    or test otherwise than Python)."""
     kinds = {c.name: c.type for c in spec.columns}
     per = len(spec.aggregates)
     lengths = sorted({us for _, us in spec.windows})

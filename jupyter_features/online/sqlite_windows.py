@@ -4,9 +4,10 @@ A windowed version's table ``"<view>__v<N>"`` holds one row per event (keys, ``_
 aggregate inputs and filter flags), indexed on (keys, event time, the columns); pushed events go
 to its rows table like any push; the version's tiles (``sqlite_tiles``) hold partial aggregates
 of both per hour and day. A read is one statement over them: SQLite aggregates the windows
-from tiles and the raw events at the bands' edges (``sqlite_window_sql``), or, for features it cannot compute as Python does (a text
-filter flag) and sums past 64 bits, the entities' events within the longest requested window
-are read and evaluated in Python (``window_values.WindowEvaluator``).
+from tiles and the raw events at the bands' edges (``sqlite_window_sql``), or, for features
+it cannot compute as Python does (a text filter flag) and sums past 64 bits, the entities'
+events within the longest requested window are read and evaluated in Python
+(``window_values.WindowEvaluator``).
 """
 
 from __future__ import annotations
