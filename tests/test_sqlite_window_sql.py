@@ -97,6 +97,11 @@ def test_sqlite_aggregation_equals_python_evaluation(
     late_and_new = [data.draw(events(n_max=6, big=big)) for _ in range(pushes)]
     for rows in late_and_new:
         ws.push("w", rows, to="online")
+    if data.draw(st.booleans()):  # a run since: its switch replays the pushes into the new version
+        end += timedelta(
+            hours=data.draw(st.sampled_from([0, 1, 7])), microseconds=data.draw(st.sampled_from([0, 1]))
+        )
+        ws.materialize(["w"], end=end, progress=False)
     store = SQLiteStore(url)
     table = store.current("w")
     assert table is not None and table.window is not None
