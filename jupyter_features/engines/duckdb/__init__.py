@@ -26,17 +26,7 @@ from ...sqltext import (
     timestamp_literal,
 )
 from ...times import naive_utc_column
-from .pit import (
-    PAIRS,
-    TIES,
-    label_keys,
-    label_time_sql,
-    latest_sql,
-    matched_pairs_sql,
-    pit_sql,
-    tie_fix_sql,
-    tie_fix_update_sql,
-)
+from .pit import dedupe_sql, fetch_sql, label_keys, label_time_sql, latest_sql, pit_sql
 from .sandbox import READERS, open_sandbox, sandbox_describe, settings_sql
 
 if TYPE_CHECKING:
@@ -374,27 +364,24 @@ class DuckDBEngine:
     def _join(
         con: duckdb.DuckDBPyConnection, joins: list[ViewJoin], labels: str, carry: list[str] | None = None
     ) -> None:
-        """RESULT: ``pit_sql``'s rows for ``labels``, with the ties of every view decided.
+        """RESULT: ``pit_sql``'s rows for ``labels``, with every view's features, ties decided.
 
-        One plain ASOF JOIN per view; then, per view with features, one pass over its rows at
-        the matched (keys, event time) pairs writes the tie-break winner into the label rows
-        whose match was tied (none, mostly: then nothing is written).
+        One plain ASOF JOIN per view over its keys and event times finds each label row's
+        match; then, per view with features, one hash join fetches the features at the matched
+        (keys, event time). Only when that adds rows (a match with several rows: a tie) does a
+        second pass keep each label row's tie-break winner.
         """
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {RESULT} AS {pit_sql(joins, labels=labels, carry=carry or [])}"
         )
+        rows = _count(con, RESULT)
         for i, j in enumerate(joins):
             if not j.features:
                 continue
             # tables, not CTEs: DuckDB spills them past memory_limit
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {PAIRS} AS {matched_pairs_sql(j, i)}")
-            try:
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {TIES} AS {tie_fix_sql(joins, i)}")
-                if con.execute(f"SELECT count(*) FROM {TIES}").fetchall()[0][0]:
-                    con.execute(tie_fix_update_sql(j))
-            finally:
-                con.execute(f"DROP TABLE IF EXISTS {TIES}")
-                con.execute(f"DROP TABLE IF EXISTS {PAIRS}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {RESULT} AS {fetch_sql(j, i, RESULT)}")
+            if _count(con, RESULT) != rows:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {RESULT} AS {dedupe_sql(j, i, RESULT)}")
 
     @staticmethod
     def _types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
@@ -483,6 +470,10 @@ class DuckDBEngine:
                 raise EngineError(f"DuckDB failed running feature SQL: {str(exc).splitlines()[0]}") from exc
             finally:
                 con.unregister(name)
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
 
 def _literal(value: Any) -> str:
