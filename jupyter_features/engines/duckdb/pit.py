@@ -21,8 +21,6 @@ ties (the row count unchanged) it is not run. The materialization path
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ...featureview import ViewJoin
 from ...sqltext import CREATED_TS, EVENT_TS, LABEL_TS, LABELS, ROW, quote
 from ...times import duration_micros
@@ -114,9 +112,9 @@ def _feature(join: ViewJoin, value: str, event_ts: str, label_ts: str) -> str:
     )
 
 
-def pit_sql(joins: list[ViewJoin], *, labels: str = LABELS, carry: Sequence[str] = ()) -> str:
+def pit_sql(joins: list[ViewJoin], *, labels: str = LABELS) -> str:
     """For every row of ``labels`` (ROW, LABEL_TS, keys...; a table or a parenthesized query),
-    in no particular order: its ROW and LABEL_TS, the ``carry`` columns, its keys (``key_column``)
+    in no particular order: its ROW and LABEL_TS, its keys (``key_column``)
     and, per view, the event time one plain ASOF JOIN over the view's keys and event times
     matched (``matched_column``; null if none). The features come from ``fetch_sql``.
     """
@@ -124,7 +122,7 @@ def pit_sql(joins: list[ViewJoin], *, labels: str = LABELS, carry: Sequence[str]
         f"__jf_v{i} AS ({_source_rows(j, _view_columns(j)[: len(j.entity) + 1])})"
         for i, j in enumerate(joins)
     ]
-    cols = [f"l.{ROW}", f"l.{LABEL_TS}", *(f"l.{quote(c)}" for c in carry)]
+    cols = [f"l.{ROW}", f"l.{LABEL_TS}"]
     cols += [f"l.{quote(k)} AS {key_column(k)}" for k in label_keys(joins)]
     joins_sql = []
     for i, j in enumerate(joins):
