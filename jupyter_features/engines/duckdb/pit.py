@@ -9,8 +9,8 @@ count and order.
 The join runs in two steps per view. ``pit_sql`` is one plain ASOF JOIN per view over
 the view's keys and event times only, which finds the event time each label row matches
 (``matched_column``): the ASOF JOIN sorts both sides, and sorting two 8-byte columns
-instead of the whole rows is what keeps it in memory on large views (on 120M rows
-under a 3 GB limit, half the CPU time of the ASOF JOIN over the whole rows, which spills).
+instead of the whole rows is what keeps it mostly in memory on large views (120M rows
+under a 3 GB limit: 31-38 s of CPU, against 68 s for the ASOF JOIN over the whole rows).
 Then ``fetch_sql`` reads the view's rows once more and hash-joins them onto the label
 rows at their matched (keys, event time): the features, in one pass that also finds the
 ties, because a label row whose match has several rows comes out once per row.
