@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -148,6 +149,20 @@ def test_tie_break_created_ttl_boundary_and_future(spend: jf.Workspace) -> None:
     # day 4 + 1h: older than the TTL -> null; day 5: exact time match; before any event: null;
     # user 2 within TTL; user 3 unknown.
     assert normalize(out["spend__amount"]) == [25.0, 25.0, None, 50.0, None, 7.0, None]
+
+
+def test_label_keys_of_another_numeric_type_match_and_break_ties(spend: jf.Workspace) -> None:
+    """The ASOF JOIN and the fetch of the features at the matched rows compare int32 label keys
+    with the view's int64 ones alike; the tie on day 2 still goes to the later-created row."""
+    labels = pd.DataFrame(
+        {"user_id": np.array([1, 2, 1, 3], dtype=np.int32), "label_ts": [_ts(2), _ts(3), _ts(5), _ts(3)]}
+    )
+    out = spend.training_frame(labels, ["spend:amount"], timestamp="label_ts")
+    assert normalize(out["spend__amount"]) == [25.0, 7.0, 50.0, None]
+    if spend.engine.name == "duckdb":
+        table = spend.training_frame(labels, ["spend:amount"], timestamp="label_ts", to="arrow").read_all()
+        assert table.column("user_id").to_pylist() == [1, 2, 1, 3]
+        assert table.column("spend__amount").to_pylist() == [25.0, 7.0, 50.0, None]
 
 
 def test_plain_names_and_clash(spend: jf.Workspace) -> None:
