@@ -74,18 +74,11 @@ def _event_ts(join: ViewJoin) -> str:
     return f"CAST({_src(join.timestamp)} AS TIMESTAMP)"
 
 
-def _source_rows(join: ViewJoin, columns: list[str], *, where: str = "", among: str = "") -> str:
-    """SELECT ``columns`` from the view's rows that have an event time; with ``among`` (a table
-    of keys..., EVENT_TS), only the rows whose keys and event time are in it."""
-    semi = ""
-    if among:
-        on = " AND ".join(f"{_src(k)} = __jf_p.{quote(k)}" for k in join.entity)
-        semi = f"SEMI JOIN {among} __jf_p ON {on} AND {_event_ts(join)} = __jf_p.{EVENT_TS} "
+def _source_rows(join: ViewJoin, columns: list[str], *, where: str = "") -> str:
+    """SELECT ``columns`` from the view's rows that have an event time."""
     extra = f" AND ({where})" if where else ""
-    return (
-        f"SELECT {', '.join(columns)} FROM ({join.sql}\n) AS __jf_src {semi}"
-        f"WHERE {_src(join.timestamp)} IS NOT NULL{extra}"
-    )
+    has_time = f"{_src(join.timestamp)} IS NOT NULL"
+    return f"SELECT {', '.join(columns)} FROM ({join.sql}\n) AS __jf_src WHERE {has_time}{extra}"
 
 
 def tie_order(join: ViewJoin) -> str:
