@@ -28,6 +28,8 @@ __all__ = [
     "row_json",
     "JSON_DECODERS",
     "push_rows_of",
+    "push_columns_of",
+    "PushColumns",
     "dumps",
     "loads",
 ]
@@ -103,11 +105,15 @@ def dumps(value: Any) -> bytes:
     the way DuckDB writes it (orjson would write null)."""
     import orjson
 
-    if any(_infinite(v) for row in value for v in (row if type(row) is list else [row])):
+    out = orjson.dumps(value)
+    # orjson writes ±Infinity as null, so only a text with a null can hide one: look then
+    if b"null" in out and any(
+        _infinite(v) for row in value for v in (row if type(row) in (list, tuple) else [row])
+    ):
         import json
 
         return json.dumps(value, separators=(",", ":")).encode()
-    return orjson.dumps(value)
+    return out
 
 
 def loads(text: bytes | str) -> Any:
@@ -122,7 +128,8 @@ def loads(text: bytes | str) -> Any:
         return json.loads(text)
 
 
-def _micros(column: Any) -> list[Any]:
+def _micros(column: Any) -> Any:
+    """A date or timestamp column as µs since the epoch (an Arrow int64 array, naive UTC)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -130,47 +137,94 @@ def _micros(column: Any) -> list[Any]:
         column = pc.cast(column, pa.timestamp("us"))
     elif pa.types.is_timestamp(column.type) and column.type.tz is not None:
         column = pc.cast(column, pa.timestamp(column.type.unit))  # the same instants, naive UTC
-    return pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64()).to_pylist()
+    return pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
 
 
 def _stored(column: Any, kind: str) -> list[Any]:
     """A typed Arrow column as the stored (JSON) values of a feature of type ``kind``."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     if kind == "timestamp":
-        return _micros(column)
+        return list(_micros(column).to_pylist())
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
+    if kind == "float64" and pa.types.is_floating(column.type):
+        if not pc.any(pc.is_nan(column)).as_py():  # the usual case: nothing to replace
+            return list(column.to_pylist())
     values = column.to_pylist()
     if kind == "float64":
         return [None if v is None or v != v else v for v in values]
     if kind == "list<float>":
         return [None if v is None else [None if x is None or x != x else x for x in v] for v in values]
-    return values
+    return list(values)
+
+
+def _key_values(column: Any, kind: str) -> list[Any]:
+    """An entity key column as Python ints (``int64`` keys) or text."""
+    import pyarrow as pa
+
+    values = column.to_pylist()
+    if kind == "int64":
+        return values if pa.types.is_integer(column.type) else [int(v) for v in values]
+    return values if pa.types.is_string(column.type) else [v if type(v) is str else str(v) for v in values]
+
+
+class PushColumns:
+    """Pushed rows as Python columns: the entity keys, then the stored row's (EVENT_TS,
+    [CREATED_TS,] features in their stored form)."""
+
+    __slots__ = ("columns", "nkeys")
+
+    def __init__(self, columns: list[list[Any]], nkeys: int) -> None:
+        self.columns = columns
+        self.nkeys = nkeys
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    @property
+    def times(self) -> list[int]:
+        return self.columns[self.nkeys]
+
+    def keys(self) -> list[tuple[Any, ...]]:
+        return list(zip(*self.columns[: self.nkeys], strict=True))
+
+    def records(self) -> list[tuple[Any, ...]]:
+        """Each row as one tuple: keys, then the stored row."""
+        return list(zip(*self.columns, strict=True))
+
+    def pairs(self) -> list[tuple[tuple[Any, ...], list[Any]]]:
+        """(entity key, stored row) of each row."""
+        values = zip(*self.columns[self.nkeys :], strict=True)
+        return [(k, list(v)) for k, v in zip(self.keys(), values, strict=True)]
+
+
+def push_columns_of(rows: pa.Table, table: OnlineTable) -> PushColumns:
+    """The rows of ``rows`` — keys, EVENT_TS, [CREATED_TS,] features (a windowed view: its event
+    columns), typed as the view types them — as Python columns in the stored form, without a
+    database (pushes are often one row). A windowed view's events in no window of a read at
+    or after the version's end are left out."""
+    import pyarrow.compute as pc
+
+    from ..sqltext import CREATED_TS, EVENT_TS
+
+    times = _micros(rows.column(EVENT_TS))
+    after = table.events_after_us
+    if after is not None:  # events no read at or after the version's end can need
+        keep = pc.greater(times, after)
+        rows, times = rows.filter(keep), times.filter(keep)
+    columns = [
+        _key_values(rows.column(k), kind) for k, kind in zip(table.entity, table.key_types, strict=True)
+    ]
+    columns.append(list(times.to_pylist()))
+    if table.created:
+        columns.append(list(_micros(rows.column(CREATED_TS)).to_pylist()))
+    for f in table.stored:
+        columns.append(_stored(rows.column(f.name), f.type))
+    return PushColumns(columns, len(table.entity))
 
 
 def push_rows_of(rows: pa.Table, table: OnlineTable) -> list[tuple[tuple[Any, ...], list[Any]]]:
-    """(entity key, stored row) of each row of ``rows`` — keys, EVENT_TS, [CREATED_TS,] features
-    (a windowed view: its event columns), typed as the view types them — in order, without a
-    database (pushes are often one row). A windowed view's events in no window of a read at or
-    after the version's end are left out."""
-    from ..sqltext import CREATED_TS, EVENT_TS
-
-    columns = []
-    for k, kind in zip(table.entity, table.key_types, strict=True):
-        values = rows.column(k).to_pylist()
-        columns.append(
-            [int(v) for v in values] if kind == "int64" else [v if type(v) is str else str(v) for v in values]
-        )
-    columns.append(_micros(rows.column(EVENT_TS)))
-    if table.created:
-        columns.append(_micros(rows.column(CREATED_TS)))
-    for f in table.stored:
-        columns.append(_stored(rows.column(f.name), f.type))
-    nkeys = len(table.entity)
-    keys = list(zip(*columns[:nkeys], strict=True))
-    values = list(zip(*columns[nkeys:], strict=True)) if len(columns) > nkeys else [()] * len(keys)
-    after = table.events_after_us
-    if after is not None:  # events no read at or after the version's end can need
-        return [(k, list(v)) for k, v in zip(keys, values, strict=True) if v[0] > after]
-    return [(k, list(v)) for k, v in zip(keys, values, strict=True)]
+    """(entity key, stored row) of each row of ``rows`` (see ``push_columns_of``), in order."""
+    return push_columns_of(rows, table).pairs()

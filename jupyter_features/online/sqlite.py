@@ -34,15 +34,16 @@ from ..sqlite_files import use_wal
 from ..sqltext import EVENT_TS, quote
 from .canonical import canonical_rows
 from .layout import Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle, encode_key
-from .rows import best_row, push_rows_of
+from .rows import best_row, push_columns_of, push_rows_of
 from .scan import canonical_schema, sqlite_batches
 from .sqlite_push import (
     JOURNAL,
     create_rows_sql,
     ensure_push_schema,
     has_pushed,
+    insert_push,
     insert_pushed,
-    journal,
+    journal_push,
     journal_since,
     point_pushed_view,
     pushed_name,
@@ -164,6 +165,10 @@ class SQLiteStore:
             if not self.memory and not self.read_only:
                 use_wal(con)
                 con.execute("PRAGMA synchronous=NORMAL")
+                # pushes insert rows at random keys, rewriting many index pages per commit: a
+                # larger cache and fewer, larger checkpoints copy each hot page back less often
+                con.execute("PRAGMA cache_size=-32768")
+                con.execute("PRAGMA wal_autocheckpoint=8000")
             if self.max_size_mb is not None:
                 page = con.execute("PRAGMA page_size").fetchone()[0]
                 con.execute(f"PRAGMA max_page_count = {max(1, int(self.max_size_mb * 1e6 / page))}")
@@ -548,8 +553,8 @@ class SQLiteStore:
         sees all of them or, if it fails, none."""
         con = self._con()
         table = self._table(view)
-        pairs = push_rows_of(rows, table)
-        if not pairs:
+        push = push_columns_of(rows, table)
+        if not len(push):
             return PushReceipt(view, table.version, None, 0)
         try:
             with _transaction(con):  # holds the write lock: no switch until it commits
@@ -561,14 +566,14 @@ class SQLiteStore:
                 current.check_definition(definition, self.url)
                 if current.version != table.version:  # switched since: encode for the version served
                     if current.layout != table.layout:
-                        pairs = push_rows_of(rows, current)
+                        push = push_columns_of(rows, current)
                     table = self._tables[view] = current
-                seq = journal(con, view, table, pairs)
-                insert_pushed(con, rows_name(view, table.version), table, pairs, seq)
+                seq = journal_push(con, view, table, push)
+                insert_push(con, rows_name(view, table.version), table, push, seq)
         except sqlite3.Error as exc:
             raise self.write_error(view, exc, what="pushing to") from exc
         self._push_schema = True
-        return PushReceipt(view, table.version, seq, len(pairs))
+        return PushReceipt(view, table.version, seq, len(push))
 
     def push_state(self, view: str) -> tuple[int, int] | None:
         """(version served, last push journaled) for ``view``, or None if it is not served: a

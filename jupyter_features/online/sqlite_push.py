@@ -18,11 +18,12 @@ import sys
 import uuid
 from array import array
 from collections.abc import Collection, Sequence
+from itertools import count, repeat
 from typing import Any
 
 from ..sqltext import EVENT_TS, PUSH_ORD, PUSH_SEQ, quote
 from .layout import OnlineTable, is_covered
-from .rows import dumps, loads
+from .rows import PushColumns, dumps, loads
 from .sqlite_rows import SQL_TYPES
 from .sqlite_tiles import add_tiles
 
@@ -34,7 +35,9 @@ __all__ = [
     "ensure_push_schema",
     "store_identity",
     "insert_pushed",
+    "insert_push",
     "journal",
+    "journal_push",
     "replay_journal",
     "point_pushed_view",
     "read_snapshot",
@@ -130,6 +133,37 @@ def insert_pushed(
         ]
     con.executemany(sql, data)
     add_tiles(con, target, table, rows)  # a windowed version's tiles count the same events
+
+
+def insert_push(
+    con: sqlite3.Connection, target: str, table: OnlineTable, push: PushColumns, seq: int
+) -> None:
+    """Insert a push's rows (as columns) into the rows table ``target`` as push ``seq`` (and, for
+    a windowed version, add them to its tiles): the parameters go to SQLite as one stream of
+    tuples, built in C (``zip``)."""
+    convert = _converters(table)
+    nkeys = push.nkeys
+    columns = push.columns[:nkeys] + [
+        col if c is None else [None if v is None else c(v) for v in col]
+        for c, col in zip(convert, push.columns[nkeys:], strict=True)
+    ]
+    ncols = len(columns) + 2
+    sql = f"INSERT INTO {quote(target)} VALUES ({', '.join('?' * ncols)})"
+    con.executemany(sql, zip(*columns, repeat(seq), count()))
+    if table.window is not None:  # a windowed version's tiles count the same events
+        add_tiles(con, target, table, push.pairs())
+
+
+def journal_push(con: sqlite3.Connection, view: str, table: OnlineTable, push: PushColumns) -> int:
+    """Append a push (as columns) to the journal; its sequence number. The same entry as
+    ``journal`` writes for the same rows."""
+    times = push.times
+    payload = dumps(push.records()).decode()
+    cur = con.execute(
+        f"INSERT INTO {JOURNAL} (view, layout, min_ts, max_ts, rows) VALUES (?, ?, ?, ?, ?)",
+        (view, table.layout, min(times), max(times), payload),
+    )
+    return int(cur.lastrowid or 0)
 
 
 def journal(
