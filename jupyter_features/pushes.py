@@ -93,13 +93,18 @@ class PushLog:
         folder = self.view_folder(view.name)
         folder.mkdir(parents=True, exist_ok=True)
         n = rows.num_rows
-        table = rows.append_column(PUSH_STORE, pa.array([store] * n, pa.string())).append_column(
-            PUSH_SEQ, pa.array([seq] * n, pa.int64())
+        table = rows.append_column(
+            PUSH_STORE,
+            pa.nulls(n, pa.string()) if store is None else pa.repeat(pa.scalar(store, pa.string()), n),
+        ).append_column(
+            PUSH_SEQ, pa.nulls(n, pa.int64()) if seq is None else pa.repeat(pa.scalar(seq, pa.int64()), n)
         )
         name = f"{time.time_ns()}-{store or 'offline'}-{seq or 0}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = folder / f".{name}.tmp"
         buffer = pa.BufferOutputStream()  # encoded in memory, then one write: fastest for small pushes
-        pq.write_table(table, buffer, compression="zstd" if n > 1000 else "none")
+        # dictionary pages only for the constant store column: the features rarely repeat, and
+        # trying costs more than writing the file
+        pq.write_table(table, buffer, compression="zstd" if n > 1000 else "none", use_dictionary=[PUSH_STORE])
         with open(tmp, "wb") as out:
             out.write(buffer.getvalue().to_pybytes())
         os.replace(tmp, folder / name)

@@ -40,11 +40,12 @@ from .redis_push import (
     SWITCH,
     covered_entries,
     encode_push,
+    encode_push_columns,
     journal_since,
     packed_script,
     read_snapshot,
 )
-from .rows import best_row, loads, push_rows_of
+from .rows import best_row, loads, push_columns_of, push_rows_of
 from .scan import packed_rows
 from .window_values import WindowEvaluator
 
@@ -531,11 +532,10 @@ class RedisStore:
         keys = (ks.key(view, "current"), ks.key(view, "pseq"), ks.key(view, "journal"))
         for _ in range(50):
             table.check_definition(definition, self.url)
-            pairs = push_rows_of(rows, table)
-            if not pairs:
+            push = push_columns_of(rows, table)
+            if not len(push):
                 return PushReceipt(view, table.version, None, 0)
-            encoded = [(encode_key(k, table.key_types), row) for k, row in pairs]
-            args, low, high = encode_push(encoded, table)
+            args, low, high = encode_push_columns(push, table)
             pointer = (
                 str(table.version) if table.base_version is None else f"{table.version}:{table.base_version}"
             )
@@ -548,7 +548,7 @@ class RedisStore:
             except redis_lib.RedisError as exc:
                 raise ks.failed(f"pushing to '{view}' (nothing was written)", exc) from exc
             if ok:
-                return PushReceipt(view, table.version, int(value), len(pairs))
+                return PushReceipt(view, table.version, int(value), len(push))
             if not value:
                 raise self._missing(view)
             table = self._meta(view, _pointer_version(value))  # switched: encode for the new version
