@@ -112,17 +112,25 @@ def run(args: argparse.Namespace) -> None:
             ok = "ok" if p50 <= TARGET_PUSH_P50_MS else "MISSED"
             print(f"  {name:<30} p50 {p50:6.3f}   p99 {pct(values, 0.99) / 1000:6.3f}   {ok}")
 
-        print(f"\nsustained pushes, batches of 1,000 rows for {args.seconds:g} s each (rows/s)")
+        print(
+            f"\nsustained pushes, batches of 1,000 rows for {args.seconds:g} s each (rows/s; CPU ms per "
+            "batch: the pushing thread / the whole process, the replicas following included)"
+        )
         batches = [_batch(1000, i, args.entities, END + timedelta(hours=3)) for i in range(20)]
         for to in ("online", "both"):
             for label, ws in workspaces.items():
                 rows, started, i = 0, time.perf_counter(), 0
+                thread, process = time.thread_time(), time.process_time()
                 while time.perf_counter() - started < args.seconds:
                     rows += ws.push("v", batches[i % len(batches)], to=to).rows
                     i += 1
                 rate = rows / (time.perf_counter() - started)
+                thread, process = time.thread_time() - thread, time.process_time() - process
                 ok = "ok" if rate >= TARGET_PUSH_ROWS_S else "MISSED"
-                print(f"  {label:<7} to={to:<7} {rate:10,.0f} rows/s   {ok}")
+                print(
+                    f"  {label:<7} to={to:<7} {rate:10,.0f} rows/s   CPU {thread / i * 1000:5.2f} / "
+                    f"{process / i * 1000:5.2f} ms per batch   load {os.getloadavg()[0]:4.1f}   {ok}"
+                )
 
         print("\nfrom a push / a switch to the replica serving it (ms)")
         for label, ws in workspaces.items():

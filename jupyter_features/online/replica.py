@@ -34,8 +34,8 @@ class _State:
     """One view as the replica serves it: the version, its rows, the last push applied."""
 
     table: OnlineTable
-    base: dict[str, list[Any]]  # as loaded
-    overlay: dict[str, list[Any]]  # entities changed by pushes since, with all their rows
+    base: dict[str, tuple[Any, ...]]  # as loaded
+    overlay: dict[str, tuple[Any, ...]]  # entities changed by pushes since, with all their rows
     seq: int
     loaded_at: float  # time.monotonic() when this state was built
     #: requested features → (their positions in a row, their names, output columns, tie-break width)
@@ -62,6 +62,13 @@ class _State:
             found = WindowEvaluator(self.table.window, self.table.features, self.table.feature_index(names))
             self.evaluators[names] = found
         return found
+
+
+def _frozen(rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
+    """An entity's rows as a tuple of tuples: immutable, and — holding numbers, text and
+    datetimes only — left alone by the garbage collector, whose full passes would otherwise
+    walk every row of the replica (and hold the GIL meanwhile) as pushes allocate."""
+    return tuple(r if type(r) is tuple else tuple(r) for r in rows)
 
 
 class OnlineReplica:
@@ -243,11 +250,10 @@ class OnlineReplica:
         snap = self._store.snapshot(view)
         table = snap.table
         decoders = self._decoders(table)
-        base = (
-            {k: self._decode(table, rows, decoders) for k, rows in snap.rows.items()}
-            if decoders
-            else snap.rows
-        )
+        if decoders:
+            base = {k: _frozen(self._decode(table, rows, decoders)) for k, rows in snap.rows.items()}
+        else:
+            base = {k: _frozen(rows) for k, rows in snap.rows.items()}
         state = _State(table, base, {}, snap.seq, started)
         state = self._with_pushes(state, self._store.pushes_since(view, table, snap.seq))
         self._states = {**self._states, view: state}
@@ -258,17 +264,18 @@ class OnlineReplica:
         if not entries:
             return state
         table = state.table
+        decoders = self._decoders(table)
         overlay = dict(state.overlay)
+        base = state.base
         seq = state.seq
         for entry, by_key in entries:
             for k, rows in by_key.items():
+                if decoders:
+                    rows = self._decode(table, rows, decoders)
                 current = overlay.get(k)
                 if current is None:
-                    current = list(state.base.get(k, ()))
-                else:
-                    current = list(current)
-                current += self._decode(table, rows)
-                overlay[k] = current
+                    current = base.get(k)
+                overlay[k] = (*current, *_frozen(rows)) if current else _frozen(rows)
             seq = max(seq, entry)
         return _State(table, state.base, overlay, seq, state.loaded_at)
 
@@ -292,16 +299,25 @@ class OnlineReplica:
             del self.applied[:-100]
 
     def _follow(self) -> None:
+        # a store that can tell cheaply whether anything was committed (SQLite's data_version)
+        # is asked that first: most polls then end after one pragma, and hold the GIL ~µs
+        token_of: Callable[[], Any] | None = getattr(self._store, "change_token", None)
+        seen: Any = None
         while not self._stop.is_set():
             self._wake.wait(self.poll)
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
+                token = token_of() if token_of is not None else None
+                if token is not None and token == seen:
+                    continue  # nothing committed since the last refresh read the store
                 for view in self.views:
                     self._refresh(view)
+                seen = token  # read before the refresh: a later commit moves it again
                 self.error = None
             except Exception as exc:  # noqa: BLE001 - keep serving what is loaded; retry next poll
+                seen = None
                 self.error = exc
                 time.sleep(min(1.0, self.poll * 50))
 

@@ -575,6 +575,17 @@ class SQLiteStore:
         self._push_schema = True
         return PushReceipt(view, table.version, seq, len(push))
 
+    def change_token(self) -> int | None:
+        """A number that stays the same while no other connection commits to the file
+        (``PRAGMA data_version``): a replica polls it, and reads ``push_state`` only when it
+        moved. None: this store cannot tell (an in-memory store shares one cache)."""
+        if self.memory:
+            return None
+        try:
+            return int(self._con().execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return None
+
     def push_state(self, view: str) -> tuple[int, int] | None:
         """(version served, last push journaled) for ``view``, or None if it is not served: a
         replica polls it to see switches and pushes."""
@@ -614,10 +625,9 @@ class SQLiteStore:
     def pushes_since(self, view: str, table: OnlineTable, seq: int) -> list[tuple[int, dict[str, list[Any]]]]:
         """The pushes of ``view`` journaled after ``seq`` (in ``table``'s layout), rows by encoded key."""
         try:
-            entries = journal_since(self._con(), table, seq)
+            return journal_since(self._con(), table, seq, _journal_key(table.key_types))
         except sqlite3.Error as exc:
             raise self._failed(f"reading the pushes of '{view}'", exc) from exc
-        return [(s, {encode_key(k, table.key_types): v for k, v in rows.items()}) for s, rows in entries]
 
     def write_error(self, view: str, exc: sqlite3.Error, what: str = "materializing") -> OnlineStoreError:
         hint = " (free disk space, then run again)" if "full" in str(exc) else ""
@@ -791,6 +801,23 @@ class SQLiteWriter:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+
+def _journal_key(types: Sequence[str]) -> Callable[[list[Any]], str]:
+    """The encoded entity key of a journal row (its keys first), made the cheapest way."""
+    n = len(types)
+    if tuple(types) == ("int64",):
+
+        def single(row: list[Any]) -> str:
+            value = row[0]
+            return str(value) if type(value) is int else encode_key((value,), types)
+
+        return single
+
+    def several(row: list[Any]) -> str:
+        return encode_key(row[:n], types)
+
+    return several
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import sqlite3
 import sys
 import uuid
 from array import array
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from itertools import count, repeat
 from typing import Any
 
@@ -298,19 +298,32 @@ def read_snapshot(con: sqlite3.Connection, table: OnlineTable) -> dict[tuple[Any
 
 
 def journal_since(
-    con: sqlite3.Connection, table: OnlineTable, seq: int
-) -> list[tuple[int, dict[tuple[Any, ...], list[list[Any]]]]]:
+    con: sqlite3.Connection,
+    table: OnlineTable,
+    seq: int,
+    key: Callable[[list[Any]], Hashable] | None = None,
+) -> list[tuple[int, dict[Any, list[list[Any]]]]]:
     """Journal entries of ``table.view`` after ``seq`` in ``table``'s layout: (seq, rows by key),
-    each row followed by its seq and position (as the rows table holds them)."""
+    each row followed by its seq and position (as the rows table holds them). ``key``: the
+    dict key of a journal row (keys, then the row; default: the tuple of its keys)."""
     nkeys = len(table.entity)
+    key_of = key if key is not None else (lambda r: tuple(r[:nkeys]))
     out = []
     for entry, layout, payload in con.execute(
         f"SELECT seq, layout, rows FROM {JOURNAL} WHERE view = ? AND seq > ? ORDER BY seq", (table.view, seq)
     ):
         if layout != table.layout:
             continue
-        rows: dict[tuple[Any, ...], list[list[Any]]] = {}
+        rows: dict[Any, list[list[Any]]] = {}
         for i, r in enumerate(loads(payload)):
-            rows.setdefault(tuple(r[:nkeys]), []).append([*r[nkeys:], entry, i])
+            k = key_of(r)
+            del r[:nkeys]  # the parsed list becomes the stored row, in place
+            r.append(entry)
+            r.append(i)
+            found = rows.get(k)
+            if found is None:
+                rows[k] = [r]
+            else:
+                found.append(r)
         out.append((int(entry), rows))
     return out
