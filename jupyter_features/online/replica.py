@@ -35,9 +35,12 @@ class _State:
 
     table: OnlineTable
     base: dict[str, tuple[Any, ...]]  # as loaded
-    overlay: dict[str, tuple[Any, ...]]  # entities changed by pushes since, with all their rows
+    overlay: dict[str, tuple[Any, ...]]  # entities changed by earlier pushes, with all their rows
     seq: int
     loaded_at: float  # time.monotonic() when this state was built
+    #: entities changed by the latest pushes (all their rows): a small dict copied per push, so
+    #: a push does not copy ``overlay``; folded into it when it grows past _RECENT entities
+    recent: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     #: requested features → (their positions in a row, their names, output columns, tie-break width)
     positions: dict[Any, tuple[list[int], list[str], list[str], int]] = field(default_factory=dict)
     evaluators: dict[Any, WindowEvaluator] = field(default_factory=dict)  # windowed: per requested features
@@ -62,6 +65,10 @@ class _State:
             found = WindowEvaluator(self.table.window, self.table.features, self.table.feature_index(names))
             self.evaluators[names] = found
         return found
+
+
+#: entities the latest pushes may change before they are folded into the overlay
+_RECENT = 4096
 
 
 def _frozen(rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
@@ -137,14 +144,16 @@ class OnlineReplica:
                     f"(it serves version {table.view_version}); materialize '{view}@{pinned}' or drop the pin"
                 )
             feats, feature_names, outputs, width = state.positions_of(names)
-            base, overlay, ttl = state.base, state.overlay, table.ttl_us
+            base, overlay, recent, ttl = state.base, state.overlay, state.recent, table.ttl_us
             if table.window is not None:  # evaluated over the entity's events at T
                 evaluator = state.evaluator_of(names)
                 found = []
                 for k in self._keys(table, entity_rows):
-                    rows = overlay.get(k) if overlay else None
+                    rows = recent.get(k) if recent else None
                     if rows is None:
-                        rows = base.get(k)
+                        rows = overlay.get(k) if overlay else None
+                        if rows is None:
+                            rows = base.get(k)
                     found.append(evaluator.values(rows, at_us) if rows else evaluator.empty())
                 for j, out_name in enumerate(outputs):
                     columns[out_name] = [values[j] for values in found]
@@ -159,9 +168,11 @@ class OnlineReplica:
                 elif type(value) is int and kind == "int64":
                     key = str(value)
             if key is not None:
-                rows = overlay.get(key) if overlay else None
+                rows = recent.get(key) if recent else None
                 if rows is None:
-                    rows = base.get(key)
+                    rows = overlay.get(key) if overlay else None
+                    if rows is None:
+                        rows = base.get(key)
                 best = best_row(rows, at_us, ttl, width) if rows else None
                 if best is None:
                     for out_name in outputs:
@@ -173,9 +184,11 @@ class OnlineReplica:
                 keys = self._keys(table, entity_rows)
                 out: list[list[Any]] = [[] for _ in feats]
                 for k in keys:
-                    rows = overlay.get(k) if overlay else None
+                    rows = recent.get(k) if recent else None
                     if rows is None:
-                        rows = base.get(k)
+                        rows = overlay.get(k) if overlay else None
+                        if rows is None:
+                            rows = base.get(k)
                     best = best_row(rows, at_us, ttl, width) if rows else None
                     for column, p in zip(out, feats, strict=True):
                         column.append(None if best is None else best[p])
@@ -265,19 +278,23 @@ class OnlineReplica:
             return state
         table = state.table
         decoders = self._decoders(table)
-        overlay = dict(state.overlay)
-        base = state.base
+        base, overlay = state.base, state.overlay
+        recent = dict(state.recent)
         seq = state.seq
         for entry, by_key in entries:
             for k, rows in by_key.items():
                 if decoders:
                     rows = self._decode(table, rows, decoders)
-                current = overlay.get(k)
+                current = recent.get(k)
                 if current is None:
-                    current = base.get(k)
-                overlay[k] = (*current, *_frozen(rows)) if current else _frozen(rows)
+                    current = overlay.get(k)
+                    if current is None:
+                        current = base.get(k)
+                recent[k] = (*current, *_frozen(rows)) if current else _frozen(rows)
             seq = max(seq, entry)
-        return _State(table, state.base, overlay, seq, state.loaded_at)
+        if len(recent) > _RECENT:
+            overlay, recent = {**overlay, **recent}, {}
+        return _State(table, base, overlay, seq, state.loaded_at, recent)
 
     def _refresh(self, view: str) -> None:
         state = self._states[view]
@@ -292,7 +309,7 @@ class OnlineReplica:
             entries = self._store.pushes_since(view, state.table, state.seq)
             new = self._with_pushes(state, entries)
             if len(new.overlay) > max(1024, len(new.base) // 4):  # fold pushes into the base now and then
-                merged = {**new.base, **new.overlay}
+                merged = {**new.base, **new.overlay, **new.recent}
                 new = _State(new.table, merged, {}, new.seq, new.loaded_at)
             self._states = {**self._states, view: new}
             self.applied.append((view, "push", new.seq, time.monotonic() - started))
