@@ -352,3 +352,32 @@ def test_replica_follows_pushes_and_switches_without_mixing_versions(tmp_path: P
         assert [kind for _, kind, _, _ in replica.applied].count("version") >= 3
         with pytest.raises(FeaturesError, match="not in this replica"):
             replica.get(["spend:amount"], rows)
+
+
+def test_replica_applies_many_pushes_through_recent_overlay_and_base(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_features.online import replica as replica_module
+
+    monkeypatch.setattr(replica_module, "_RECENT", 3)  # fold often: recent → overlay → base
+    monkeypatch.setattr(replica_module, "_FOLD_MIN", 8)
+    ws = jf.Workspace(tmp_path / "ws", online_store=store_url)
+    users = list(range(50))
+    one = pd.DataFrame({"user_id": users, "ts": [datetime(2024, 1, 1)] * 50, "score": [1.0] * 50})
+    ws.register_source("s", one, timestamp="ts")
+    ws.feature_view("score", "SELECT user_id, ts, score FROM s", entity="user_id", timestamp="ts")
+    ws.materialize(["score"], end=END, progress=False)
+    rows = [{"user_id": u} for u in [*users, 999]]
+    times = [END, *(END + timedelta(days=1, hours=h) for h in (0, 3, 7, 30))]
+    with ws.online_replica(["score"]) as replica:
+        for i in range(16):  # late and early rows, ties included, one entity several times
+            at = datetime(2024, 1, 11) + timedelta(hours=(i * 5) % 11)
+            batch = [{"user_id": (i * 7 + j) % 50, "ts": at, "score": float(i * 10 + j)} for j in range(4)]
+            batch.append({"user_id": 3, "ts": at, "score": float(i)})
+            ws.push("score", batch, to="online")
+        expected = {t: ws.online_features(["score:score"], rows, at=t).to_dict() for t in times}
+        _wait_for(
+            lambda: all(replica.get(["score:score"], rows, at=t).to_dict() == expected[t] for t in times),
+            "16 pushes",
+        )
+        assert [kind for _, kind, _, _ in replica.applied].count("push") >= 1

@@ -69,6 +69,8 @@ class _State:
 
 #: entities the latest pushes may change before they are folded into the overlay
 _RECENT = 4096
+#: entities the overlay holds (at least; or a quarter of the base) before it is folded into the base
+_FOLD_MIN = 1024
 
 
 def _frozen(rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
@@ -308,7 +310,9 @@ class OnlineReplica:
             started = time.monotonic()
             entries = self._store.pushes_since(view, state.table, state.seq)
             new = self._with_pushes(state, entries)
-            if len(new.overlay) > max(1024, len(new.base) // 4):  # fold pushes into the base now and then
+            if len(new.overlay) > max(
+                _FOLD_MIN, len(new.base) // 4
+            ):  # fold pushes into the base now and then
                 merged = {**new.base, **new.overlay, **new.recent}
                 new = _State(new.table, merged, {}, new.seq, new.loaded_at)
             self._states = {**self._states, view: new}
