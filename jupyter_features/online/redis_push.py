@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import OnlineStoreError
 from .layout import OnlineTable, encode_key, is_covered
 from .rows import PushColumns, dumps, loads
 
@@ -258,9 +259,17 @@ def journal_since(
         entry, _, _, layout = member.decode().split(":", 3)
         if layout != table.layout:
             continue
-        items = ks.client.lrange(ks.key(view, f"j:{entry}"), 0, -1)
+        key = ks.key(view, f"j:{entry}")
+        items = ks.client.lrange(key, 0, -1)
+        fields, values = items[::2], items[1::2]
+        parsed = loads(b"[[" + b"],[".join(values) + b"]]") if values else []  # one parse for all
+        if len(parsed) != len(fields):
+            raise OnlineStoreError(
+                f"online store {ks.url}: push journal entry {key} of '{view}' does not hold one row list "
+                "per entity (damaged); delete it and push those rows again"
+            )
         rows: dict[str, list[Any]] = {}
-        for field, value in zip(items[::2], items[1::2], strict=True):
-            rows.setdefault(field.decode(), []).extend(_rows_of(value))
+        for field, found in zip(fields, parsed, strict=True):
+            rows.setdefault(field.decode(), []).extend(found)
         out.append((int(entry), rows))
     return out
