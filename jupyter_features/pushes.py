@@ -285,6 +285,11 @@ def _arrow_rows(rows: Any, who: str, example: str) -> pa.Table:
         if isinstance(rows, pa.Table):
             return rows
         if isinstance(rows, pd.DataFrame):
+            if rows.columns.is_unique and rows.columns.nlevels == 1:  # a column at a time: no pandas metadata
+                names = [str(c) for c in rows.columns]
+                return pa.Table.from_arrays(
+                    [pa.array(s, from_pandas=True) for _, s in rows.items()], names=names
+                )
             return pa.Table.from_pandas(rows, preserve_index=False)
         if isinstance(rows, Mapping):
             return pa.Table.from_pydict({str(k): list(v) for k, v in rows.items()})

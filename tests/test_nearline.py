@@ -381,3 +381,18 @@ def test_replica_applies_many_pushes_through_recent_overlay_and_base(
             "16 pushes",
         )
         assert [kind for _, kind, _, _ in replica.applied].count("push") >= 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)), max_size=150))
+def test_pushed_floats_are_stored_and_journaled_like_the_row_at_a_time_oracle(
+    values: list[float | None],
+) -> None:
+    import pyarrow as pa
+
+    from jupyter_features.online.rows import _stored, dumps, loads
+
+    expected = [None if v is None or v != v else v for v in values]  # NaN is stored as null
+    assert _stored(pa.array(values, pa.float64()), "float64") == expected
+    rows = [(i, v) for i, v in enumerate(expected)]  # tuples, as a push's records are
+    assert loads(dumps(rows)) == [list(r) for r in rows]  # ±Infinity survives the JSON

@@ -240,6 +240,32 @@ def test_redis_keys_of_the_wrong_type(tmp_path: Path, redis_url: str, unique_pre
         drop_redis_prefix(url)
 
 
+def test_redis_damaged_push_journal_is_refused_clearly(
+    tmp_path: Path, redis_url: str, unique_prefix: str
+) -> None:
+    url = redis_store_url(redis_url, unique_prefix)
+    try:
+        ws = _workspace(tmp_path, _write_data(tmp_path), url)
+        ws.materialize(["score"], end=FIRST_END, progress=False)
+        rows = [{"user_id": u, "ts": datetime(2024, 1, 4), "value": 3.0} for u in (1, 2)]
+        pushed = ws.push("score", rows, to="online")
+        store = ws.online_store(url)
+        table = store.current("score")
+        assert pushed.seq is not None and table is not None
+        assert store.pushes_since("score", table, pushed.seq - 1)[0][1] == {
+            "1": [[1704326400000000, 3.0]],
+            "2": [[1704326400000000, 3.0]],
+        }
+        key = store.ks.key("score", f"j:{pushed.seq}")
+        items = store.client.lrange(key, 0, -1)
+        store.client.delete(key)
+        store.client.rpush(key, items[0], b"[1]],[[2]],[[3", items[2], items[3])  # three lists for two fields
+        with pytest.raises(OnlineStoreError, match="does not hold one row list per entity"):
+            store.pushes_since("score", table, pushed.seq - 1)
+    finally:
+        drop_redis_prefix(url)
+
+
 def test_sqlite_full_keeps_previous_version(tmp_path: Path) -> None:
     """A file that cannot grow (here a size cap: SQLite's real 'database or disk is full')."""
     data = _write_data(tmp_path)

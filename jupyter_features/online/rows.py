@@ -149,7 +149,7 @@ def _stored(column: Any, kind: str) -> list[Any]:
         return list(_micros(column).to_pylist())
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    if kind == "float64" and pa.types.is_floating(column.type):
+    if kind == "float64" and len(column) > 64 and pa.types.is_floating(column.type):
         if not pc.any(pc.is_nan(column)).as_py():  # the usual case: nothing to replace
             return list(column.to_pylist())
     values = column.to_pylist()
