@@ -258,10 +258,11 @@ def test_redis_damaged_push_journal_is_refused_clearly(
         }
         key = store.ks.key("score", f"j:{pushed.seq}")
         items = store.client.lrange(key, 0, -1)
-        store.client.delete(key)
-        store.client.rpush(key, items[0], b"[1]],[[2]],[[3", items[2], items[3])  # three lists for two fields
-        with pytest.raises(OnlineStoreError, match="does not hold one row list per entity"):
-            store.pushes_since("score", table, pushed.seq - 1)
+        for damaged in (b"[1]],[[2]],[[3]", b"[1,"):  # four row lists for two entities; no JSON
+            store.client.delete(key)
+            store.client.rpush(key, items[0], damaged, items[2], items[3])
+            with pytest.raises(OnlineStoreError, match="does not hold one row list per entity"):
+                store.pushes_since("score", table, pushed.seq - 1)
     finally:
         drop_redis_prefix(url)
 

@@ -262,8 +262,11 @@ def journal_since(
         key = ks.key(view, f"j:{entry}")
         items = ks.client.lrange(key, 0, -1)
         fields, values = items[::2], items[1::2]
-        parsed = loads(b"[[" + b"],[".join(values) + b"]]") if values else []  # one parse for all
-        if len(parsed) != len(fields):
+        try:
+            parsed = loads(b"[[" + b"],[".join(values) + b"]]") if values else []  # one parse for all
+        except ValueError:
+            parsed = None
+        if type(parsed) is not list or len(parsed) != len(fields):
             raise OnlineStoreError(
                 f"online store {ks.url}: push journal entry {key} of '{view}' does not hold one row list "
                 "per entity (damaged); delete it and push those rows again"
