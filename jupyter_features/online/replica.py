@@ -77,7 +77,7 @@ def _frozen(rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
     """An entity's rows as a tuple of tuples: immutable, and — holding numbers, text and
     datetimes only — left alone by the garbage collector, whose full passes would otherwise
     walk every row of the replica (and hold the GIL meanwhile) as pushes allocate."""
-    return tuple(r if type(r) is tuple else tuple(r) for r in rows)
+    return tuple(map(tuple, rows))  # a row that is a tuple already is not copied
 
 
 class OnlineReplica:
