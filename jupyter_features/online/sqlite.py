@@ -165,10 +165,6 @@ class SQLiteStore:
             if not self.memory and not self.read_only:
                 use_wal(con)
                 con.execute("PRAGMA synchronous=NORMAL")
-                # pushes insert rows at random keys, rewriting many index pages per commit: a
-                # larger cache and fewer, larger checkpoints copy each hot page back less often
-                con.execute("PRAGMA cache_size=-32768")
-                con.execute("PRAGMA wal_autocheckpoint=8000")
             if self.max_size_mb is not None:
                 page = con.execute("PRAGMA page_size").fetchone()[0]
                 con.execute(f"PRAGMA max_page_count = {max(1, int(self.max_size_mb * 1e6 / page))}")
@@ -552,6 +548,13 @@ class SQLiteStore:
         version readers see now, and to the push journal, in one transaction: the next read
         sees all of them or, if it fails, none."""
         con = self._con()
+        if getattr(self._local, "pushing", None) is not con:
+            # pushes insert rows at random keys, rewriting many index pages per commit: a larger
+            # cache and fewer, larger checkpoints copy each hot page back less often (set on the
+            # connection that pushes only: readers' connections keep SQLite's defaults)
+            con.execute("PRAGMA cache_size=-32768")
+            con.execute("PRAGMA wal_autocheckpoint=8000")
+            self._local.pushing = con
         table = self._table(view)
         push = push_columns_of(rows, table)
         if not len(push):
