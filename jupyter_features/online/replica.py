@@ -310,9 +310,7 @@ class OnlineReplica:
             started = time.monotonic()
             entries = self._store.pushes_since(view, state.table, state.seq)
             new = self._with_pushes(state, entries)
-            if len(new.overlay) > max(
-                _FOLD_MIN, len(new.base) // 4
-            ):  # fold pushes into the base now and then
+            if len(new.overlay) > max(_FOLD_MIN, len(new.base) // 4):  # fold into the base now and then
                 merged = {**new.base, **new.overlay, **new.recent}
                 new = _State(new.table, merged, {}, new.seq, new.loaded_at)
             self._states = {**self._states, view: new}
