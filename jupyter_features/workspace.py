@@ -8,6 +8,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from functools import lru_cache
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -710,11 +711,11 @@ class Workspace:
         if to != "offline":
             online = self.online_store(store) if store is None or isinstance(store, str) else store
         project = None
-        plan = target.window_plan()
-        if plan is not None:  # a windowed view: the pushed columns become its relation's rows
-            from .windows import pushed_relation_sql
-
-            sql = pushed_relation_sql(plan, "__jf_pushed")
+        if target.windows:  # a windowed view: the pushed columns become its relation's rows
+            sql = _pushed_relation(
+                target.sql, target.entity, target.timestamp, target.windows, f"feature view '{target.name}'",
+                target.ttl, target.created_timestamp,
+            )  # fmt: skip
 
             def project(pushed: pa.Table) -> pa.Table:
                 return self.duckdb.project(sql, "__jf_pushed", pushed)
@@ -985,3 +986,23 @@ def set_workspace(ws: Workspace | None) -> None:
     global _default
     with _default_lock:
         _default = ws
+
+
+@lru_cache(maxsize=256)
+def _pushed_relation(
+    sql: str,
+    entity: tuple[str, ...],
+    timestamp: str,
+    windows: tuple[str, ...],
+    owner: str,
+    ttl: Any,
+    created_timestamp: str | None,
+) -> str:
+    """The SQL making a windowed view's relation rows of pushed rows (checking and planning the
+    view's SQL costs milliseconds: once per definition, not per push)."""
+    from .windows import pushed_relation_sql, window_plan
+
+    plan = window_plan(
+        sql, entity, timestamp, list(windows), owner=owner, ttl=ttl, created_timestamp=created_timestamp
+    )
+    return pushed_relation_sql(plan, "__jf_pushed")

@@ -164,13 +164,23 @@ def _target(entity: Sequence[str], name: str, columns: Sequence[TileColumn]) -> 
     return f"INSERT INTO {quote(name)} ({', '.join(cols)})"  # fmt: skip
 
 
-def _insert_sql(name: str, table: OnlineTable, source: str) -> str:
-    """``INSERT`` of the tiles of the events in ``source`` (a table or subquery with the keys,
-    the event time and the event columns) into ``name``, added to the tiles already there."""
-    spec = table.window
-    assert spec is not None
+def _insert_sql(name: str, table: OnlineTable, source: str, where: str = "true") -> str:
+    """``INSERT`` of the tiles of the events in ``source`` (a table with the keys, the event time
+    and the event columns; only its rows matching ``where``) into ``name``, added to the tiles
+    already there."""
+    assert table.window is not None
+    return _tiles_sql(name, table.window, tuple(table.entity), source, where)
+
+
+@lru_cache(maxsize=256)
+def _pushed_sql(name: str, spec: WindowSpec, entity: tuple[str, ...], rows_table: str) -> str:
+    """``INSERT`` of the tiles of the rows of ``rows_table`` past rowid ``?1`` into ``name``."""
+    return _tiles_sql(name, spec, entity, f"{quote(rows_table)} NOT INDEXED", "rowid > ?1")  # a rowid range
+
+
+def _tiles_sql(name: str, spec: WindowSpec, entity: tuple[str, ...], source: str, where: str) -> str:
     columns = tile_columns(spec)
-    keys = [quote(k) for k in table.entity]
+    keys = [quote(k) for k in entity]
     aggs = []
     for c in columns:
         text = f"{c.function}({'*' if c.input is None else quote(c.input)})"
@@ -181,14 +191,9 @@ def _insert_sql(name: str, table: OnlineTable, source: str) -> str:
         start = f"((({EVENT_TS} - 1) / {width}) - (({EVENT_TS} - 1) % {width} < 0)) * {width}"
         parts.append(
             f"SELECT {', '.join([*keys, str(width), start, *aggs])} FROM {source} "
-            f"WHERE true GROUP BY {', '.join([*keys, start])}"
+            f"WHERE {where} GROUP BY {', '.join([*keys, start])}"
         )
-    return (
-        _target(table.entity, name, columns)
-        + " "
-        + " UNION ALL ".join(parts)
-        + _upsert(table.entity, columns)
-    )
+    return _target(entity, name, columns) + " " + " UNION ALL ".join(parts) + _upsert(entity, columns)
 
 
 def build_tiles(con: sqlite3.Connection, events: str, name: str, table: OnlineTable) -> None:
@@ -224,6 +229,17 @@ def add_tiles(
         return
     name = rows_table[: -len("__rows")] + "__tiles"
     try:
+        # the rows just inserted hold the last len(rows) rowids (SQLite numbers a row past the
+        # largest): SQLite groups them into tiles in one statement
+        last = con.execute(f"SELECT max(rowid) FROM {quote(rows_table)}").fetchone()[0]
+        if isinstance(last, int) and len(rows) <= last < _INT64[1]:
+            try:
+                con.execute(_pushed_sql(name, table.window, tuple(table.entity), rows_table), (last - len(rows),))
+                return
+            except sqlite3.OperationalError as exc:
+                if "integer overflow" not in str(exc):
+                    raise
+                # a sum past 64 bits: the statement wrote nothing; Python's integers hold it
         _add(con, name, table, rows, created=table.created)
     except sqlite3.OperationalError as exc:
         if "no such table" not in str(exc):
