@@ -25,7 +25,13 @@ from hypothesis import strategies as st
 import jupyter_features as jf
 from jupyter_features.online.sqlite import SQLiteStore
 from jupyter_features.online.sqlite_push import has_pushed
-from jupyter_features.online.sqlite_tiles import OVERFLOW, served_tiles, tile_columns, tile_widths
+from jupyter_features.online.sqlite_tiles import (
+    OVERFLOW,
+    pushed_tiles_of,
+    served_tiles,
+    tile_columns,
+    tile_widths,
+)
 from jupyter_features.online.sqlite_windows import WindowReadPlan, read_windows
 from jupyter_features.sqltext import EVENT_TS, quote
 from jupyter_features.times import to_micros
@@ -140,14 +146,17 @@ def test_sqlite_aggregation_equals_python_evaluation(
 
 
 def _assert_tiles_hold_the_events(con: Any, table: Any, tiles: str) -> None:
-    """Every tile equals the partial aggregates of the events (materialized and pushed) in it."""
+    """Every tile equals the partial aggregates of the events in it: the events' tiles of the
+    materialized events, the pushed tiles of the pushed events."""
+    keys = ", ".join(quote(k) for k in table.entity)
+    cols = ", ".join(quote(c.name) for c in table.window.columns)
+    for name, source in ((tiles, table.view), (pushed_tiles_of(tiles), table.view + "__pushed")):
+        _assert_tiles_of(con, table, name, f"SELECT {keys}, {EVENT_TS}, {cols} FROM {quote(source)}")
+
+
+def _assert_tiles_of(con: Any, table: Any, tiles: str, events: str) -> None:
     spec = table.window
     keys = ", ".join(quote(k) for k in table.entity)
-    cols = ", ".join(quote(c.name) for c in spec.columns)
-    events = (
-        f"SELECT {keys}, {EVENT_TS}, {cols} FROM {quote(table.view)} "
-        f"UNION ALL SELECT {keys}, {EVENT_TS}, {cols} FROM {quote(table.view + '__pushed')}"
-    )
     columns = tile_columns(spec)
     stored = {
         r[:3]: r[3:]

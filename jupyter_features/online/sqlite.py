@@ -8,7 +8,8 @@ Layout in the database file (WAL mode, so reads never wait for a materialization
   ever query this name, so the switch to a new version is replacing this view and the
   metadata row in one transaction; prepared statements re-prepare themselves.
 - ``"<view>__v<N>__tiles"``: a windowed version's partial aggregates per entity, hour and
-  day (``sqlite_tiles``), which its reads combine with the raw events at the windows' edges.
+  day (``sqlite_tiles``), which its reads combine with the raw events at the windows' edges;
+  ``"<view>__v<N>__pushed_tiles"``: the same of the events pushed into it.
 - ``__jf_online``: view → current version and its metadata (features, types, TTL, end).
 - ``__jf_online_locks``: one row per running materialization (owner, lease expiry).
 
@@ -54,7 +55,7 @@ from .sqlite_push import (
     store_identity,
 )
 from .sqlite_rows import DECODERS, as_int, as_text, create_sql, group_by_entity, python_rows
-from .sqlite_tiles import build_tiles, create_tiles_sql, served_tiles, tiles_name
+from .sqlite_tiles import build_tiles, create_tiles_sql, pushed_tiles_of, served_tiles, tiles_name
 from .sqlite_windows import WindowReadPlan, read_windows
 
 if TYPE_CHECKING:
@@ -446,7 +447,7 @@ class SQLiteStore:
 
     def _version_tables(self, con: sqlite3.Connection, view: str) -> dict[int, str]:
         """Version → its table (of materialized rows), for every version in the file."""
-        pattern = re.compile(rf"^{re.escape(view)}__v(\d+)(?:__rows|__tiles)?$")
+        pattern = re.compile(rf"^{re.escape(view)}__v(\d+)(?:__rows|__tiles|__pushed_tiles)?$")
         out = {}
         for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
             m = pattern.match(name)
@@ -488,6 +489,7 @@ class SQLiteStore:
                         con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
                         con.execute(f"DROP TABLE IF EXISTS {quote(rows_name(view, v))}")
                         con.execute(f"DROP TABLE IF EXISTS {quote(tiles_name(view, v))}")
+                        con.execute(f"DROP TABLE IF EXISTS {quote(pushed_tiles_of(tiles_name(view, v)))}")
                 for statement in create_sql(new, table):
                     con.execute(statement)
                 for statement in create_rows_sql(rows_name(view, version), table):
@@ -505,6 +507,7 @@ class SQLiteStore:
             _drop_quietly(con, new)
             _drop_quietly(con, new and new + "__rows")
             _drop_quietly(con, new and new + "__tiles")
+            _drop_quietly(con, new and new + "__pushed_tiles")
             con.close()
             if isinstance(exc, sqlite3.Error):
                 raise self.write_error(view, exc) from exc
@@ -674,6 +677,7 @@ class SQLiteStore:
                 con.execute(f"DROP TABLE IF EXISTS {quote(writer.previous)}")
                 con.execute(f"DROP TABLE IF EXISTS {quote(writer.previous + '__rows')}")
                 con.execute(f"DROP TABLE IF EXISTS {quote(writer.previous + '__tiles')}")
+                con.execute(f"DROP TABLE IF EXISTS {quote(writer.previous + '__pushed_tiles')}")
             except sqlite3.Error:
                 pass  # dropped by the next run
         self._tables[view] = written
@@ -791,6 +795,7 @@ class SQLiteWriter:
             _drop_quietly(self._con, self.target)
             _drop_quietly(self._con, self.target + "__rows")
             _drop_quietly(self._con, self.target + "__tiles")
+            _drop_quietly(self._con, self.target + "__pushed_tiles")
         self._close()
 
     def close(self) -> None:

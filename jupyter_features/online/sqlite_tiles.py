@@ -3,15 +3,20 @@
 ``"<view>__v<N>__tiles"`` holds, per entity and tile — the events with time in (t, t + width],
 ``width`` an hour or a day (``__jf_g``), ``t`` a multiple of it — one column per band
 aggregate of the view (``count(*)``, ``count(x)``, ``sum(x)``, ``min(x)``, ``max(x)``, each with
-its FILTER flag) over the version's events *and* pushed events. A read covers the inside of
+its FILTER flag) over the version's events; ``"<view>__v<N>__pushed_tiles"``, the same
+over its pushed events. A read covers the inside of
 each band with whole tiles and reads raw events only at its edges (``sqlite_window_sql``), so a
 dense entity's read touches a few dozen rows instead of every event; the values are exact,
 tiles only group the same events.
 
 The run's switch adds the tiles of the version's events (``build_tiles``, before readers see
 it); every insert of pushed events — a push, the switch's replay, the run's events after
-``end`` — adds theirs in the same transaction (``add_tiles``). An integer sum past 64 bits
-is kept as +inf, a REAL: a read meeting one evaluates the events in Python.
+``end`` — adds theirs to the pushed tiles in the same transaction (``add_tiles``), SQLite
+grouping the rows just inserted in one statement. Pushed tiles have their own table so that a
+push of many entities rewrites a few pages of a small table, not a page of the events' tiles
+per entity (with the WAL and checkpoints, page writes are most of a push's cost); a read
+adds their parts only once the version holds pushed events. An integer sum past 64 bits is
+kept as +inf, a REAL: a read meeting one evaluates the events in Python.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ __all__ = [
     "tile_columns",
     "tile_widths",
     "tiles_name",
+    "pushed_tiles_of",
     "create_tiles_sql",
     "build_tiles",
     "add_tiles",
@@ -116,8 +122,14 @@ def tiles_name(view: str, version: int) -> str:
     return f"{view}__v{version}__tiles"
 
 
+def pushed_tiles_of(name: str) -> str:
+    """The table of the pushed events' tiles of the version whose events' tiles are ``name``."""
+    return name.removesuffix("__tiles") + "__pushed_tiles"
+
+
 def create_tiles_sql(name: str, table: OnlineTable) -> list[str]:
-    """The statement creating a version's tiles table (none when its view keeps no tiles)."""
+    """The statements creating a version's tiles tables, of its events' and of its pushed events'
+    (none when its view keeps no tiles)."""
     spec = table.window
     if spec is None or not tile_widths(spec) or not tile_columns(spec):
         return []
@@ -125,18 +137,25 @@ def create_tiles_sql(name: str, table: OnlineTable) -> list[str]:
     cols = [f"{quote(c.name)} {c.sql_type}" for c in tile_columns(spec)]
     pk = ", ".join([*(quote(k) for k in table.entity), TILE_WIDTH, TILE_START])
     columns = [*keys, f"{TILE_WIDTH} INTEGER NOT NULL", f"{TILE_START} INTEGER NOT NULL", *cols]
-    return [f"CREATE TABLE {quote(name)} ({', '.join(columns)}, PRIMARY KEY ({pk})) WITHOUT ROWID"]
+    return [
+        f"CREATE TABLE {quote(tiles)} ({', '.join(columns)}, PRIMARY KEY ({pk})) WITHOUT ROWID"
+        for tiles in (name, pushed_tiles_of(name))
+    ]
 
 
 def served_tiles(con: sqlite3.Connection, table: OnlineTable) -> str | None:
-    """The name of ``table``'s tiles when the store holds them with every column its reads use
-    (a version written without tiles, or with other ones, is read from its events)."""
+    """The name of ``table``'s tiles when the store holds them, and its pushed events' tiles, with
+    every column its reads use (a version written without tiles, or with other ones, is read
+    from its events)."""
     if table.window is None:
         return None
     name = tiles_name(table.view, table.version)
-    found = {r[1] for r in con.execute(f"PRAGMA table_info({quote(name)})")}
     wanted = {TILE_WIDTH, TILE_START, *table.entity, *(c.name for c in tile_columns(table.window))}
-    return name if found and wanted <= found else None
+    for tiles in (name, pushed_tiles_of(name)):
+        found = {r[1] for r in con.execute(f"PRAGMA table_info({quote(tiles)})")}
+        if not found or not wanted <= found:
+            return None
+    return name
 
 
 def _upsert(entity: Sequence[str], columns: Sequence[TileColumn]) -> str:
@@ -220,14 +239,15 @@ def add_tiles(
     table: OnlineTable,
     rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]],
 ) -> None:
-    """Add the tiles of pushed events ``rows`` ((key, stored row) pairs, as inserted into
-    ``rows_table``, a version's pushed rows) to the version's tiles, in the caller's transaction."""
+    """Add the tiles of pushed events ``rows`` ((key, stored row) pairs, just inserted into
+    ``rows_table``, a version's pushed rows) to the version's pushed tiles, in the caller's
+    transaction."""
     spec = table.window
     if spec is None or not rows or not rows_table.endswith("__rows"):
         return
     if not tile_widths(spec) or not tile_columns(spec):
         return
-    name = rows_table[: -len("__rows")] + "__tiles"
+    name = pushed_tiles_of(rows_table[: -len("__rows")] + "__tiles")
     try:
         # the rows just inserted hold the last len(rows) rowids (SQLite numbers a row past the
         # largest): SQLite groups them into tiles in one statement
