@@ -9,6 +9,13 @@ entities in the same store. Both are materialized to SQLite and to Redis (a priv
 ``redis-server`` unless ``--redis``), then read interleaved, one random entity per call, as of
 ``end`` + 30 minutes: ``ws.online_features`` of the windowed view, of the plain view, and
 ``replica.get`` of the windowed view. Target: windowed p50 ≤ 3× the plain read's, per store.
+
+Pushes into the dense windowed view on SQLite, side by side with pushes of the same rows into a
+plain view of the same events (``SELECT k, ts, amount FROM ev``): one-row pushes interleaved
+(p50), and batches of 1,000 rows of random entities within the hour after ``end`` sustained
+for ``--seconds`` (rows/s), each through ``ws.push`` and through the store's ``push`` of the
+rows ``ws.push`` hands it (without the workspace's validation and, for the windowed view, the
+projection of the pushed columns into its relation's rows). Target: ≥ 50k rows/s.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -82,6 +90,8 @@ def run(args: argparse.Namespace) -> None:
             ws.feature_view(f"w_{shape}", SQL.replace("FROM ev", "FROM ev"), entity="k", timestamp="ts",
                             windows=["1h", "1d", "7d"])  # fmt: skip
             for store_name, url in stores.items():
+                if args.skip_reads:
+                    continue
                 ws.materialize(["plain", f"w_{shape}"], store=url, end=END, progress=False)
                 replica = ws.online_replica([f"w_{shape}"], store=url)
                 times = interleaved(_contenders(ws, replica, shape, keys, url, at), args.reads)
@@ -95,10 +105,79 @@ def run(args: argparse.Namespace) -> None:
                     f"replica p50 {p50['replica']:.1f} µs (p99 {p99['replica']:.1f}) | load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
+        pushes(ws, workdir, stores["SQLite"], args)
     finally:
         if server is not None:
             server.terminate()
             server.wait()
+
+
+def _batch(n: int, seed: int, keys: int) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    at = pd.Timestamp(END)
+    return pd.DataFrame(
+        {
+            "k": rng.integers(0, keys, n),
+            "ts": at + pd.to_timedelta(rng.integers(1, 3_600_000_000, n), unit="us"),
+            "amount": rng.random(n).round(2),
+        }
+    )
+
+
+def pushes(ws: Any, workdir: Path, url: str, args: argparse.Namespace) -> None:
+    """One-row pushes (p50) and sustained 1,000-row batches (rows/s), windowed against plain."""
+    keys = SHAPES["dense"][0]
+    ws.register_source("ev_plain", str(events_file(workdir, *SHAPES["dense"])), timestamp="ts")
+    ws.feature_view("p_dense", "SELECT k, ts, amount FROM ev_plain", entity="k", timestamp="ts")
+    ws.materialize(["w_dense", "p_dense"], store=url, end=END, progress=False)
+    store = ws.online_store(url)
+    handed: dict[str, list[Any]] = {}
+    push = store.push
+
+    def record(view: str, rows: Any, **options: Any) -> Any:
+        handed.setdefault(view, []).append(rows)
+        return push(view, rows, **options)
+
+    store.push = record  # the rows ws.push hands the store, pushed again below without it
+    batches = [_batch(1000, i, keys) for i in range(20)]
+    singles = [_batch(1, 100 + i, keys) for i in range(50)]
+    views = {"windowed": "w_dense", "plain": "p_dense"}
+    for view in views.values():
+        for frame in [*batches, *singles]:
+            ws.push(view, frame, to="online", store=store)
+    store.push = push
+    n = iter(range(10**9))
+    contenders = {}
+    for label, view in views.items():
+        contenders[f"{label} ws.push"] = lambda v=view: ws.push(
+            v, singles[next(n) % 50], to="online", store=store
+        )
+        contenders[f"{label} store.push"] = lambda v=view: push(v, handed[v][20 + next(n) % 50])
+    times = interleaved(contenders, args.pushes)
+    print(f"\npushes into the dense view, SQLite (load {os.getloadavg()[0]:.1f})")
+    for name, values in times.items():
+        print(
+            f"  1 row   {name:<20} p50 {pct(values, 0.5):8.0f} µs   p99 {pct(values, 0.99):8.0f} µs",
+            flush=True,
+        )
+    for level in ("ws.push", "store.push"):
+        for label, view in views.items():
+            rows, started, i = 0, time.perf_counter(), 0
+            while time.perf_counter() - started < args.seconds:
+                if level == "ws.push":
+                    rows += ws.push(view, batches[i % 20], to="online", store=store).rows
+                else:
+                    rows += push(view, handed[view][i % 20]).rows
+                i += 1
+            elapsed = time.perf_counter() - started
+            print(
+                f"  1,000 rows {label:<8} {level:<10} {elapsed / i * 1000:6.1f} ms a batch, "
+                f"{rows / elapsed:9,.0f} rows/s (target ≥ 50k) | load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -107,6 +186,9 @@ def main() -> None:
     )
     parser.add_argument("--reads", type=int, default=5000)
     parser.add_argument("--redis", default=None)
+    parser.add_argument("--pushes", type=int, default=1000, help="one-row pushes per contender")
+    parser.add_argument("--seconds", type=float, default=5.0, help="of 1,000-row batches per contender")
+    parser.add_argument("--skip-reads", action="store_true", help="only the pushes")
     run(parser.parse_args())
 
 

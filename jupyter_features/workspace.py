@@ -8,8 +8,8 @@ import threading
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from functools import lru_cache
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

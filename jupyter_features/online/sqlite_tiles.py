@@ -254,7 +254,9 @@ def add_tiles(
         last = con.execute(f"SELECT max(rowid) FROM {quote(rows_table)}").fetchone()[0]
         if isinstance(last, int) and len(rows) <= last < _INT64[1]:
             try:
-                con.execute(_pushed_sql(name, table.window, tuple(table.entity), rows_table), (last - len(rows),))
+                con.execute(
+                    _pushed_sql(name, table.window, tuple(table.entity), rows_table), (last - len(rows),)
+                )
                 return
             except sqlite3.OperationalError as exc:
                 if "integer overflow" not in str(exc):
