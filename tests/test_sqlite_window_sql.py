@@ -282,3 +282,52 @@ def test_integer_sums_past_64_bits_in_tiles_are_exact(tmp_path: Path) -> None:
     assert got == {"w__s_3d": [2**63, 2**63 + 3], "w__n_3d": [2, 4]}
     store.close()
     ws.close()
+
+
+def test_pushes_add_to_the_pushed_tiles_only(tmp_path: Path) -> None:
+    """A push leaves the events' tiles as the run built them and adds to the small pushed tiles;
+    a version without pushed tiles (written before they existed) is read from its events."""
+    url = f"sqlite:///{tmp_path}/online.db"
+    ws = jf.Workspace(tmp_path / "ws", online_store=url)
+    times = [BASE + timedelta(hours=h, minutes=5) for h in (1, 2, 30)]
+    frame = pd.DataFrame({"k": [1, 2, 1], "ts": times, "i": pd.array([1, 2, 3], dtype="Int64")})
+    ws.register_source("ev", frame, timestamp="ts")
+    ws.feature_view("w", "SELECT k, sum(i) AS s, count(*) AS n FROM ev GROUP BY k", entity="k",
+                    timestamp="ts", windows=WINDOWS)  # fmt: skip
+    end = BASE + timedelta(days=2)
+    ws.materialize(["w"], end=end, progress=False)
+    store = SQLiteStore(url)
+    con = store._con()
+    before = con.execute('SELECT * FROM "w__v1__tiles" ORDER BY 1, 2, 3').fetchall()
+    pushed = pd.DataFrame(
+        {
+            "k": [1, 2, 2, 3],
+            "ts": [times[0], times[1], end, end],
+            "i": pd.array([10, 20, None, 5], dtype="Int64"),
+        }
+    )
+    ws.push("w", pushed, to="online")
+    ws.push("w", pushed.head(1), to="online")
+    assert con.execute('SELECT * FROM "w__v1__tiles" ORDER BY 1, 2, 3').fetchall() == before
+    hour = 3_600_000_000
+    got = con.execute('SELECT k, "count(*)", "sum(__jf_x0)" FROM "w__v1__pushed_tiles" WHERE __jf_g = ? '
+                      "ORDER BY k, __jf_t", (hour,)).fetchall()  # fmt: skip
+    assert got == [(1, 2, 20), (2, 1, 20), (2, 1, None), (3, 1, 5)]
+    table = store.current("w")
+    assert table is not None
+    _assert_tiles_hold_the_events(con, table, "w__v1__tiles")
+    at = end + timedelta(hours=1)
+    want = {"w__s_3d": [24, 22, 5], "w__n_3d": [4, 3, 1]}
+    assert ws.online_features(["w:s_3d", "w:n_3d"], [{"k": 1}, {"k": 2}, {"k": 3}], at=at).to_dict() == want
+    con.execute('DROP TABLE "w__v1__pushed_tiles"')  # as a version written before pushed tiles
+    assert served_tiles(con, table) is None
+    ws.close()
+    ws = jf.Workspace(tmp_path / "ws", online_store=url)  # plans made afresh
+    ws.register_source("ev", frame, timestamp="ts")
+    ws.feature_view("w", "SELECT k, sum(i) AS s, count(*) AS n FROM ev GROUP BY k", entity="k",
+                    timestamp="ts", windows=WINDOWS)  # fmt: skip
+    ws.push("w", pushed.tail(1), to="online")  # no pushed tiles to add to: the rows alone
+    want = {"w__s_3d": [24, 22, 10], "w__n_3d": [4, 3, 2]}
+    assert ws.online_features(["w:s_3d", "w:n_3d"], [{"k": 1}, {"k": 2}, {"k": 3}], at=at).to_dict() == want
+    store.close()
+    ws.close()
