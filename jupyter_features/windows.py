@@ -520,3 +520,21 @@ def pushed_relation_sql(plan: WindowPlan, rows: str) -> str:
         for name in plan.flags
     ]
     return f"SELECT {', '.join(e.sql(dialect=DIALECT) for e in projection)} FROM {rows}"
+
+
+def pushed_relation_renames(plan: WindowPlan) -> tuple[tuple[str, str], ...] | None:
+    """(push column, relation column) pairs when the relation's rows of pushed rows are the push
+    columns renamed (every input a plain column, no filter), else None: ``pushed_relation_sql``
+    without running SQL."""
+    if plan.flags:
+        return None
+    inputs = {a.input: a.argument for a in plan.aggregates if a.input and a.argument is not None}
+    out = [*((k, k) for k in plan.entity), (plan.timestamp, EVENT_TS)]
+    for name in plan.inputs:
+        if name not in inputs:
+            return None
+        tree = _unqualified(inputs[name])
+        if not isinstance(tree, exp.Column) or isinstance(tree.this, exp.Star):
+            return None
+        out.append((tree.name, name))
+    return tuple(out)

@@ -712,12 +712,14 @@ class Workspace:
             online = self.online_store(store) if store is None or isinstance(store, str) else store
         project = None
         if target.windows:  # a windowed view: the pushed columns become its relation's rows
-            sql = _pushed_relation(
+            sql, renames = _pushed_relation(
                 target.sql, target.entity, target.timestamp, target.windows, f"feature view '{target.name}'",
                 target.ttl, target.created_timestamp,
             )  # fmt: skip
 
             def project(pushed: pa.Table) -> pa.Table:
+                if renames is not None and all(c in pushed.column_names for c, _ in renames):
+                    return pushed.select([c for c, _ in renames]).rename_columns([r for _, r in renames])
                 return self.duckdb.project(sql, "__jf_pushed", pushed)
 
         return push_rows(
@@ -997,12 +999,13 @@ def _pushed_relation(
     owner: str,
     ttl: Any,
     created_timestamp: str | None,
-) -> str:
-    """The SQL making a windowed view's relation rows of pushed rows (checking and planning the
-    view's SQL costs milliseconds: once per definition, not per push)."""
-    from .windows import pushed_relation_sql, window_plan
+) -> tuple[str, tuple[tuple[str, str], ...] | None]:
+    """The SQL making a windowed view's relation rows of pushed rows, and the renames doing the
+    same when it only renames columns (checking and planning the view's SQL costs
+    milliseconds: once per definition, not per push)."""
+    from .windows import pushed_relation_renames, pushed_relation_sql, window_plan
 
     plan = window_plan(
         sql, entity, timestamp, list(windows), owner=owner, ttl=ttl, created_timestamp=created_timestamp
     )
-    return pushed_relation_sql(plan, "__jf_pushed")
+    return pushed_relation_sql(plan, "__jf_pushed"), pushed_relation_renames(plan)

@@ -262,3 +262,41 @@ def test_a_push_into_a_column_the_source_left_untyped_says_how_to_type_it(
     got = ws.online_features(["u:dc_1d"], [{"k": 1}], at=BASE + timedelta(days=1)).to_dict()
     assert got == {"u__dc_1d": [0]}
     ws.close()
+
+
+PLAIN_INPUTS = """SELECT k, count(*) AS n, sum(i) AS si, avg(x) AS ax, max(ts) AS last, count(DISTINCT c) AS dc
+                  FROM ev GROUP BY k"""
+
+
+@SETTINGS
+@given(data=st.data())
+def test_pushes_into_a_view_of_plain_inputs_are_renamed_not_queried(
+    tmp_path: Path, store_url: str, data: st.DataObject
+) -> None:
+    """Pushed rows of a view whose inputs are plain columns (no filter) become its relation's rows
+    by renaming columns, the same rows DuckDB's projection gives; reads see them as training does."""
+    from jupyter_features.windows import pushed_relation_renames, pushed_relation_sql, window_plan
+
+    frame = data.draw(events())
+    ws = jf.Workspace(tmp_path / f"ws{time.monotonic_ns()}", online_store=_fresh(store_url))
+    ws.register_source("ev", frame, timestamp="ts")
+    ws.feature_view("w", PLAIN_INPUTS, entity="k", timestamp="ts", windows=WINDOWS)
+    plan = window_plan(PLAIN_INPUTS, "k", "ts", WINDOWS, owner="w")
+    renames = pushed_relation_renames(plan)
+    assert renames is not None
+    assert pushed_relation_renames(window_plan(SQL, "k", "ts", WINDOWS, owner="w")) is None  # filters
+    rows = data.draw(events(n_max=8, hours=12 * 24))
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    queried = ws.duckdb.project(pushed_relation_sql(plan, "__jf_pushed"), "__jf_pushed", table)
+    renamed = table.select([c for c, _ in renames]).rename_columns([r for _, r in renames])
+    assert renamed.column_names == queried.column_names
+    assert renamed.to_pylist() == queried.to_pylist()
+    end = BASE + timedelta(days=8)
+    ws.materialize(["w"], end=end, progress=False)
+    ws.push("w", rows)
+    ws.register_source("ev", frame[frame["ts"] <= end], timestamp="ts")
+    for at in (end, end + timedelta(minutes=30), end + timedelta(days=2)):
+        _assert_online_equals_training(ws, at)
+    ws.close()
