@@ -192,6 +192,11 @@ def _insert_sql(name: str, table: OnlineTable, source: str, where: str = "true")
 
 
 @lru_cache(maxsize=256)
+def _keeps_tiles(spec: WindowSpec) -> bool:
+    return bool(tile_widths(spec) and tile_columns(spec))
+
+
+@lru_cache(maxsize=256)
 def _pushed_sql(name: str, spec: WindowSpec, entity: tuple[str, ...], rows_table: str) -> str:
     """``INSERT`` of the tiles of the rows of ``rows_table`` past rowid ``?1`` into ``name``."""
     return _tiles_sql(name, spec, entity, f"{quote(rows_table)} NOT INDEXED", "rowid > ?1")  # a rowid range
@@ -243,9 +248,7 @@ def add_tiles(
     ``rows_table``, a version's pushed rows) to the version's pushed tiles, in the caller's
     transaction."""
     spec = table.window
-    if spec is None or not rows or not rows_table.endswith("__rows"):
-        return
-    if not tile_widths(spec) or not tile_columns(spec):
+    if spec is None or not rows or not rows_table.endswith("__rows") or not _keeps_tiles(spec):
         return
     name = pushed_tiles_of(rows_table[: -len("__rows")] + "__tiles")
     try:
