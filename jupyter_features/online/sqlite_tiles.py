@@ -4,7 +4,7 @@
 ``width`` an hour or a day (``__jf_g``), ``t`` a multiple of it — one column per band
 aggregate of the view (``count(*)``, ``count(x)``, ``sum(x)``, ``min(x)``, ``max(x)``, each with
 its FILTER flag) over the version's events; ``"<view>__v<N>__pushed_tiles"``, the same
-over its pushed events. A read covers the inside of
+over its pushed events, per hour only (a read takes a band's whole hours from them in one range). A read covers the inside of
 each band with whole tiles and reads raw events only at its edges (``sqlite_window_sql``), so a
 dense entity's read touches a few dozen rows instead of every event; the values are exact,
 tiles only group the same events.
@@ -199,10 +199,18 @@ def _keeps_tiles(spec: WindowSpec) -> bool:
 @lru_cache(maxsize=256)
 def _pushed_sql(name: str, spec: WindowSpec, entity: tuple[str, ...], rows_table: str) -> str:
     """``INSERT`` of the tiles of the rows of ``rows_table`` past rowid ``?1`` into ``name``."""
-    return _tiles_sql(name, spec, entity, f"{quote(rows_table)} NOT INDEXED", "rowid > ?1")  # a rowid range
+    source = f"{quote(rows_table)} NOT INDEXED"  # a rowid range
+    return _tiles_sql(name, spec, entity, source, "rowid > ?1", [HOUR])
 
 
-def _tiles_sql(name: str, spec: WindowSpec, entity: tuple[str, ...], source: str, where: str) -> str:
+def _tiles_sql(
+    name: str,
+    spec: WindowSpec,
+    entity: tuple[str, ...],
+    source: str,
+    where: str,
+    widths: list[int] | None = None,
+) -> str:
     columns = tile_columns(spec)
     keys = [quote(k) for k in entity]
     aggs = []
@@ -210,7 +218,7 @@ def _tiles_sql(name: str, spec: WindowSpec, entity: tuple[str, ...], source: str
         text = f"{c.function}({'*' if c.input is None else quote(c.input)})"
         aggs.append(text + (f" FILTER (WHERE {quote(c.flag)})" if c.flag is not None else ""))
     parts = []
-    for width in tile_widths(spec):
+    for width in widths or tile_widths(spec):
         # floor((ts - 1) / width) * width: SQLite's division truncates toward zero
         start = f"((({EVENT_TS} - 1) / {width}) - (({EVENT_TS} - 1) % {width} < 0)) * {width}"
         parts.append(
@@ -282,7 +290,8 @@ def _add(
 ) -> None:
     """Group ``rows`` by tile in Python (exact integer sums) and add them to ``name``."""
     assert table.window is not None
-    widths, steps, sums, sql = _adding(name, table.window, tuple(table.entity), created)
+    pushed = name.endswith("__pushed_tiles")  # hour tiles only
+    widths, steps, sums, sql = _adding(name, table.window, tuple(table.entity), created, pushed)
     if not widths:
         return
     tiles: dict[tuple[Any, ...], list[Any]] = {}
@@ -319,13 +328,14 @@ def _add(
 
 @lru_cache(maxsize=256)
 def _adding(
-    name: str, spec: WindowSpec, entity: tuple[str, ...], created: bool
+    name: str, spec: WindowSpec, entity: tuple[str, ...], created: bool, hours: bool = False
 ) -> tuple[list[int], list[tuple[str, int, int]], list[int], str]:
     """How ``_add`` groups rows of a version: tile widths, per tile column (function, input's and
     flag's positions in a stored row, -1 for none), the integer sums, the upsert."""
     widths, columns = tile_widths(spec), tile_columns(spec)
     if not widths or not columns:
         return [], [], [], ""
+    widths = [HOUR] if hours else widths
     first = 1 + created  # a stored row: event time, [created,] the event columns
     position = {c.name: first + i for i, c in enumerate(spec.columns)}
     steps = [

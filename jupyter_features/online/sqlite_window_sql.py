@@ -10,8 +10,8 @@ compound statement returns a handful of rows per entity:
   sum stays an integer: Python adds the bands' sums);
 - with the version's tiles (``sqlite_tiles``), a band two hours wide or more takes its whole
   hours from the hour tiles (two days or more: its whole days from the day tiles, the whole
-  hours around them from the hour tiles; when the version holds pushed events, from their
-  tiles too) and raw events only in the hour at each end. The raw
+  hours around them from the hour tiles; when the version holds pushed events, all its whole
+  hours from their hour tiles too) and raw events only in the hour at each end. The raw
   events around each band edge are one range per table, split between the two bands by
   FILTER. Tiles hold partial aggregates of the same events, so the values are the same; a
   tile's integer sum past 64 bits (+inf) sends the read to Python. Without tiles a band is
@@ -47,7 +47,7 @@ _SQL = {"count": "count", "sum": "sum", "min": "min", "max": "max"}  # band aggr
 _MAX_PARTS = 400  # SQLite allows 500 terms in one compound SELECT
 META_TAG, ROWS_TAG, DISTINCT_TAG = -1, -2, 1_000_000
 _SOME = " HAVING count(*) > 0"  # one entity: no row for a part over no rows (nothing to add)
-_STRIDE = 16  # tags: raw events at edge j: 16 j (+1 pushed); tiles of band b: 16 b + 4 + piece (+3 pushed)
+_STRIDE = 16  # tags: raw events at edge j: 16 j (+1 pushed); tiles of band b: 16 b + 4 + piece (pushed last)
 _TILE_SQL = {"count": "sum", "sum": "sum", "min": "min", "max": "max"}  # combining tiles
 
 
@@ -292,16 +292,19 @@ def window_sql(
                 [(HOUR, p[0], p[1]), (DAY, p[1], p[2]), (HOUR, p[2], p[3])] if days else [(HOUR, p[0], p[1])]
             )
             payload = [f"{_TILE_SQL[f]}({quote(held[(f, i, g)])})" for f, i, g in band_aggs]
-            # the events' tiles, and the pushed events' (their own small table) when the plan reads them
-            for s, source in enumerate([tiles, pushed_tiles_of(tiles)] if pushed else [tiles]):
-                for piece, (tile_width, low, high) in enumerate(spans):
-                    tag = _STRIDE * b + 4 + 3 * s + piece
-                    parts.append(
-                        f"{select(tag, payload)} FROM {quote(source)} WHERE {where} AND {TILE_WIDTH} = "
-                        f"{tile_width} AND {TILE_START} >= {low} AND {TILE_START} < {high}{group or _SOME}"
-                    )
-                    pieces[b].append((tag, 0))
-                    checks += [(tag, j) for j, key in enumerate(band_aggs) if held_int[key]]
+            # the events' tiles; the pushed events' (their own small table, hour tiles only: the
+            # band's whole hours in one range) when the plan reads them
+            if pushed:
+                spans = [*spans, (HOUR, p[0], p[-1])]
+            for piece, (tile_width, low, high) in enumerate(spans):
+                tag = _STRIDE * b + 4 + piece
+                source = pushed_tiles_of(tiles) if pushed and piece == len(spans) - 1 else tiles
+                parts.append(
+                    f"{select(tag, payload)} FROM {quote(source)} WHERE {where} AND {TILE_WIDTH} = {tile_width} "
+                    f"AND {TILE_START} >= {low} AND {TILE_START} < {high}{group or _SOME}"
+                )
+                pieces[b].append((tag, 0))
+                checks += [(tag, j) for j, key in enumerate(band_aggs) if held_int[key]]
         for j in range(nb + 1 if nb else 0):  # raw events around edge j: band j below it, band j - 1 above
             low = last[j] if j < nb else edge[nb]
             high = first[j - 1] if j else edge[0]
