@@ -151,7 +151,7 @@ def insert_push(
     sql = f"INSERT INTO {quote(target)} VALUES ({', '.join('?' * ncols)})"
     con.executemany(sql, zip(*columns, repeat(seq), count()))
     if table.window is not None:  # a windowed version's tiles count the same events
-        add_tiles(con, target, table, push.pairs())
+        add_tiles(con, target, table, push.pairs, len(push))  # the pairs only if SQLite cannot group
 
 
 def journal_push(con: sqlite3.Connection, view: str, table: OnlineTable, push: PushColumns) -> int:

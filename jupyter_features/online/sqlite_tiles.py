@@ -22,7 +22,7 @@ kept as +inf, a REAL: a read meeting one evaluates the events in Python.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -250,30 +250,32 @@ def add_tiles(
     con: sqlite3.Connection,
     rows_table: str,
     table: OnlineTable,
-    rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]],
+    rows: Sequence[tuple[tuple[Any, ...], Sequence[Any]]]
+    | Callable[[], Sequence[tuple[tuple[Any, ...], Sequence[Any]]]],
+    count: int | None = None,
 ) -> None:
     """Add the tiles of pushed events ``rows`` ((key, stored row) pairs, just inserted into
-    ``rows_table``, a version's pushed rows) to the version's pushed tiles, in the caller's
+    ``rows_table``, a version's pushed rows; or a function making them, with their ``count``,
+    only called when SQLite cannot group them) to the version's pushed tiles, in the caller's
     transaction."""
     spec = table.window
-    if spec is None or not rows or not rows_table.endswith("__rows") or not _keeps_tiles(spec):
+    n = count if count is not None else len(rows) if not callable(rows) else len(rows())
+    if spec is None or not n or not rows_table.endswith("__rows") or not _keeps_tiles(spec):
         return
     name = pushed_tiles_of(rows_table[: -len("__rows")] + "__tiles")
     try:
         # the rows just inserted hold the last len(rows) rowids (SQLite numbers a row past the
         # largest): SQLite groups them into tiles in one statement
         last = con.execute(f"SELECT max(rowid) FROM {quote(rows_table)}").fetchone()[0]
-        if isinstance(last, int) and len(rows) <= last < _INT64[1]:
+        if isinstance(last, int) and n <= last < _INT64[1]:
             try:
-                con.execute(
-                    _pushed_sql(name, table.window, tuple(table.entity), rows_table), (last - len(rows),)
-                )
+                con.execute(_pushed_sql(name, spec, tuple(table.entity), rows_table), (last - n,))
                 return
             except sqlite3.OperationalError as exc:
                 if "integer overflow" not in str(exc):
                     raise
                 # a sum past 64 bits: the statement wrote nothing; Python's integers hold it
-        _add(con, name, table, rows, created=table.created)
+        _add(con, name, table, rows() if callable(rows) else rows, created=table.created)
     except sqlite3.OperationalError as exc:
         if "no such table" not in str(exc):
             raise
