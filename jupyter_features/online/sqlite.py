@@ -9,7 +9,7 @@ Layout in the database file (WAL mode, so reads never wait for a materialization
   metadata row in one transaction; prepared statements re-prepare themselves.
 - ``"<view>__v<N>__tiles"``: a windowed version's partial aggregates per entity, hour and
   day (``sqlite_tiles``), which its reads combine with the raw events at the windows' edges;
-  ``"<view>__v<N>__pushed_tiles"``: the same of the events pushed into it.
+  ``"<view>__v<N>__pushed_tiles"``: the same, per hour, of the events pushed into it.
 - ``__jf_online``: view → current version and its metadata (features, types, TTL, end).
 - ``__jf_online_locks``: one row per running materialization (owner, lease expiry).
 
