@@ -32,6 +32,7 @@ __all__ = [
     "NotMaterializedError",
     "MaterializationError",
     "MaterializationBusyError",
+    "VersionMetadataError",
     "PushError",
     "EvaluationError",
     "DriftError",
@@ -144,6 +145,12 @@ class NotMaterializedError(OnlineStoreError):
     """A feature view was read online before it was materialized to that store."""
 
     status_code = 404
+
+
+class VersionMetadataError(OnlineStoreError):
+    """The version a store serves lacks, or holds altered, metadata a request needs; materialize again."""
+
+    status_code = 409
 
 
 class PushError(FeaturesError):

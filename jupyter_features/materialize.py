@@ -208,7 +208,18 @@ def window_online_table(
     (the plan's inputs and flags, typed by the relation's ``types``) and its features."""
     from .schema import Feature, feature_type_of
 
-    spec = window_spec(plan.aggregates, plan.windows, {c: types[c] for c in (*plan.inputs, *plan.flags)})
+    from .engines.duckdb.sandbox import sandbox_describe
+    from .online import WindowPush
+    from .sqltext import quote
+    from .windows import PUSHED_TABLE, push_columns_sql, pushed_relation_sql
+
+    # what a pusher without the view (the feature server) needs to project pushed rows into events
+    push = WindowPush(
+        tuple(sandbox_describe(push_columns_sql(plan), view.schemas)),
+        pushed_relation_sql(plan, quote(PUSHED_TABLE)),
+    )
+    inputs = {c: types[c] for c in (*plan.inputs, *plan.flags)}
+    spec = window_spec(plan.aggregates, plan.windows, inputs, push)
     features = []
     for name, duckdb_type in plan.output_types(types).items():
         kind, vocabulary = feature_type_of(duckdb_type)

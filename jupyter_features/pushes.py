@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .sources import Source
     from .windows import WindowPlan
 
-__all__ = ["PushLog", "PushResult", "push_rows", "validate_rows", "TARGETS"]
+__all__ = ["PushLog", "PushResult", "push_rows", "validate_rows", "arrow_type", "TARGETS"]
 
 #: Where a push goes: the online store and the push log, or one of them.
 TARGETS = ("both", "online", "offline")
@@ -261,7 +261,7 @@ _ARROW_TYPES = {
 }  # fmt: skip
 
 
-def _arrow_type(duckdb_type: str) -> pa.DataType | None:
+def arrow_type(duckdb_type: str) -> pa.DataType | None:
     """The Arrow type of a DuckDB column type, where a push can cast to it without DuckDB."""
     import pyarrow as pa
 
@@ -339,7 +339,7 @@ def validate_rows(
     out = []
     for name, duckdb_type in columns:
         column = table.column(name)
-        target = _arrow_type(duckdb_type)
+        target = arrow_type(duckdb_type)
         if target is None:
             return _duckdb_cast(table, columns, who)
         times = pa.types.is_timestamp(target) or pa.types.is_date(target)

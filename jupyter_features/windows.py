@@ -24,7 +24,7 @@ from .times import format_ttl, parse_ttl
 
 __all__ = [
     "Aggregate", "TimeWindow", "WindowPlan", "window_plan", "time_windows", "value_class", "AGGREGATES",
-    "push_columns", "push_columns_sql", "pushed_relation_sql",
+    "push_columns", "push_columns_sql", "pushed_relation_sql", "PUSHED_TABLE",
 ]  # fmt: skip
 
 #: The relation's event-time column (the same name the point-in-time join uses).
@@ -445,6 +445,8 @@ def _aggregates(
 
 
 # -- pushes ----------------------------------------------------------------------------------
+#: The table name pushed rows have in a projection (``pushed_relation_sql(plan, quote(PUSHED_TABLE))``).
+PUSHED_TABLE = "__jf_pushed"
 # A push into a windowed view carries raw rows: the entity keys, the view's timestamp and the
 # columns its aggregates' arguments and FILTER conditions read, named as in the SQL without
 # their table qualifier. The relation's projection is then run over them.

@@ -88,12 +88,14 @@ def parse_push(data: Any, store: OnlineStore) -> tuple[str, pa.Table]:
         raise InvalidRequestError(
             f"feature view '{view}' was materialized before pushes were possible; materialize it again"
         )
-    if table.window is not None:
-        raise InvalidRequestError(
-            f"feature view '{view}' is windowed: its pushed rows are projected by the view's SQL, which "
-            "the feature server does not run; push with ws.push in a workspace"
-        )
-    columns = _columns(table)
+    projection = None
+    if table.window is not None:  # rows of the view's relation, projected into its events
+        from .window_push import window_projection
+
+        projection = window_projection(table)
+        columns = [(name, kind, required) for name, kind, _, required in projection.columns]
+    else:
+        columns = _columns(table)
     wanted = [name for name, _, _ in columns]
     for i, row in enumerate(rows):
         if len(row) != len(wanted) or any(name not in row for name in wanted):
@@ -121,9 +123,27 @@ def parse_push(data: Any, store: OnlineStore) -> tuple[str, pa.Table]:
                     f"{_shown(v)} is not ({_what(v)})"
                 )
         arrays.append(_array(values, kind, name, view=view))
+    if projection is not None:
+        return view, projection.project(_typed(arrays, projection.columns, view))
     names = [EVENT_TS if name == table.timestamp else CREATED_TS if name == table.created_timestamp else name
              for name in wanted]  # fmt: skip
     return view, pa.Table.from_arrays(arrays, names=names)
+
+
+def _typed(arrays: list[pa.Array], columns: Any, view: str) -> pa.Table:
+    """The pushed columns cast to the view's types (an int32 column refuses an integer past its range)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = []
+    for array, (name, _, target, _) in zip(arrays, columns, strict=True):
+        try:
+            out.append(pc.cast(array, target, safe=True))
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise InvalidRequestError(
+                f"the push to '{view}': column '{name}' does not fit the view's type {target} ({exc})"
+            ) from None
+    return pa.Table.from_arrays(out, names=[name for name, _, _, _ in columns])
 
 
 def _columns(table: OnlineTable) -> list[tuple[str, str, bool]]:

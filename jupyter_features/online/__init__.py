@@ -16,7 +16,7 @@ from .layout import Lease, OnlineTable, PushReceipt, Snapshot, WriterHandle
 from .reads import read_features
 from .result import OnlineResult
 from .stores import STORES, open_store
-from .window_values import WindowSpec, window_spec
+from .window_values import WindowPush, WindowSpec, window_spec
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,6 +35,7 @@ __all__ = [
     "read_features",
     "STORES",
     "WindowSpec",
+    "WindowPush",
     "window_spec",
 ]
 

@@ -24,11 +24,26 @@ from ..errors import OnlineStoreError
 from ..schema import FEATURE_TYPES, Feature
 from ..times import micros_to_datetime
 
-__all__ = ["WindowSpec", "WindowAggregate", "WindowEvaluator", "FUNCTIONS", "window_spec"]
+__all__ = ["WindowSpec", "WindowAggregate", "WindowEvaluator", "WindowPush", "FUNCTIONS", "window_spec"]
 
 #: The aggregate functions a windowed view may use online (the window plan's vocabulary).
 FUNCTIONS = ("count", "sum", "avg", "min", "max", "stddev_samp", "var_samp")
 _MAX_MICROS = 10**17  # about 3,000 years: longer is not a window
+_MAX_PUSH_SQL = 100_000  # characters of a push projection: more is not one a run wrote
+
+
+@dataclass(frozen=True)
+class WindowPush:
+    """How pushed rows become a windowed version's events, for a pusher without the view: the
+    columns a push carries (name, DuckDB type) and the projection's SQL (keys, event time, inputs,
+    flags) over them as the table ``windows.PUSHED_TABLE``. Read back from the store, it is
+    untrusted: whoever runs ``sql`` checks it first (``feature_server/window_push.py``)."""
+
+    columns: tuple[tuple[str, str], ...]
+    sql: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": [[name, kind] for name, kind in self.columns], "sql": self.sql}
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,7 @@ class WindowSpec:
     columns: tuple[Feature, ...]
     aggregates: tuple[WindowAggregate, ...]
     windows: tuple[tuple[str, int], ...]
+    push: WindowPush | None = None  # None: written before pushes over HTTP could be projected
 
     @property
     def names(self) -> list[str]:
@@ -74,6 +90,7 @@ class WindowSpec:
                 for a in self.aggregates
             ],
             "windows": [[text, us] for text, us in self.windows],
+            **({"push": self.push.to_dict()} if self.push is not None else {}),
         }
 
     @classmethod
@@ -107,9 +124,21 @@ class WindowSpec:
             windows = tuple((str(text), int(us)) for text, us in data["windows"])
             if not aggregates or not windows or any(not 0 < us < _MAX_MICROS for _, us in windows):
                 raise bad("no aggregates, no windows or a window that is not a positive length")
+            push = None
+            if data.get("push") is not None:
+                raw = data["push"]
+                pairs = tuple((name, kind) for name, kind in raw["columns"])
+                sql = raw["sql"]
+                plain = all(type(n) is str and type(k) is str and 0 < len(n) <= 256 and 0 < len(k) <= 256
+                            for n, k in pairs)  # fmt: skip
+                if not plain or len({n for n, _ in pairs}) != len(pairs) or type(sql) is not str:
+                    raise bad("the pushed columns are not distinct names with types")
+                if not pairs or not 0 < len(sql) <= _MAX_PUSH_SQL:
+                    raise bad("the push projection is empty or too long")
+                push = WindowPush(pairs, sql)
         except (KeyError, TypeError, ValueError) as exc:
             raise bad(f"{type(exc).__name__}: {exc}") from None
-        return cls(columns, tuple(aggregates), windows)
+        return cls(columns, tuple(aggregates), windows, push)
 
 
 def value_decoder(kind: str) -> Callable[[Any], Any] | None:
@@ -226,10 +255,14 @@ def _aggregate(function: str, used: list[Any], distinct: bool, lists: bool, deco
 
 
 def window_spec(
-    aggregates: Sequence[Any], windows: Sequence[Any], column_types: Mapping[str, str]
+    aggregates: Sequence[Any],
+    windows: Sequence[Any],
+    column_types: Mapping[str, str],
+    push: WindowPush | None = None,
 ) -> WindowSpec:
     """A spec from a window plan's aggregates and windows (``windows.Aggregate``,
-    ``windows.TimeWindow``) and the stored columns' DuckDB types (inputs, then flags)."""
+    ``windows.TimeWindow``), the stored columns' DuckDB types (inputs, then flags) and how
+    pushed rows are projected (``push``)."""
     from ..schema import feature_type_of
 
     columns = []
@@ -244,4 +277,5 @@ def window_spec(
             WindowAggregate(a.function, a.input, a.flag, a.distinct, a.alias) for a in aggregates
         ),
         windows=tuple((w.text, w.micros) for w in windows),
+        push=push,
     )

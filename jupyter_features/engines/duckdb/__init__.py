@@ -27,7 +27,7 @@ from ...sqltext import (
 )
 from ...times import naive_utc_column
 from .pit import dedupe_sql, fetch_sql, label_keys, label_time_sql, latest_sql, pit_sql
-from .sandbox import READERS, open_sandbox, sandbox_describe, settings_sql
+from .sandbox import READERS, open_sandbox, sandbox_describe, sandbox_project, settings_sql
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ...sources import Source
     from ...windows import WindowPlan
 
-__all__ = ["DuckDBEngine", "ArrowLatestRows", "sandbox_describe"]
+__all__ = ["DuckDBEngine", "ArrowLatestRows", "sandbox_describe", "sandbox_project"]
 
 
 def _numeric(t: str) -> bool:

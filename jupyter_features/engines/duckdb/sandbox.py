@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
     from ...sources import Source
 
-__all__ = ["READERS", "open_sandbox", "sandbox_describe", "allowed_locations", "settings_sql"]
+__all__ = [
+    "READERS", "open_sandbox", "sandbox_describe", "sandbox_project", "allowed_locations", "settings_sql",
+]  # fmt: skip
 
 #: The DuckDB reader of each file format.
 READERS = {"parquet": "read_parquet", "csv": "read_csv_auto", "json": "read_json_auto"}
@@ -126,5 +128,28 @@ def sandbox_describe(sql: str, schemas: Mapping[str, Mapping[str, str]]) -> list
         if rel is None:
             raise UnsafeSQLError("the SQL is not a query that returns rows")
         return [(c, str(t)) for c, t in zip(rel.columns, rel.types, strict=True)]
+    finally:
+        con.close()
+
+
+def sandbox_project(sql: str, name: str, rows: pa.Table) -> pa.Table:
+    """Run ``sql`` over ``rows`` (registered as ``name``, the only table there is) on a new
+    in-memory connection with external access off, no extensions and its configuration locked:
+    for SQL read back from a store, checked against the allow-list first by the caller."""
+    con = duckdb.connect(":memory:")
+    try:
+        for statement in (
+            *settings_sql({"threads": 1}),
+            "SET enable_external_access = false",
+            "SET autoinstall_known_extensions = false",
+            "SET autoload_known_extensions = false",
+            "SET lock_configuration = true",
+        ):
+            con.execute(statement)
+        con.register(name, rows)
+        try:
+            return con.sql(sql).fetch_arrow_table()
+        except duckdb.PermissionException as exc:
+            raise UnsafeSQLError(f"the SQL tries to reach outside its rows: {exc}") from exc
     finally:
         con.close()
