@@ -14,9 +14,10 @@ With ``P = <prefix>{<view>}`` (see ``redis.py``):
 
 A push is one script call (atomic). A run's switch is one script too: it checks the lock,
 replays every journal entry the run's offline read did not cover into the new version,
-trims the covered ones and flips the pointer, so no push is lost across the switch. A
-replica's snapshot copies the served hashes in one script (``COPY``, atomic) and reads the
-copies, so it sees each push exactly once: before the snapshot, or in the journal after.
+trims the covered ones (and a windowed view's pushes too old for any window) and flips the
+pointer, so no push is lost across the switch. A replica's snapshot copies the served hashes
+in one script (``COPY``, atomic) and reads the copies, so it sees each push exactly once:
+before the snapshot, or in the journal after.
 """
 
 from __future__ import annotations
@@ -103,11 +104,11 @@ local base = ARGV[6] ~= '' and (ARGV[3] .. ARGV[6]) or ''
 local after = tonumber(ARGV[9])
 for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   local seq, high, layout = string.match(m, '^(%d+):%-?%d+:(%-?%d+):(.*)$')
-  if covered[seq] or layout ~= ARGV[7] then
+  if covered[seq] or layout ~= ARGV[7] or (after and tonumber(high) <= after) then
+    -- covered, of another layout, or a windowed view's push whose events are all in no window
+    -- of a read at or after the end: trimmed
     redis.call('DEL', ARGV[4] .. seq)
     redis.call('ZREM', KEYS[3], m)
-  elseif after and tonumber(high) <= after then
-    -- a windowed view's push whose events are all in no window of a read at or after the end
   else
     append(h, base, redis.call('LRANGE', ARGV[4] .. seq, 0, -1), 1)
   end
@@ -200,13 +201,15 @@ def covered_entries(
     ks: Keyspace, view: str, table: OnlineTable, covered: Collection[int], since_us: int | None
 ) -> list[str]:
     """The journal entries (as sequence numbers' text) a run's switch may trim: in ``covered`` and
-    with every row in the run's range."""
+    with every row in the run's range, or (a windowed view) with every event in no window of a
+    read at or after the run's end."""
     out: list[str] = []
-    if not covered:
+    after = table.events_after_us
+    if not covered and after is None:
         return out
     for raw in ks.client.zrange(ks.key(view, "journal"), 0, -1):
         seq, low, high, _ = (raw.decode() if isinstance(raw, bytes) else raw).split(":", 3)
-        if is_covered(
+        if (after is not None and int(high) <= after) or is_covered(
             int(seq), int(low), int(high), covered, since_us, table.end_us, table.window is not None
         ):
             out.append(seq)

@@ -191,7 +191,8 @@ def replay_journal(
 ) -> None:
     """Inside the switch's transaction: replay into ``target`` (the new version's rows table) every
     journal entry of ``table.view`` that the run's offline read did not cover; trim the covered
-    ones and those of another layout (their rows cannot go into this version)."""
+    ones, those of another layout (their rows cannot go into this version) and a windowed view's
+    entries whose events are all in no window of a read at or after the version's end."""
     entries = con.execute(
         f"SELECT seq, layout, min_ts, max_ts, rows FROM {JOURNAL} WHERE view = ? ORDER BY seq", (table.view,)
     ).fetchall()
@@ -205,7 +206,8 @@ def replay_journal(
             drop.append((seq,))
             continue
         if after is not None and max_ts <= after:
-            continue  # events in no window of a read at or after the version's end
+            drop.append((seq,))  # events in no window of a read at or after the version's end
+            continue
         rows = [(tuple(r[:nkeys]), r[nkeys:]) for r in loads(payload)]
         if after is not None:
             rows = [(k, r) for k, r in rows if r[0] > after]
