@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "registry": "jupyter_features.registry_server.cli:add_cli",
     "materialize": "jupyter_features.cli:add_materialize_cli",
     "check": "jupyter_features.cli:add_check_cli",
+    "compact-pushes": "jupyter_features.cli:add_compact_cli",
     "serve": "jupyter_features.feature_server:add_cli",
 }
 
@@ -154,6 +155,34 @@ def add_check_cli(sub: Any) -> Callable[[argparse.Namespace], int]:
         for line in reports.lines():
             print(line)
         return 0 if reports.ok else 1
+
+    return handle
+
+
+def add_compact_cli(sub: Any) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser(
+        "compact-pushes",
+        help="merge each view's push-log files into one",
+        description=(
+            "Merge the push log's files (one per push, under .jupyter_features/pushes/<view>/) into one file "
+            "per view. Training frames and runs read the same rows before and after."
+        ),
+    )
+    p.add_argument("views", nargs="*", metavar="VIEW", help="feature views (default: every view with pushes)")
+    p.add_argument("--dir", default=".", help="workspace folder holding features.toml (default: %(default)s)")
+    p.add_argument("--registry", help="registry URL (default: the workspace's)")
+
+    def handle(args: argparse.Namespace) -> int:
+        from .workspace import Workspace
+
+        ws = Workspace(args.dir, registry=args.registry)
+        try:
+            results = [r for v in args.views or [None] for r in ws.compact_pushes(v)]
+        finally:
+            ws.close()
+        for r in results:
+            print(f"{r.view}: {r.files_before:,} push-log files -> {r.files_after:,} ({r.rows:,} rows)")
+        return 0
 
     return handle
 

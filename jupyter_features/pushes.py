@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from .featureview import FeatureView, ViewJoin
     from .online import OnlineStore
+    from .push_files import CompactionResult
     from .sources import Source
     from .windows import WindowPlan
 
@@ -82,8 +83,26 @@ class PushLog:
         return self.folder / view
 
     def files(self, view: str) -> list[Path]:
-        folder = self.view_folder(view)
-        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        """The view's live push-log files (``push_files.live_files``)."""
+        from .push_files import live_files
+
+        for attempt in range(5):
+            try:
+                return live_files(self.view_folder(view))
+            except FileNotFoundError:  # a compaction removed a file while it was listed
+                if attempt == 4:
+                    raise
+        return []
+
+    def compact(self, view: str) -> CompactionResult:
+        """Merge ``view``'s push-log files into one (``push_files.compact``)."""
+        from .push_files import compact
+
+        result = compact(self.view_folder(view), view)
+        if result.file is not None:
+            with self._lock:  # registered again on next use: an engine that lists files at
+                self._registered.discard(view)  # registration (Spark) sees the new one
+        return result
 
     def append(self, view: FeatureView, rows: pa.Table, store: str | None, seq: int | None) -> Path:
         """Write ``rows`` (the view's output columns) as one file, atomically (no reader sees half)."""
@@ -129,11 +148,15 @@ class PushLog:
 
     def covered(self, view: str, store: str) -> frozenset[int]:
         """Journal sequence numbers of ``store`` whose pushes of ``view`` have a file here now."""
-        out = set()
+        from .push_files import covered_in, is_compacted
+
+        out: set[int] = set()
         for path in self.files(view):
             parts = path.name.split("-")
             if len(parts) == 4 and parts[1] == store and parts[2].isdigit():
                 out.add(int(parts[2]))
+            elif is_compacted(path):  # a compacted file records each row's store and number
+                out |= covered_in(path, store)
         return frozenset(out)
 
     def join(
@@ -152,11 +175,12 @@ class PushLog:
             return join
         columns = self._columns(view)
         plan = join.window_plan()
+        log = self._scan(view.name, typed)
         if plan is not None:  # a windowed view: the logged rows projected into its relation's rows
             from .windows import pushed_relation_sql
 
             casts = ", ".join(f"CAST({quote(c)} AS {t}) AS {quote(c)}" for c, t in columns)
-            logged = f"(SELECT {casts} FROM {quote(self.source_name(view.name))}{self._filter(store, covered)}) AS __jf_logged"
+            logged = f"(SELECT {casts} FROM {log}{self._filter(store, covered)}) AS __jf_logged"
             return replace(join, pushed=pushed_relation_sql(plan, logged))
         names = ", ".join(quote(c) for c, _ in columns)
         logged = ", ".join(
@@ -165,9 +189,18 @@ class PushLog:
         where = self._filter(store, covered)
         sql = (
             f"SELECT {names} FROM ({join.sql}\n) AS __jf_rows UNION ALL "
-            f"SELECT {logged} FROM {quote(self.source_name(view.name))}{where}"
+            f"SELECT {logged} FROM {log}{where}"
         )
         return replace(join, sql=sql)
+
+    def _scan(self, view: str, typed: bool) -> str:
+        """The log's rows as a FROM item: in DuckDB one scan of its files that reads a push merged
+        by a compaction once (``push_files.dedup_sql``); elsewhere the registered source."""
+        if not typed:
+            return quote(self.source_name(view))
+        from .push_files import dedup_sql
+
+        return f"{dedup_sql(str(self.view_folder(view).resolve() / '*.parquet'))} AS __jf_log"
 
     def _filter(self, store: str | None, covered: Collection[int]) -> str:
         if store is None:
@@ -200,12 +233,12 @@ class PushLog:
     ) -> pa.Table | None:
         import pyarrow as pa
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
-        files = self.files(view)
-        if not files:
+        from .push_files import read_live
+
+        logged = read_live(self.view_folder(view))
+        if logged is None:
             return None
-        logged = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
         ts = pc.cast(logged.column(timestamp), pa.timestamp("us"))
         mine = pc.and_(
             pc.equal(logged.column(PUSH_STORE), store),

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .online import OnlineResult, OnlineStore
     from .online.replica import OnlineReplica
     from .preview import FeatureViewPreview
+    from .push_files import CompactionResult
     from .pushes import PushResult
 
 __all__ = ["Workspace", "workspace", "set_workspace"]
@@ -726,6 +727,19 @@ class Workspace:
             target, rows, to=to, columns=self.output_columns(target), store=online, log=self.push_log,
             project=project,
         )  # fmt: skip
+
+    def compact_pushes(self, view: str | None = None) -> list[CompactionResult]:
+        """Merge the push-log files of ``view`` (default: every view with a push log) into one file
+        per view. Training frames and runs read the same rows before and after; a run still knows
+        which journal entries the log covers; a crash part way loses nothing."""
+        if view is not None:
+            if not self.push_log.view_folder(view).is_dir():
+                self.get_view(view)  # an unknown view is an error, not an empty log
+            views = [view]
+        else:
+            folder = self.push_log.folder
+            views = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        return [self.push_log.compact(name) for name in views]
 
     def online_replica(
         self, views: Sequence[str] | str, *, store: str | None = None, poll: float = 0.002

@@ -29,6 +29,7 @@ _COMMANDS = {
     "export": "%features export [NAME ...]",
     "materialize": "%features materialize NAME ... [--store URL]",
     "check": "%features check MODEL|VIEW ... [--store URL] [--sample N]",
+    "compact": "%features compact [NAME ...]",
     "browse": "%features browse",
 }
 
@@ -205,6 +206,7 @@ class FeaturesMagics(Magics):
         %features check MODEL|VIEW ... [--store URL] [--sample N]
                                                      does the store serve what an offline recompute
                                                      says; is a model's every feature online and fresh
+        %features compact [NAME ...]                 merge push-log files into one per view
         %features browse                             the feature browser
         """
         try:
@@ -322,6 +324,14 @@ class FeaturesMagics(Magics):
 
         with friendly_errors():
             return check(_workspace(), args.names, store=args.store, sample=args.sample)
+
+    def _features_compact(self, rest: Sequence[str]) -> None:
+        names = self._names("compact", rest, at_least=0)
+        with friendly_errors():
+            ws = _workspace()
+            results = [r for name in names or [None] for r in ws.compact_pushes(name)]
+        for r in results:
+            print(f"{r.view}: {r.files_before:,} push-log files -> {r.files_after:,} ({r.rows:,} rows)")
 
     def _features_browse(self, rest: Sequence[str]) -> Any:
         self._no_args("browse", rest)
