@@ -206,10 +206,9 @@ def window_online_table(
 ) -> OnlineTable:
     """The layout of the version a run of windowed ``view`` as of ``end_us`` writes: its events
     (the plan's inputs and flags, typed by the relation's ``types``) and its features."""
-    from .schema import Feature, feature_type_of
-
-    from .engines.duckdb.sandbox import sandbox_describe
+    from .engines.duckdb import sandbox_describe
     from .online import WindowPush
+    from .schema import Feature, feature_type_of
     from .sqltext import quote
     from .windows import PUSHED_TABLE, push_columns_sql, pushed_relation_sql
 

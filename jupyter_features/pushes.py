@@ -187,10 +187,7 @@ class PushLog:
             f"CAST({quote(c)} AS {t}) AS {quote(c)}" if typed else quote(c) for c, t in columns
         )
         where = self._filter(store, covered)
-        sql = (
-            f"SELECT {names} FROM ({join.sql}\n) AS __jf_rows UNION ALL "
-            f"SELECT {logged} FROM {log}{where}"
-        )
+        sql = f"SELECT {names} FROM ({join.sql}\n) AS __jf_rows UNION ALL SELECT {logged} FROM {log}{where}"
         return replace(join, sql=sql)
 
     def _scan(self, view: str, typed: bool) -> str:

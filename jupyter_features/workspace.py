@@ -733,7 +733,7 @@ class Workspace:
         per view. Training frames and runs read the same rows before and after; a run still knows
         which journal entries the log covers; a crash part way loses nothing."""
         if view is not None:
-            if not self.push_log.view_folder(view).is_dir():
+            if not view.isidentifier() or not self.push_log.view_folder(view).is_dir():
                 self.get_view(view)  # an unknown view is an error, not an empty log
             views = [view]
         else:

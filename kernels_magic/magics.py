@@ -326,10 +326,10 @@ class FeaturesMagics(Magics):
             return check(_workspace(), args.names, store=args.store, sample=args.sample)
 
     def _features_compact(self, rest: Sequence[str]) -> None:
-        names = self._names("compact", rest, at_least=0)
+        names: list[str | None] = [*self._names("compact", rest, at_least=0)] or [None]
         with friendly_errors():
             ws = _workspace()
-            results = [r for name in names or [None] for r in ws.compact_pushes(name)]
+            results = [r for name in names for r in ws.compact_pushes(name)]
         for r in results:
             print(f"{r.view}: {r.files_before:,} push-log files -> {r.files_after:,} ({r.rows:,} rows)")
 

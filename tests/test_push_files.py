@@ -73,7 +73,9 @@ def test_training_frames_and_runs_are_the_same_after_compaction(tmp_path: Path, 
     covered = ws.push_log.covered("win", ws.online_store().identity())
     results = {r.view: r for r in ws.compact_pushes()}
     assert results["win"].files_before == 9 and results["win"].files_after == 1 and results["win"].rows == 9
-    assert [p.name for p in ws.push_log.view_folder("win").iterdir()] == [Path(results["win"].file or "").name]
+    assert [p.name for p in ws.push_log.view_folder("win").iterdir()] == [
+        Path(results["win"].file or "").name
+    ]
     assert ws.push_log.covered("win", ws.online_store().identity()) == covered
     assert _frames(ws) == before
     online = _online(ws)

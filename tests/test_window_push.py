@@ -126,7 +126,7 @@ HOSTILE = [
     'SELECT "k" AS "k" FROM "__jf_pushed", duckdb_settings()',
     'SELECT "k" AS "k" FROM "__jf_pushed" UNION ALL SELECT 1',
     "SELECT (SELECT current_setting('threads')) AS k FROM \"__jf_pushed\"",
-    'SELECT 1 AS "k"; COPY (SELECT 1) TO \'/tmp/x\'',
+    "SELECT 1 AS \"k\"; COPY (SELECT 1) TO '/tmp/x'",
     "ATTACH '/tmp/x.db' AS x",
     'SELECT "k" AS "k", "ts" AS "__jf_ts" FROM "__jf_pushed" WHERE getenv(\'HOME\') IS NOT NULL',
     'SELECT * FROM "__jf_pushed"',

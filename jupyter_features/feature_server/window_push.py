@@ -133,7 +133,9 @@ def _check(table: OnlineTable) -> WindowProjection:
         or tables[0].args.get("alias")
         or any(node is not tree for node in tree.find_all(exp.Query, exp.Subquery, exp.Join, exp.With))
     ):
-        raise _tampered(view, f"it must select expressions of the pushed rows ({PUSHED_TABLE}) and nothing else")
+        raise _tampered(
+            view, f"it must select expressions of the pushed rows ({PUSHED_TABLE}) and nothing else"
+        )
     try:
         check_tree(tree, owner=f"feature view '{view}'")
     except UnsafeSQLError as exc:
