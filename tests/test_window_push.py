@@ -153,6 +153,20 @@ def test_a_tampered_projection_is_refused(tmp_path: Path, sql: str) -> None:
     ws.close()
 
 
+def test_a_projection_with_retyped_keys_is_refused(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, f"sqlite:///{tmp_path}/online.db")
+    ws.materialize(["w"], end=END, progress=False)
+    table = ws.online_store().current("w")
+    assert table is not None and table.window is not None and table.window.push is not None
+    from dataclasses import replace
+
+    push = table.window.push
+    retyped = WindowPush(tuple((n, "VARCHAR" if n == "k" else t) for n, t in push.columns), push.sql)
+    with pytest.raises(VersionMetadataError, match="key's type"):
+        window_projection(replace(table, window=replace(table.window, push=retyped)))
+    ws.close()
+
+
 def _plant(store_url: str, ws: jf.Workspace, change: Any) -> None:
     """Rewrite the served version's metadata in the store, behind the workspace's back."""
     store = ws.online_store(store_url)

@@ -38,6 +38,7 @@ class WindowProjection:
     columns: tuple[tuple[str, str, pa.DataType, bool], ...]
     sql: str
     outputs: tuple[str, ...]
+    types: tuple[str, ...]  # the kind the version stores each output as (keys, event time, columns)
 
     def project(self, rows: pa.Table) -> pa.Table:
         """The events of ``rows`` (the push columns, typed by ``columns``), computed in the sandbox."""
@@ -57,7 +58,26 @@ class WindowProjection:
             ) from None
         if tuple(events.column_names) != self.outputs:
             raise _tampered(self.view, "the projection gives other columns than the version stores")
-        return events
+        return _as_stored(events, self.types, self.view)
+
+
+def _as_stored(events: pa.Table, kinds: tuple[str, ...], view: str) -> pa.Table:
+    """``events`` cast to the Arrow types of the kinds the version stores (what a run's projection
+    gives casts losslessly; anything else was not written by a run)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrow = {
+        "int64": pa.int64(), "float64": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
+        "timestamp": pa.timestamp("us"), "list<float>": pa.list_(pa.float64()),
+    }  # fmt: skip
+    out = []
+    for name, column, kind in zip(events.column_names, events.columns, kinds, strict=True):
+        try:
+            out.append(pc.cast(column, arrow[kind], safe=True))
+        except (pa.ArrowException, KeyError) as exc:
+            raise _tampered(view, f"its column {name} is {column.type}, not {kind} ({exc})") from None
+    return pa.Table.from_arrays(out, names=events.column_names)
 
 
 def _tampered(view: str, why: str) -> VersionMetadataError:
@@ -150,4 +170,8 @@ def _check(table: OnlineTable) -> WindowProjection:
     wanted = (*table.entity, EVENT_TS, *(c.name for c in spec.columns))
     if outputs != wanted:
         raise _tampered(view, "it gives other columns than the version stores")
-    return WindowProjection(view, tuple(columns), tree.sql(dialect="duckdb"), outputs)
+    kinds = {name: kind for name, kind, _, _ in columns}
+    if any(kinds[k] != t for k, t in zip(table.entity, table.key_types, strict=True)):
+        raise _tampered(view, "a pushed key's type is not the version's key type")
+    types = (*table.key_types, "timestamp", *(c.type for c in spec.columns))
+    return WindowProjection(view, tuple(columns), tree.sql(dialect="duckdb"), outputs, types)
