@@ -2,14 +2,12 @@
 
 Each push appends one parquet file, ``<time_ns>-<store>-<seq>-<id>.parquet``: many small pushes
 make many small files. ``compact`` merges a view's files into one,
-``<time_ns>-compacted-<id>.parquet``, whose rows carry the name of the file each came from
-(``PUSH_FROM``; also listed in the file's metadata) and keep their store and journal number, so
-a run still knows which journal entries the log covers. It writes the new file first (synced,
+``<time_ns>-compacted-<id>.parquet``, which lists the files it merged in its metadata; its rows
+keep their store and journal number, so a run still knows which journal entries the log covers. It writes the new file first (synced,
 then renamed into place), then removes the files it merged: a crash in between leaves both, and
-a file whose every origin is held by a later compacted file is not live — readers skip it
-(``live_files``), and SQL reads keep each origin's rows from the latest file holding them
-(``dedup_sql``), so no reader ever counts a push twice or misses one. One compaction of a view
-runs at a time (a lock file beside the folder).
+a file whose every origin is held by a later compacted file is not live. Readers read the live
+files (``live_files``; SQL reads name them, ``files_sql``), so no reader counts a push twice or
+misses one. One compaction of a view runs at a time (a lock file beside the folder).
 """
 
 from __future__ import annotations
@@ -26,16 +24,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import PushError
-from .sqltext import PUSH_SEQ, PUSH_STORE, RESERVED_PREFIX, string_literal
+from .sqltext import PUSH_SEQ, PUSH_STORE, string_literal
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["PUSH_FROM", "CompactionResult", "compact", "covered_in", "dedup_sql", "live_files", "read_live"]
+__all__ = [
+    "CompactionResult",
+    "compact",
+    "covered_in",
+    "files_sql",
+    "is_compacted",
+    "live_files",
+    "read_live",
+]
 
-#: The column of a compacted file naming the push-log file each row came from.
-PUSH_FROM = f"{RESERVED_PREFIX}push_from"
-_FILE = f"{RESERVED_PREFIX}push_file"  # the physical file a SQL read took a row from
 _META_KEY = b"jupyter_features.compacted_from"
 _MARK = "compacted"
 _origins_cache: dict[Path, frozenset[str]] = {}
@@ -73,10 +76,39 @@ def _origins(path: Path) -> frozenset[str]:
     return found
 
 
+def _generation(folder: Path) -> str:
+    try:
+        return (folder.parent / f".{folder.name}.generation").read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _next_generation(folder: Path) -> None:
+    """Mark that a compaction put its file in place and starts removing what it merged."""
+    path = folder.parent / f".{folder.name}.generation"
+    tmp = folder.parent / f".{folder.name}.generation.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.write_text(uuid.uuid4().hex)
+    os.replace(tmp, path)
+
+
 def live_files(folder: Path) -> list[Path]:
     """The files of a view's push log a reader reads, in name (time) order: every file except
     one whose every origin is held by a later compacted file (left by a compaction that stopped
-    before removing what it merged). Raises FileNotFoundError when a file goes while listed."""
+    before removing what it merged).
+
+    A directory listing racing a compaction could miss both the new file (renamed in) and the
+    merged ones (removed): a compaction changes the folder's generation between the two, and a
+    listing that saw it change is taken again. Raises FileNotFoundError when a file goes while
+    its metadata is read (the caller lists again)."""
+    for _ in range(100):
+        before = _generation(folder)
+        files = _live(folder)
+        if _generation(folder) == before:
+            return files
+    raise PushError(f"push log {folder}: compactions kept changing it while it was listed; try again")
+
+
+def _live(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     files = sorted(folder.glob("*.parquet"))
@@ -112,7 +144,6 @@ def read_live(folder: Path) -> pa.Table | None:
                 raise
             time.sleep(0.01 * (attempt + 1))
             continue
-        tables = [t.drop_columns([PUSH_FROM]) if PUSH_FROM in t.column_names else t for t in tables]
         return pa.concat_tables(tables, promote_options="permissive")
     return None
 
@@ -135,20 +166,11 @@ def covered_in(path: Path, store: str) -> frozenset[int]:
     return frozenset(q for s, q in pairs if s == store)
 
 
-def dedup_sql(location: str) -> str:
-    """SQL (DuckDB) of a FROM item reading every file at ``location`` (the log's glob) in one scan,
-    keeping each origin's rows from the latest file holding them: a push merged into a compacted
-    file whose original is not removed yet is read once."""
-    origin = f"coalesce({PUSH_FROM}, parse_filename({_FILE}))"
-    scan = (
-        f"SELECT * FROM read_parquet({string_literal(location)}, union_by_name = true, "
-        f"filename = {string_literal(_FILE)}) UNION ALL BY NAME "  # PUSH_FROM even before any compaction
-        f"SELECT CAST(NULL AS VARCHAR) AS {PUSH_FROM}, CAST(NULL AS VARCHAR) AS {_FILE} WHERE FALSE"
-    )
-    return (
-        f"(SELECT * EXCLUDE ({_FILE}) FROM ({scan}) QUALIFY parse_filename({_FILE}) = "
-        f"max(parse_filename({_FILE})) OVER (PARTITION BY {origin}))"
-    )
+def files_sql(files: list[Path]) -> str:
+    """SQL (DuckDB) of a FROM item reading exactly ``files`` (a listing of ``live_files``)."""
+    folders = {f.parent: str(f.parent.resolve()) for f in files}  # resolved once per folder, not per file
+    listed = ", ".join(string_literal(os.path.join(folders[f.parent], f.name)) for f in files)
+    return f"read_parquet([{listed}])"
 
 
 @contextmanager
@@ -186,13 +208,8 @@ def compact(folder: Path, view: str) -> CompactionResult:
             return CompactionResult(view, len(files), len(files), 0, None)
         tables, origins = [], []
         for f in files:
-            table = pq.read_table(f)
-            if PUSH_FROM in table.column_names:
-                origins += sorted(_origins(f))
-            else:
-                table = table.append_column(PUSH_FROM, pa.array([f.name] * table.num_rows, pa.string()))
-                origins.append(f.name)
-            tables.append(table)
+            tables.append(pq.read_table(f))
+            origins += sorted(_origins(f)) if is_compacted(f) else [f.name]
         merged = pa.concat_tables(tables, promote_options="permissive")
         meta = dict(merged.schema.metadata or {})
         meta[_META_KEY] = json.dumps(origins).encode()
@@ -205,6 +222,7 @@ def compact(folder: Path, view: str) -> CompactionResult:
         _sync(tmp)
         os.replace(tmp, folder / name)
         _sync(folder)
+        _next_generation(folder)  # a listing that missed the new file sees this and lists again
         for f in [*files, *stale]:  # the merged files go only once the new one is durable
             f.unlink(missing_ok=True)
         return CompactionResult(view, len(files), 1, merged.num_rows, str(folder / name))

@@ -173,9 +173,11 @@ class PushLog:
         every other push. ``typed``: cast the log's columns to the view's types (DuckDB SQL)."""
         if not self.ensure_registered(view.name):
             return join
+        log = self._scan(view.name, typed)
+        if log is None:
+            return join
         columns = self._columns(view)
         plan = join.window_plan()
-        log = self._scan(view.name, typed)
         if plan is not None:  # a windowed view: the logged rows projected into its relation's rows
             from .windows import pushed_relation_sql
 
@@ -190,14 +192,16 @@ class PushLog:
         sql = f"SELECT {names} FROM ({join.sql}\n) AS __jf_rows UNION ALL SELECT {logged} FROM {log}{where}"
         return replace(join, sql=sql)
 
-    def _scan(self, view: str, typed: bool) -> str:
-        """The log's rows as a FROM item: in DuckDB one scan of its files that reads a push merged
-        by a compaction once (``push_files.dedup_sql``); elsewhere the registered source."""
+    def _scan(self, view: str, typed: bool) -> str | None:
+        """The log's rows as a FROM item (None: no files): in DuckDB its live files, named, so a
+        compaction racing the read cannot make it count a push twice; elsewhere the registered
+        source."""
         if not typed:
             return quote(self.source_name(view))
-        from .push_files import dedup_sql
+        from .push_files import files_sql
 
-        return f"{dedup_sql(str(self.view_folder(view).resolve() / '*.parquet'))} AS __jf_log"
+        files = self.files(view)
+        return f"{files_sql(files)} AS __jf_log" if files else None
 
     def _filter(self, store: str | None, covered: Collection[int]) -> str:
         if store is None:
