@@ -132,8 +132,7 @@ def test_online_windows_equal_training_frame_at_later_times(
         for ts in rows["ts"].head(3):
             for w in (timedelta(hours=1), timedelta(days=1)):
                 edge = ts.to_pydatetime() + w
-                if edge >= end:
-                    times += [edge, edge - timedelta(microseconds=1)]
+                times += [t for t in (edge, edge - timedelta(microseconds=1)) if t >= end]
     for at in times:
         _assert_online_equals_training(ws, at)
     with ws.online_replica(["w"]) as replica:
