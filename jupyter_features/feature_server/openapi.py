@@ -23,6 +23,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "A bearer token is needed or invalid",
         403: "The token does not grant the scope the route needs ('read'; 'write' to push)",
         404: "A view or feature is not in the online store",
+        409: "The version served lacks, or holds altered, metadata the push needs: materialize the view again",
         413: "Request body over the limit",
         503: "The store is unreachable, or the server is at its limit of reads in flight (see Retry-After)",
     }
@@ -81,7 +82,8 @@ def document(version: str, prefix: str) -> dict[str, Any]:
                 "maxItems": MAX_ROWS,
                 "items": {"type": "object"},
                 "description": "Each row: the view's entity keys, its timestamp (and created timestamp) as "
-                "ISO 8601 text, and every feature (null allowed), typed strictly",
+                "ISO 8601 text, and every feature (null allowed), typed strictly; for a windowed view, its "
+                "keys, timestamp and the columns its aggregates read",
                 "example": [{"user_id": 42, "ts": "2024-01-10T12:00:00", "spend_7d": 12.5}],
             },
         },
@@ -129,7 +131,7 @@ def document(version: str, prefix: str) -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/json": {"schema": push}}},
                     "responses": {
                         "200": {"description": "Pushed: the version it went into and its journal number"},
-                        **_errors(400, 401, 403, 404, 413, 503),
+                        **_errors(400, 401, 403, 404, 409, 413, 503),
                     },
                 }
             },

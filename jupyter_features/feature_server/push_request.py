@@ -6,7 +6,9 @@ column (and created timestamp column, if it has one) as ISO 8601 text, and every
 feature. Types are strict, like the read endpoint's keys: an int64 is a JSON integer, a
 float64 a JSON number, a string a JSON string, a bool true/false, a timestamp ISO text,
 a list<float> a list of numbers; features may be null. Anything else is a 400 naming
-the row and column, and nothing is written.
+the row and column, and nothing is written. A windowed view's rows hold its keys, timestamp
+and the columns its aggregates read, typed by the version's metadata and projected into its
+events by the version's checked projection (``window_push.py``).
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ _CHECKS = {
 
 
 def parse_push(data: Any, store: OnlineStore) -> tuple[str, pa.Table]:
-    """(view, rows as an Arrow table of keys, EVENT_TS, [CREATED_TS,] features) of the push in
-    ``data`` (parsed JSON), or an InvalidRequestError saying what is wrong."""
+    """(view, rows as an Arrow table of keys, EVENT_TS, [CREATED_TS,] features — a windowed
+    view's: keys, EVENT_TS, its event columns) of the push in ``data`` (parsed JSON), or an
+    InvalidRequestError saying what is wrong."""
     import pyarrow as pa
 
     if type(data) is not dict or set(data) != set(FIELDS):
