@@ -61,12 +61,14 @@ def _workspace(tmp_path: Path, store_url: str) -> jf.Workspace:
     )
     ws.register_source("ev", frame, timestamp="ts")
     ws.feature_view("w", SQL, entity="k", timestamp="ts", windows=["1h", "1d"])
+    plain = "SELECT k, count(*) AS n, sum(i) AS si, min(x) AS mn FROM ev GROUP BY k"  # inputs as pushed
+    ws.feature_view("p", plain, entity="k", timestamp="ts", windows=["1h", "1d"])
     return ws
 
 
 def _reads(ws: jf.Workspace, store: str) -> list[dict[str, list[Any]]]:
     keys = [{"k": k} for k in (1, 2, 9, 5)]
-    return [ws.online_features(["w:*"], keys, at=at, store=store).to_dict() for at in TIMES]
+    return [ws.online_features(["w:*", "p:*"], keys, at=at, store=store).to_dict() for at in TIMES]
 
 
 def _python_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -77,19 +79,23 @@ def test_an_http_push_into_a_windowed_view_equals_the_workspace_push(tmp_path: P
     ws = _workspace(tmp_path, store_url)
     oracle = _second(store_url)
     for store in (store_url, oracle):
-        ws.materialize(["w"], end=END, progress=False, store=store)
+        ws.materialize(["w", "p"], end=END, progress=False, store=store)
+    narrow = [{k: v for k, v in row.items() if k != "c"} for row in ROWS]
     with run_server(store_url) as server:
         r = httpx.post(f"{server.base}/api/v1/push", json={"view": "w", "rows": ROWS})
         assert r.status_code == 200, r.text
         assert r.json()["rows"] == 4  # the event older than every window is not kept online
+        r = httpx.post(f"{server.base}/api/v1/push", json={"view": "p", "rows": narrow})
+        assert r.status_code == 200 and r.json()["rows"] == 4, r.text
         read = {"features": ["w:n_1d", "w:si_1d"], "entities": [{"k": 9}], "at": "2024-01-11T00:00:00"}
         r = httpx.post(f"{server.base}/api/v1/online-features", json=read)
         assert r.json()["results"] == {"w__n_1d": [2], "w__si_1d": [5]}, r.text
     ws.push("w", _python_rows(ROWS), to="online", store=oracle)
+    ws.push("p", _python_rows(narrow), to="online", store=oracle)
     assert _reads(ws, store_url) == _reads(ws, oracle)
     assert [r["w__pos_1h"] for r in _reads(ws, store_url)[1:3]] == [[1, 0, 0, 0], [0, 0, 1, 0]]
     for store in (store_url, oracle):  # the next run replays both pushes from the journal
-        ws.materialize(["w"], end=END + timedelta(minutes=20), progress=False, store=store)
+        ws.materialize(["w", "p"], end=END + timedelta(minutes=20), progress=False, store=store)
     assert _reads(ws, store_url) == _reads(ws, oracle)
     ws.close()
 
@@ -144,10 +150,12 @@ def _tampered(table: OnlineTable, sql: str) -> OnlineTable:
 @pytest.mark.parametrize("sql", HOSTILE)
 def test_a_tampered_projection_is_refused(tmp_path: Path, sql: str) -> None:
     ws = _workspace(tmp_path, f"sqlite:///{tmp_path}/online.db")
-    ws.materialize(["w"], end=END, progress=False)
+    ws.materialize(["w", "p"], end=END, progress=False)
     table = ws.online_store().current("w")
     assert table is not None
-    window_projection(table)  # the run's own projection passes
+    assert window_projection(table).plain is None  # the run's own projection passes; SQL runs
+    plain = ws.online_store().current("p")
+    assert plain is not None and window_projection(plain).plain == ("k", "ts", "i", "x")
     with pytest.raises(VersionMetadataError, match="materialize the view again"):
         window_projection(_tampered(table, sql))
     ws.close()

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WindowProjection", "window_projection"]
 
-_CACHE: dict[tuple[str, int, str], WindowProjection] = {}
+_CACHE: dict[tuple[Any, ...], WindowProjection] = {}
 _CACHE_SIZE = 256
 
 
@@ -39,14 +39,20 @@ class WindowProjection:
     sql: str
     outputs: tuple[str, ...]
     types: tuple[str, ...]  # the kind the version stores each output as (keys, event time, columns)
+    #: The pushed column each output is, when every output is one (no expression to compute)
+    plain: tuple[str, ...] | None = None
 
     def project(self, rows: pa.Table) -> pa.Table:
-        """The events of ``rows`` (the push columns, typed by ``columns``), computed in the sandbox."""
+        """The events of ``rows`` (the push columns, typed by ``columns``), computed in the sandbox
+        (or, when every output is a pushed column as it is, picked without running SQL)."""
         import duckdb
 
         from ..engines.duckdb import sandbox_project
         from ..windows import PUSHED_TABLE
 
+        if self.plain is not None:
+            picked = rows.select(list(self.plain)).rename_columns(list(self.outputs))
+            return _as_stored(picked, self.types, self.view)
         try:
             events = sandbox_project(self.sql, PUSHED_TABLE, rows)
         except UnsafeSQLError as exc:
@@ -88,7 +94,7 @@ def _tampered(view: str, why: str) -> VersionMetadataError:
 
 
 def window_projection(table: OnlineTable) -> WindowProjection:
-    """The checked push projection of windowed version ``table`` (cached per version and SQL)."""
+    """The checked push projection of windowed version ``table`` (cached per version and metadata)."""
     spec = table.window
     assert spec is not None
     if spec.push is None:
@@ -96,7 +102,7 @@ def window_projection(table: OnlineTable) -> WindowProjection:
             f"feature view '{table.view}': its served version {table.version} was materialized before "
             "pushes over HTTP could be projected into its windows; materialize it again, then push"
         )
-    key = (table.view, table.version, spec.push.sql)
+    key = (table.view, table.version, table.layout, table.timestamp, spec.push)  # all a check reads
     found = _CACHE.get(key)
     if found is None:
         found = _check(table)
@@ -174,4 +180,7 @@ def _check(table: OnlineTable) -> WindowProjection:
     if any(kinds[k] != t for k, t in zip(table.entity, table.key_types, strict=True)):
         raise _tampered(view, "a pushed key's type is not the version's key type")
     types = (*table.key_types, "timestamp", *(c.type for c in spec.columns))
-    return WindowProjection(view, tuple(columns), tree.sql(dialect="duckdb"), outputs, types)
+    picks = [e.this.name if isinstance(e, exp.Alias) and isinstance(e.this, exp.Column) else None
+             for e in tree.expressions]  # fmt: skip
+    plain = None if None in picks else tuple(str(p) for p in picks)
+    return WindowProjection(view, tuple(columns), tree.sql(dialect="duckdb"), outputs, types, plain)

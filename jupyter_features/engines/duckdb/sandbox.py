@@ -10,6 +10,7 @@ own exploration SQL (``ws.sql``, ``%%sql``) keeps a full DuckDB connection.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -132,12 +133,13 @@ def sandbox_describe(sql: str, schemas: Mapping[str, Mapping[str, str]]) -> list
         con.close()
 
 
-def sandbox_project(sql: str, name: str, rows: pa.Table) -> pa.Table:
-    """Run ``sql`` over ``rows`` (registered as ``name``, the only table there is) on a new
-    in-memory connection with external access off, no extensions and its configuration locked:
-    for SQL read back from a store, checked against the allow-list first by the caller."""
-    con = duckdb.connect(":memory:")
-    try:
+_projection = threading.local()  # one locked connection per thread, opened on first use
+
+
+def _projection_connection() -> duckdb.DuckDBPyConnection:
+    con: duckdb.DuckDBPyConnection | None = getattr(_projection, "con", None)
+    if con is None:
+        con = duckdb.connect(":memory:")
         for statement in (
             *settings_sql({"threads": 1}),
             "SET enable_external_access = false",
@@ -146,10 +148,21 @@ def sandbox_project(sql: str, name: str, rows: pa.Table) -> pa.Table:
             "SET lock_configuration = true",
         ):
             con.execute(statement)
-        con.register(name, rows)
-        try:
-            return con.sql(sql).fetch_arrow_table()
-        except duckdb.PermissionException as exc:
-            raise UnsafeSQLError(f"the SQL tries to reach outside its rows: {exc}") from exc
+        _projection.con = con
+    return con
+
+
+def sandbox_project(sql: str, name: str, rows: pa.Table) -> pa.Table:
+    """Run ``sql`` over ``rows`` (registered as ``name``, the only table there is) on an in-memory
+    connection with external access off, no extensions and its configuration locked, which holds
+    nothing between calls: for SQL read back from a store, checked against the allow-list first
+    by the caller (a SELECT leaves nothing behind). Opening a connection costs far more than a
+    one-row projection, so each thread keeps one."""
+    con = _projection_connection()
+    con.register(name, rows)
+    try:
+        return con.sql(sql).to_arrow_table()
+    except duckdb.PermissionException as exc:
+        raise UnsafeSQLError(f"the SQL tries to reach outside its rows: {exc}") from exc
     finally:
-        con.close()
+        con.unregister(name)
