@@ -162,3 +162,23 @@ def test_compact_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(UnknownFeatureViewError):
         ws.compact_pushes("nope")
     ws.close()
+
+
+def test_compact_in_a_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.testing.globalipapp import start_ipython
+
+    ws = _workspace(tmp_path, f"sqlite:///{tmp_path}/online.db")
+    for i in range(2):
+        _push(ws, i, to="offline")
+    shell = start_ipython()
+    shell.run_cell("%load_ext kernels_magic", store_history=False)
+    jf.set_workspace(ws)
+    try:
+        result = shell.run_cell("%features compact win", store_history=False)
+        assert result.success
+        assert "win: 2 push-log files -> 1 (2 rows)" in capsys.readouterr().out
+        result = shell.run_cell("%features compact no-such", store_history=False)
+        assert not result.success
+    finally:
+        jf.set_workspace(None)
+        ws.close()

@@ -166,7 +166,7 @@ def _check(table: OnlineTable) -> WindowProjection:
         check_tree(tree, owner=f"feature view '{view}'")
     except UnsafeSQLError as exc:
         raise _tampered(view, str(exc)) from None
-    known = set(names)
+    known = set(names) | {i.name for lam in tree.find_all(exp.Lambda) for i in lam.expressions}
     for column in tree.find_all(exp.Column):
         if column.table or (not isinstance(column.this, exp.Star) and column.name not in known):
             raise _tampered(view, f"it reads {column.sql(dialect='duckdb')[:80]}, not a pushed column")
