@@ -182,3 +182,10 @@ def test_spark_reads_the_push_log_as_it_is_at_each_use(spark_session: Any, tmp_p
             "w__n_1d": [1 + hour],
             "w__si_1d": [1 + sum(range(hour + 1))],
         }
+    # compacted, and as if the compaction stopped before removing what it merged: read the same
+    saved = {f.name: f.read_bytes() for f in ws.push_log.view_folder("w").iterdir()}
+    ws.compact_pushes()
+    for name, data in saved.items():
+        (ws.push_log.view_folder("w") / name).write_bytes(data)
+    again = ws.training_frame(labels, ["p:x", "w:n_1d", "w:si_1d"], timestamp="t")
+    assert again.drop(columns=["k", "t"]).to_dict("list") == out.drop(columns=["k", "t"]).to_dict("list")

@@ -8,7 +8,6 @@ need no shared filesystem, and every query sees the log as it is then.
 
 from __future__ import annotations
 
-import glob
 from typing import TYPE_CHECKING
 
 from ...errors import SourceError
@@ -57,23 +56,23 @@ class DriverSources:
         session.createDataFrame(table).createOrReplaceTempView(source.name)
 
     def _read(self, source: Source) -> pa.Table:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        from pathlib import Path
 
-        for _ in range(3):  # a file may be replaced (compacted) between listing and reading it
-            files = sorted(glob.glob(str(source.location)))
-            try:
-                tables = [pq.read_table(f) for f in files]
-            except FileNotFoundError:
-                continue
-            if tables:
-                table = pa.concat_tables(tables, promote_options="permissive")
-                self._schemas[source.name] = table.schema
-                return table
-            known = self._schemas.get(source.name)
-            if known is not None:
-                return known.empty_table()
-            break
+        from ...push_files import read_live
+
+        try:  # the live files: a compaction racing the read or stopped part way shows no push twice
+            table = read_live(Path(str(source.location)).parent)
+        except OSError as exc:
+            raise SourceError(
+                f"source '{source.name}': cannot read its files {source.location} on the driver ({exc}); "
+                "check that they exist and are readable"
+            ) from exc
+        if table is not None:
+            self._schemas[source.name] = table.schema
+            return table
+        known = self._schemas.get(source.name)
+        if known is not None:
+            return known.empty_table()
         raise SourceError(
             f"source '{source.name}': cannot read its files {source.location} on the driver; "
             "check that they exist and are readable"
