@@ -165,12 +165,12 @@ def test_compact_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_compact_in_a_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
 
     ws = _workspace(tmp_path, f"sqlite:///{tmp_path}/online.db")
     for i in range(2):
         _push(ws, i, to="offline")
-    shell = start_ipython()
+    shell = TerminalInteractiveShell.instance()  # the shared one: start_ipython answers only its first caller
     shell.run_cell("%load_ext kernels_magic", store_history=False)
     jf.set_workspace(ws)
     try:
