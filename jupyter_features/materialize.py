@@ -174,7 +174,7 @@ def _materialize_windows(
             if pushes is not None and pushes.files(view.name):
                 identity = store.identity()
                 covered = pushes.covered(view.name, identity)  # listed before the rows are read
-                join = pushes.join(view, join, store=identity, covered=covered)
+                join = pushes.join(view, join, store=identity, covered=covered, typed=engine.name == "duckdb")
             read = join.window_plan()
             assert read is not None
             rows = engine.window_events(read, at)

@@ -170,7 +170,8 @@ class PushLog:
     ) -> ViewJoin:
         """``join`` reading the view's rows together with its push log (unchanged when the log is
         empty). With ``store``: only that store's pushes in ``covered`` (a run's snapshot), and
-        every other push. ``typed``: cast the log's columns to the view's types (DuckDB SQL)."""
+        every other push. ``typed``: DuckDB SQL (the log's columns cast to the view's types, its
+        live files named); otherwise the registered source, as read by the engine (Spark)."""
         if not self.ensure_registered(view.name):
             return join
         log = self._scan(view.name, typed)
