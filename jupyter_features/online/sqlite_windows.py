@@ -39,6 +39,7 @@ class WindowReadPlan:
         "entity",
         "window",
         "aggregate",
+        "_tiled_pushed",
     )
 
     def __init__(
@@ -49,14 +50,14 @@ class WindowReadPlan:
         meta: str,
         tiles: str | None = None,
         pushed: bool = True,
+        pushed_tiles: bool = False,
     ) -> None:
         assert table.window is not None
         self.table = table
         self.version = table.version
         wanted = table.feature_index(features)
         self.evaluator = WindowEvaluator(table.window, table.features, wanted)
-        #: the statement SQLite aggregates in (None: read the events, evaluate in Python)
-        self.aggregate = window_sql(
+        args = (
             table.window,
             table.features,
             wanted,
@@ -64,8 +65,12 @@ class WindowReadPlan:
             n,
             (table.view, pushed_name(table.view)),
             meta,
-            tiles,
-            pushed,
+        )
+        #: the statement SQLite aggregates in (None: read the events, evaluate in Python); it reads
+        #: the pushed events raw until an entity has many in its windows, then their tiles
+        self.aggregate = window_sql(*args, tiles, pushed, pushed_tiles)
+        self._tiled_pushed = (
+            (lambda: window_sql(*args, tiles, pushed, True)) if pushed and tiles is not None else None
         )
         keys = table.entity
         cols = ", ".join(["__jf_v", *(quote(k) for k in keys), *(quote(c) for c in table.row_columns)])
@@ -84,6 +89,11 @@ class WindowReadPlan:
         self.entity = keys
         self.window = self.evaluator.longest
 
+    def read_pushed_tiles(self) -> None:
+        """An entity has many pushed events in its windows: later reads take the pushed tiles."""
+        if self._tiled_pushed is not None:
+            self.aggregate, self._tiled_pushed = self._tiled_pushed(), None
+
 
 def read_windows(
     con: sqlite3.Connection, plan: WindowReadPlan, entity_rows: Sequence[Mapping[str, Any]], at_us: int
@@ -98,9 +108,13 @@ def read_windows(
     else:
         keys = [tuple(f(row[k]) for f, k in zip(plan.normalize, entity, strict=True)) for row in entity_rows]
         flat = [v for key in keys for v in key]
-    if plan.aggregate is not None:
+    agg = plan.aggregate
+    if agg is not None:
         try:
-            return _aggregated(con, plan, plan.aggregate, keys, flat, at_us)
+            values = _aggregated(con, plan, agg, keys, flat, at_us)
+            if agg.many_pushed:
+                plan.read_pushed_tiles()
+            return values
         except sqlite3.OperationalError as exc:
             if "integer overflow" not in str(exc):
                 raise
