@@ -8,7 +8,9 @@ key-week) and dense (200 keys, about 580 per key-week). The windowed view has wi
 entities in the same store. Both are materialized to SQLite and to Redis (a private
 ``redis-server`` unless ``--redis``), then read interleaved, one random entity per call, as of
 ``end`` + 30 minutes: ``ws.online_features`` of the windowed view, of the plain view, and
-``replica.get`` of the windowed view. Target: windowed p50 ≤ 3× the plain read's, per store.
+``replica.get`` of the windowed view; then again for the dense view after a push of about 5
+events per key in those 30 minutes (``+pushed``). Target: windowed p50 ≤ 3× the plain read's,
+per store.
 
 Pushes into the dense windowed view on SQLite, side by side with pushes of the same rows into a
 plain view of the same events, each in its own file (``SELECT k, ts, amount FROM ev``): one-row pushes interleaved
@@ -93,18 +95,23 @@ def run(args: argparse.Namespace) -> None:
                 if args.skip_reads:
                     continue
                 ws.materialize(["plain", f"w_{shape}"], store=url, end=END, progress=False)
-                replica = ws.online_replica([f"w_{shape}"], store=url)
-                times = interleaved(_contenders(ws, replica, shape, keys, url, at), args.reads)
-                replica.close()
-                p50 = {k: pct(v, 0.5) for k, v in times.items()}
-                p99 = {k: pct(v, 0.99) for k, v in times.items()}
-                rows.append((shape, store_name, p50, p99, os.getloadavg()[0]))
-                print(
-                    f"{shape:6} {store_name:6} windowed p50 {p50['windowed']:.0f} µs (p99 {p99['windowed']:.0f}) | "
-                    f"plain p50 {p50['plain']:.0f} µs | ratio {p50['windowed'] / p50['plain']:.2f}x (target ≤ 3x) | "
-                    f"replica p50 {p50['replica']:.1f} µs (p99 {p99['replica']:.1f}) | load {os.getloadavg()[0]:.1f}",
-                    flush=True,
-                )
+                for label in [shape, *(["+pushed"] if shape == "dense" else [])]:
+                    if label == "+pushed":  # about 5 pushed events per entity, before the reads' T
+                        ws.push(f"w_{shape}", _batch(5 * keys, 7, keys, minutes=30), to="online", store=url)
+                    replica = ws.online_replica([f"w_{shape}"], store=url)
+                    times = interleaved(_contenders(ws, replica, shape, keys, url, at), args.reads)
+                    replica.close()
+                    p50 = {k: pct(v, 0.5) for k, v in times.items()}
+                    p99 = {k: pct(v, 0.99) for k, v in times.items()}
+                    rows.append((label, store_name, p50, p99, os.getloadavg()[0]))
+                    print(
+                        f"{label:7} {store_name:6} windowed p50 {p50['windowed']:.0f} µs "
+                        f"(p99 {p99['windowed']:.0f}) | plain p50 {p50['plain']:.0f} µs | "
+                        f"ratio {p50['windowed'] / p50['plain']:.2f}x (target ≤ 3x) | "
+                        f"replica p50 {p50['replica']:.1f} µs (p99 {p99['replica']:.1f}) | "
+                        f"load {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
         pushes(ws, workdir, args)
     finally:
         if server is not None:
@@ -112,7 +119,7 @@ def run(args: argparse.Namespace) -> None:
             server.wait()
 
 
-def _batch(n: int, seed: int, keys: int) -> Any:
+def _batch(n: int, seed: int, keys: int, minutes: int = 60) -> Any:
     import numpy as np
     import pandas as pd
 
@@ -121,7 +128,7 @@ def _batch(n: int, seed: int, keys: int) -> Any:
     return pd.DataFrame(
         {
             "k": rng.integers(0, keys, n),
-            "ts": at + pd.to_timedelta(rng.integers(1, 3_600_000_000, n), unit="us"),
+            "ts": at + pd.to_timedelta(rng.integers(1, minutes * 60_000_000, n), unit="us"),
             "amount": rng.random(n).round(2),
         }
     )

@@ -79,6 +79,9 @@ class DuckDBEngine:
         self.lock = threading.RLock()
         self._sources: dict[str, Source] = {}
         self._sandbox: duckdb.DuckDBPyConnection | None = None
+        # per (projection, name, schema of the rows): the statement taking a few rows as
+        # parameters and the result's schema, or None when their types need the Arrow path
+        self._projections: dict[tuple[str, str, pa.Schema], tuple[str, pa.Schema] | None] = {}
 
     @contextmanager
     def feature_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -462,15 +465,63 @@ class DuckDBEngine:
         return values.add_column(len(plan.entity), EVENT_TS, stamp)
 
     def project(self, sql: str, name: str, rows: pa.Table) -> pa.Table:
-        """Run ``sql`` (built from feature SQL) over ``rows`` registered as ``name``, in the sandbox."""
+        """Run ``sql`` (built from feature SQL) over ``rows`` registered as ``name``, in the sandbox.
+
+        A few rows of plain types go to DuckDB as parameters of a statement made once per
+        (``sql``, ``rows``' schema) and come back as Python values: registering a table and
+        reading the result as Arrow cost more than the projection itself."""
+        import pyarrow as pa
+
+        key = (sql, name, rows.schema)
+        small = 0 < rows.num_rows <= _FEW_ROWS
         with self.feature_connection() as con:
-            con.register(name, rows)
+            fast = self._projections.get(key) if small else None
             try:
-                return con.sql(sql).to_arrow_table()
+                if fast is not None:
+                    found = con.execute(fast[0], [c.to_pylist() for c in rows.columns]).fetchall()
+                    columns: list[Any] = list(zip(*found, strict=True)) if found else [[] for _ in fast[1]]
+                    return pa.Table.from_arrays(
+                        [pa.array(c, type=f.type) for c, f in zip(columns, fast[1], strict=True)],
+                        schema=fast[1],
+                    )
+                con.register(name, rows)
+                try:
+                    out = con.sql(sql).to_arrow_table()
+                    if small and key not in self._projections:
+                        if len(self._projections) > 256:
+                            self._projections.clear()
+                        self._projections[key] = _parameter_projection(con, sql, name, out.schema)
+                    return out
+                finally:
+                    con.unregister(name)
             except duckdb.Error as exc:
                 raise EngineError(f"DuckDB failed running feature SQL: {str(exc).splitlines()[0]}") from exc
-            finally:
-                con.unregister(name)
+
+
+_FEW_ROWS = 64  # rows a projection takes as parameters
+_PLAIN = frozenset({"BIGINT", "INTEGER", "SMALLINT", "DOUBLE", "FLOAT", "BOOLEAN", "VARCHAR", "TIMESTAMP"})
+
+
+def _parameter_projection(
+    con: duckdb.DuckDBPyConnection, sql: str, name: str, result: pa.Schema
+) -> tuple[str, pa.Schema] | None:
+    """``sql`` over rows given as one list parameter per column of ``name`` (registered), with
+    the schema of its result; None unless every column in and out is of a type whose Python
+    values DuckDB and Arrow take back unchanged."""
+    import pyarrow as pa
+
+    described = con.execute(f"DESCRIBE SELECT * FROM {quote(name)}").fetchall()
+    if any(str(t) not in _PLAIN for _, t, *_ in described):
+        return None
+    plain = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string)
+    for f in result:
+        timestamp = pa.types.is_timestamp(f.type) and f.type.unit == "us" and f.type.tz is None
+        if not timestamp and not any(is_type(f.type) for is_type in plain):
+            return None
+    unnest = ", ".join(
+        f"unnest(${i + 1}::{t}[]) AS {quote(str(c))}" for i, (c, t, *_) in enumerate(described)
+    )
+    return f"WITH {quote(name)} AS (SELECT {unnest}) {sql}", result
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
