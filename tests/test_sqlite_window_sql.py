@@ -32,7 +32,6 @@ from jupyter_features.online.sqlite_tiles import (
     tile_columns,
     tile_widths,
 )
-from jupyter_features.online.sqlite_window_sql import PUSHED_RAW_LIMIT
 from jupyter_features.online.sqlite_windows import WindowReadPlan, read_windows
 from jupyter_features.sqltext import EVENT_TS, quote
 from jupyter_features.times import to_micros
@@ -132,13 +131,12 @@ def test_sqlite_aggregation_equals_python_evaluation(
         assert plan.aggregate.tiled or len(plan.aggregate.pieces) <= 1, plan.aggregate.sql
         raw = WindowReadPlan(table, features, len(entities), "__jf_online")
         served = WindowReadPlan(table, features, len(entities), "__jf_online", tiles, has_pushed(con, table))
-        pushed_tiles = WindowReadPlan(table, features, len(entities), "__jf_online", tiles, pushed_tiles=True)
         python = WindowReadPlan(table, features, len(entities), "__jf_online")
         python.aggregate = None
         for at in sorted(times):
             want = read_windows(con, python, entities, at)
             assert want is not None
-            for reader in (plan, raw, served, pushed_tiles):
+            for reader in (plan, raw, served):
                 got = read_windows(con, reader, entities, at)
                 assert got is not None
                 for name, have, expected in zip(plan.evaluator.features, got, want, strict=True):
@@ -338,49 +336,5 @@ def test_pushes_add_to_the_pushed_tiles_only(tmp_path: Path) -> None:
     ws.push("w", pushed.tail(1), to="online")  # no pushed tiles to add to: the rows alone
     want = {"w__s_3d": [24, 22, 10], "w__n_3d": [4, 3, 2]}
     assert ws.online_features(["w:s_3d", "w:n_3d"], [{"k": 1}, {"k": 2}, {"k": 3}], at=at).to_dict() == want
-    store.close()
-    ws.close()
-
-
-def test_many_pushed_events_switch_the_plan_to_the_pushed_tiles(tmp_path: Path) -> None:
-    """A plan reads pushed events raw, every band in one part; once an entity has more than
-    ``PUSHED_RAW_LIMIT`` in its windows, it reads their tiles instead: the same values."""
-    url = f"sqlite:///{tmp_path}/online.db"
-    ws = jf.Workspace(tmp_path / "ws", online_store=url)
-    frame = pd.DataFrame({"k": [1, 1], "ts": [BASE, BASE + timedelta(hours=1)], "x": [1.0, 2.0]})
-    ws.register_source("ev", frame, timestamp="ts")
-    ws.feature_view(
-        "w",
-        "SELECT k, count(*) AS n, sum(x) AS s, max(x) AS top FROM ev GROUP BY k",
-        entity="k",
-        timestamp="ts",
-        windows=WINDOWS,
-    )
-    end = BASE + timedelta(hours=2)
-    ws.materialize(["w"], end=end, progress=False)
-    n = PUSHED_RAW_LIMIT + 1
-    pushed = pd.DataFrame(
-        {
-            "k": [1] * n,
-            "ts": [end + timedelta(minutes=i % 600) for i in range(n)],
-            "x": [float(i % 7) for i in range(n)],
-        }
-    )
-    store = SQLiteStore(url)
-    table = store.current("w")
-    assert table is not None
-    con = store._con()
-    at = to_micros(end + timedelta(hours=12))
-    ws.push("w", pushed.head(3), to="online")
-    plan = WindowReadPlan(table, None, 1, "__jf_online", served_tiles(con, table))
-    assert plan.aggregate is not None and "__pushed_tiles" not in plan.aggregate.sql
-    python = WindowReadPlan(table, None, 1, "__jf_online")
-    python.aggregate = None
-    assert read_windows(con, plan, [{"k": 1}], at) == read_windows(con, python, [{"k": 1}], at)
-    ws.push("w", pushed.tail(n - 3), to="online")
-    got = read_windows(con, plan, [{"k": 1}], at)  # read raw, then the plan switches
-    assert "__pushed_tiles" in plan.aggregate.sql
-    want = read_windows(con, python, [{"k": 1}], at)
-    assert got == want and read_windows(con, plan, [{"k": 1}], at) == want
     store.close()
     ws.close()

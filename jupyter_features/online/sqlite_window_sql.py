@@ -49,9 +49,6 @@ META_TAG, ROWS_TAG, DISTINCT_TAG = -1, -2, 1_000_000
 _SOME = " HAVING count(*) > 0"  # one entity: no row for a part over no rows (nothing to add)
 _STRIDE = 16  # tags: raw events at edge j: 16 j (+1 pushed); tiles of band b: 16 b + 4 + piece (pushed last)
 _TILE_SQL = {"count": "sum", "sum": "sum", "min": "min", "max": "max"}  # combining tiles
-PUSHED_TAG = DISTINCT_TAG - 1  # the pushed events read raw: every band in one part
-#: past this many pushed events of an entity in the bands, the plan reads the pushed tiles instead
-PUSHED_RAW_LIMIT = 256
 
 
 class TileOverflow(Exception):
@@ -63,7 +60,7 @@ class WindowSQL:
 
     __slots__ = (
         "sql", "lengths", "recipes", "functions", "rows", "nkeys", "first", "pieces", "checks", "tiled",
-        "pushed_count", "many_pushed", "_adds", "_mins", "_maxs",
+        "_adds", "_mins", "_maxs",
     )  # fmt: skip
 
     def __init__(
@@ -77,7 +74,6 @@ class WindowSQL:
         pieces: list[list[tuple[int, int]]],
         checks: list[tuple[int, int]],
         tiled: list[tuple[int, int, bool]],
-        pushed_count: int | None = None,
     ) -> None:
         self.sql = sql
         self.lengths = lengths  # window lengths bound after the keys, T and the view's name
@@ -91,9 +87,6 @@ class WindowSQL:
         # (tag, column) of tiles' integer sums in the rows: a float is one past 64 bits
         self.checks = [(tag, self.first + column) for tag, column in checks]
         self.tiled = tiled  # per tiled band: its start and end before T, whether it uses day tiles
-        # where the raw pushed part counts an entity's pushed events (None: no such part)
-        self.pushed_count = None if pushed_count is None else self.first + pushed_count
-        self.many_pushed = False  # a read met more than PUSHED_RAW_LIMIT of them: plan with pushed tiles
         self._adds = [j for j, f in enumerate(functions) if f in ("count", "sum")]
         self._mins = [j for j, f in enumerate(functions) if f == "min"]
         self._maxs = [j for j, f in enumerate(functions) if f == "max"]
@@ -123,10 +116,6 @@ class WindowSQL:
             payload = parts.get(tag)
             if payload is not None and type(payload[column]) is float:
                 raise TileOverflow
-        if self.pushed_count is not None:
-            payload = parts.get(PUSHED_TAG)
-            if payload is not None and payload[self.pushed_count] > PUSHED_RAW_LIMIT:
-                self.many_pushed = True
         windows = self._windows(parts)
         if self.rows is not None:
             evaluated = self.rows.values(events, at_us) if events else self.rows.empty()
@@ -188,15 +177,12 @@ def window_sql(
     meta: str,
     tiles: str | None = None,
     pushed: bool = True,
-    pushed_tiles: bool = False,
 ) -> WindowSQL | None:
     """The statement reading features ``wanted`` (positions in ``spec.names``) of ``n`` entities
     from ``tables`` (the view's events and pushed events; ``pushed`` False: the version held no
     pushed events when planned) and the version's ``tiles`` (None: the version has none), or
     None when some feature needs the Python evaluation (an input or flag SQLite would compare
-    or test otherwise than Python). Pushed events are read raw, every band in one part, unless
-    ``pushed_tiles`` (and the version has tiles): then their hour tiles and the raw ones at each
-    band edge, as the events'."""
+    or test otherwise than Python)."""
     kinds = {c.name: c.type for c in spec.columns}
     per = len(spec.aggregates)
     lengths = sorted({us for _, us in spec.windows})
@@ -258,15 +244,7 @@ def window_sql(
     widths = tile_widths(spec) if tiles is not None else []
     if not widths or any(key not in held for key in band_aggs):
         tiles = None
-    nb = len(edges)
-    pushed_tiles = pushed and pushed_tiles and tiles is not None
-    raw_pushed = pushed and nb > 0 and not pushed_tiles  # one part: every band's pushed events
-    width = max(
-        2,
-        2 * len(band_aggs),
-        (1 + len(spec.columns)) if stats else 0,
-        (nb * len(band_aggs) + 1) if raw_pushed else 0,
-    )
+    width = max(2, 2 * len(band_aggs), (1 + len(spec.columns)) if stats else 0)
 
     if len(entity) == 1:
         k = quote(entity[0])
@@ -293,7 +271,7 @@ def window_sql(
         parts = [f"SELECT {', '.join(['-1', *(['NULL'] * nkeys), 'version', arrived, *(['NULL'] * (width - 2))])} "
                  f"FROM {quote(meta)} WHERE view = {view}"]  # fmt: skip
         sources = tables if pushed else tables[:1]
-        edge_sources = tables if pushed_tiles else tables[:1]  # raw events at band edges
+        nb = len(edges)
         pieces: list[list[tuple[int, int]]] = [[] for _ in range(nb)]
         checks: list[tuple[int, int]] = []
         tiled: list[tuple[int, int, bool]] = []
@@ -316,11 +294,11 @@ def window_sql(
             payload = [f"{_TILE_SQL[f]}({quote(held[(f, i, g)])})" for f, i, g in band_aggs]
             # the events' tiles; the pushed events' (their own small table, hour tiles only: the
             # band's whole hours in one range) when the plan reads them
-            if pushed_tiles:
+            if pushed:
                 spans = [*spans, (HOUR, p[0], p[-1])]
             for piece, (tile_width, low, high) in enumerate(spans):
                 tag = _STRIDE * b + 4 + piece
-                source = pushed_tiles_of(tiles) if pushed_tiles and piece == len(spans) - 1 else tiles
+                source = pushed_tiles_of(tiles) if pushed and piece == len(spans) - 1 else tiles
                 parts.append(
                     f"{select(tag, payload)} FROM {quote(source)} WHERE {where} AND {TILE_WIDTH} = {tile_width} "
                     f"AND {TILE_START} >= {low} AND {TILE_START} < {high}{group or _SOME}"
@@ -338,7 +316,7 @@ def window_sql(
                 payload += [band_sql(*key, f"{EVENT_TS} <= {split}" if j else None) for key in band_aggs]
             if j:
                 payload += [band_sql(*key, f"{EVENT_TS} > {split}" if j < nb else None) for key in band_aggs]
-            for s, source in enumerate(edge_sources):
+            for s, source in enumerate(sources):
                 tag = _STRIDE * j + s
                 parts.append(
                     f"{select(tag, payload)} FROM {quote(source)} "
@@ -348,19 +326,6 @@ def window_sql(
                     pieces[j].append((tag, 0))
                 if j:
                     pieces[j - 1].append((tag, len(band_aggs) if j < nb else 0))
-        pushed_count = None
-        if raw_pushed:  # the pushed events, few: raw, each band by FILTER
-            payload = []
-            for b in range(nb):
-                side = f"{EVENT_TS} > {edge[b + 1]} AND {EVENT_TS} <= {edge[b]}"
-                payload += [band_sql(*key, side) for key in band_aggs]
-                pieces[b].append((PUSHED_TAG, b * len(band_aggs)))
-            pushed_count = len(payload)
-            payload.append("count(*)")
-            parts.append(
-                f"{select(PUSHED_TAG, payload)} FROM {quote(tables[1])} "
-                f"WHERE {where} AND {EVENT_TS} > {edge[nb]} AND {EVENT_TS} <= {edge[0]}{group or _SOME}"
-            )
         for d, (inp, flag, us) in enumerate(distinct):
             inner = " UNION ALL ".join(
                 f"SELECT {', '.join([*keys, col(inp)])} FROM {quote(source)} WHERE {where} "
@@ -396,5 +361,4 @@ def window_sql(
         pieces,
         checks,
         tiled,
-        pushed_count,
     )

@@ -39,7 +39,6 @@ class WindowReadPlan:
         "entity",
         "window",
         "aggregate",
-        "_tiled_pushed",
     )
 
     def __init__(
@@ -50,14 +49,14 @@ class WindowReadPlan:
         meta: str,
         tiles: str | None = None,
         pushed: bool = True,
-        pushed_tiles: bool = False,
     ) -> None:
         assert table.window is not None
         self.table = table
         self.version = table.version
         wanted = table.feature_index(features)
         self.evaluator = WindowEvaluator(table.window, table.features, wanted)
-        args = (
+        #: the statement SQLite aggregates in (None: read the events, evaluate in Python)
+        self.aggregate = window_sql(
             table.window,
             table.features,
             wanted,
@@ -65,12 +64,8 @@ class WindowReadPlan:
             n,
             (table.view, pushed_name(table.view)),
             meta,
-        )
-        #: the statement SQLite aggregates in (None: read the events, evaluate in Python); it reads
-        #: the pushed events raw until an entity has many in its windows, then their tiles
-        self.aggregate = window_sql(*args, tiles, pushed, pushed_tiles)
-        self._tiled_pushed = (
-            (lambda: window_sql(*args, tiles, pushed, True)) if pushed and tiles is not None else None
+            tiles,
+            pushed,
         )
         keys = table.entity
         cols = ", ".join(["__jf_v", *(quote(k) for k in keys), *(quote(c) for c in table.row_columns)])
@@ -89,11 +84,6 @@ class WindowReadPlan:
         self.entity = keys
         self.window = self.evaluator.longest
 
-    def read_pushed_tiles(self) -> None:
-        """An entity has many pushed events in its windows: later reads take the pushed tiles."""
-        if self._tiled_pushed is not None:
-            self.aggregate, self._tiled_pushed = self._tiled_pushed(), None
-
 
 def read_windows(
     con: sqlite3.Connection, plan: WindowReadPlan, entity_rows: Sequence[Mapping[str, Any]], at_us: int
@@ -108,13 +98,9 @@ def read_windows(
     else:
         keys = [tuple(f(row[k]) for f, k in zip(plan.normalize, entity, strict=True)) for row in entity_rows]
         flat = [v for key in keys for v in key]
-    agg = plan.aggregate
-    if agg is not None:
+    if plan.aggregate is not None:
         try:
-            values = _aggregated(con, plan, agg, keys, flat, at_us)
-            if agg.many_pushed:
-                plan.read_pushed_tiles()
-            return values
+            return _aggregated(con, plan, plan.aggregate, keys, flat, at_us)
         except sqlite3.OperationalError as exc:
             if "integer overflow" not in str(exc):
                 raise
