@@ -299,3 +299,62 @@ def test_pushes_into_a_view_of_plain_inputs_are_renamed_not_queried(
     for at in (end, end + timedelta(minutes=30), end + timedelta(days=2)):
         _assert_online_equals_training(ws, at)
     ws.close()
+
+
+_PROJECTION = (
+    'SELECT "k" AS "k", "ts" AS "__jf_ts", "x" * 2 AS "x0", "n" + 1 AS "n1", upper("s") AS "s0", '
+    'COALESCE(("x" > 0 AND "b"), FALSE) AS "f0" FROM __jf_pushed'
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(-(2**40), 2**40),
+            st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1)),
+            st.none() | st.floats(allow_nan=True, allow_infinity=True, width=64),
+            st.none() | st.integers(-(2**31), 2**31),
+            st.none() | st.text(max_size=5),
+            st.none() | st.booleans(),
+        ),
+        min_size=1,
+        max_size=64,
+    )
+)
+def test_few_pushed_rows_projected_as_parameters_equal_the_arrow_path(rows: list[tuple[Any, ...]]) -> None:
+    """A few rows go to DuckDB as parameters of a statement made once per (projection, schema):
+    the same table as registering them, types and values (NaN, nulls, text, times)."""
+    import pyarrow as pa
+
+    from jupyter_features.engines.duckdb import DuckDBEngine
+
+    schema = pa.schema(
+        [("k", pa.int64()), ("ts", pa.timestamp("us")), ("x", pa.float64()), ("n", pa.int64()),
+         ("s", pa.string()), ("b", pa.bool_())]
+    )  # fmt: skip
+    table = pa.Table.from_pylist([dict(zip(schema.names, r, strict=True)) for r in rows], schema=schema)
+    engine = DuckDBEngine()
+    first = engine.project(_PROJECTION, "__jf_pushed", table)  # the Arrow path; plans the other
+    assert engine._projections[(_PROJECTION, "__jf_pushed", table.schema)] is not None
+    second = engine.project(_PROJECTION, "__jf_pushed", table)
+    assert second.schema == first.schema
+    assert second.to_pylist() == first.to_pylist() or all(
+        a == b or (a != a and b != b)  # NaN
+        for r, q in zip(second.to_pylist(), first.to_pylist(), strict=True)
+        for a, b in zip(r.values(), q.values(), strict=True)
+    )
+
+
+def test_pushed_rows_of_other_types_keep_the_arrow_path() -> None:
+    """Timestamps with a zone (or any type outside the plain ones) are not passed as parameters."""
+    import pyarrow as pa
+
+    from jupyter_features.engines.duckdb import DuckDBEngine
+
+    table = pa.table({"k": [1], "ts": pa.array([datetime(2024, 1, 1)], pa.timestamp("us", tz="UTC"))})
+    engine = DuckDBEngine()
+    sql = 'SELECT "k", "ts" AS "__jf_ts" FROM __jf_pushed'
+    first = engine.project(sql, "__jf_pushed", table)
+    assert engine.project(sql, "__jf_pushed", table).equals(first)
+    assert engine._projections[(sql, "__jf_pushed", table.schema)] is None
