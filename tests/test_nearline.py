@@ -297,13 +297,19 @@ def _wait_for(check: Any, what: str) -> None:
     raise AssertionError(f"the replica did not follow: {what}")
 
 
-def test_replica_follows_pushes_and_switches_without_mixing_versions(tmp_path: Path, store_url: str) -> None:
+def _scores_online(tmp_path: Path, store_url: str) -> tuple[jf.Workspace, list[int]]:
+    """View ``score`` (50 users, score 1.0 each) materialized into ``store_url`` as of END."""
     ws = jf.Workspace(tmp_path / "ws", online_store=store_url)
     users = list(range(50))
     one = pd.DataFrame({"user_id": users, "ts": [datetime(2024, 1, 1)] * 50, "score": [1.0] * 50})
     ws.register_source("s", one, timestamp="ts")
     ws.feature_view("score", "SELECT user_id, ts, score FROM s", entity="user_id", timestamp="ts")
     ws.materialize(["score"], end=END, progress=False)
+    return ws, users
+
+
+def test_replica_follows_pushes_and_switches_without_mixing_versions(tmp_path: Path, store_url: str) -> None:
+    ws, users = _scores_online(tmp_path, store_url)
     rows = [{"user_id": u} for u in users]
     with ws.online_replica(["score"]) as replica:
         assert replica.get(["score:score"], rows, at=END).to_dict() == {"score__score": [1.0] * 50}
@@ -332,7 +338,8 @@ def test_replica_follows_pushes_and_switches_without_mixing_versions(tmp_path: P
         thread.start()
         try:
             for value in (2.0, 3.0):
-                ws.register_source("s", one.assign(score=value), timestamp="ts")
+                scores = {"user_id": users, "ts": [datetime(2024, 1, 1)] * 50, "score": [value] * 50}
+                ws.register_source("s", pd.DataFrame(scores), timestamp="ts")
                 ws.materialize(["score"], end=END, progress=False)
                 _wait_for(
                     lambda v=value: replica.get(["score:score"], rows, at=END)["score__score"] == [v] * 50,
@@ -361,12 +368,7 @@ def test_replica_applies_many_pushes_through_recent_overlay_and_base(
 
     monkeypatch.setattr(replica_module, "_RECENT", 3)  # fold often: recent → overlay → base
     monkeypatch.setattr(replica_module, "_FOLD_MIN", 8)
-    ws = jf.Workspace(tmp_path / "ws", online_store=store_url)
-    users = list(range(50))
-    one = pd.DataFrame({"user_id": users, "ts": [datetime(2024, 1, 1)] * 50, "score": [1.0] * 50})
-    ws.register_source("s", one, timestamp="ts")
-    ws.feature_view("score", "SELECT user_id, ts, score FROM s", entity="user_id", timestamp="ts")
-    ws.materialize(["score"], end=END, progress=False)
+    ws, users = _scores_online(tmp_path, store_url)
     rows = [{"user_id": u} for u in [*users, 999]]
     times = [END, *(END + timedelta(days=1, hours=h) for h in (0, 3, 7, 30))]
     with ws.online_replica(["score"]) as replica:

@@ -198,8 +198,8 @@ def _assert_tiles_of(con: Any, table: Any, tiles: str, events: str, widths: list
                 assert value == (min(xs) if column.function == "min" else max(xs)), (tile, column.name)
 
 
-def test_a_plan_for_a_version_no_longer_served_is_refused(tmp_path: Path) -> None:
-    """The statement reads the version served with the values: the store plans again."""
+def _two_events(tmp_path: Path) -> tuple[jf.Workspace, str]:
+    """A workspace with windowed view ``w``: entity 1's events at BASE and an hour later."""
     url = f"sqlite:///{tmp_path}/online.db"
     ws = jf.Workspace(tmp_path / "ws", online_store=url)
     frame = pd.DataFrame({"k": [1, 1], "ts": [BASE, BASE + timedelta(hours=1)], "x": [1.0, 2.0]})
@@ -207,6 +207,12 @@ def test_a_plan_for_a_version_no_longer_served_is_refused(tmp_path: Path) -> Non
     ws.feature_view(
         "w", "SELECT k, sum(x) AS s FROM ev GROUP BY k", entity="k", timestamp="ts", windows=WINDOWS
     )
+    return ws, url
+
+
+def test_a_plan_for_a_version_no_longer_served_is_refused(tmp_path: Path) -> None:
+    """The statement reads the version served with the values: the store plans again."""
+    ws, url = _two_events(tmp_path)
     ws.materialize(["w"], end=BASE + timedelta(hours=2), progress=False)
     store = SQLiteStore(url)
     old = store.current("w")
@@ -224,13 +230,7 @@ def test_a_plan_for_a_version_no_longer_served_is_refused(tmp_path: Path) -> Non
 def test_a_plan_made_before_a_push_is_made_again_with_it(tmp_path: Path) -> None:
     """A plan made while the version held no pushed events reads only its events: a push since
     is seen in the same statement, and the store plans again."""
-    url = f"sqlite:///{tmp_path}/online.db"
-    ws = jf.Workspace(tmp_path / "ws", online_store=url)
-    frame = pd.DataFrame({"k": [1, 1], "ts": [BASE, BASE + timedelta(hours=1)], "x": [1.0, 2.0]})
-    ws.register_source("ev", frame, timestamp="ts")
-    ws.feature_view(
-        "w", "SELECT k, sum(x) AS s FROM ev GROUP BY k", entity="k", timestamp="ts", windows=WINDOWS
-    )
+    ws, url = _two_events(tmp_path)
     end = BASE + timedelta(hours=2)
     ws.materialize(["w"], end=end, progress=False)
     store = SQLiteStore(url)
