@@ -140,6 +140,7 @@ class SQLiteStore:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._tables: dict[str, OnlineTable] = {}
+        self._parsed: dict[str, tuple[str, OnlineTable]] = {}  # view -> (meta text, its table)
         self._plans: dict[Any, _Plan | WindowReadPlan] = {}
         self._push_schema = False  # the journal's tables exist
         self._identity: str | None = None
@@ -208,7 +209,15 @@ class SQLiteStore:
             if "no such table" in str(exc):
                 return None
             raise self._failed(f"reading the metadata of '{view}'", exc) from exc
-        return OnlineTable.from_json(row[0]) if row else None
+        if not row:
+            return None
+        text = row[0]
+        parsed = self._parsed.get(view)
+        if parsed is not None and parsed[0] == text:  # unchanged since last read: parsed once
+            return parsed[1]
+        table = OnlineTable.from_json(text)
+        self._parsed[view] = (text, table)
+        return table
 
     def current(self, view: str) -> OnlineTable | None:
         table = self._meta(self._con(), view)
