@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from .errors import FeatureViewError
@@ -102,9 +103,10 @@ class FeatureView:
             lines.append(f"--   {a.function}({x}){where} -> {names}")
         return "\n".join(lines) + "\n" + body
 
-    @property
+    @cached_property
     def definition_hash(self) -> str:
-        """Hash of what makes a new version: normalized SQL, schema, keys, timestamps, TTL."""
+        """Hash of what makes a new version: normalized SQL, schema, keys, timestamps, TTL
+        (computed once per view object: its fields never change)."""
         return definition_hash(self.to_spec(), normalized_sql=self.normalized_sql or self.sql)
 
     def to_spec(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,7 +111,6 @@ class PushLog:
         import pyarrow.parquet as pq
 
         folder = self.view_folder(view.name)
-        folder.mkdir(parents=True, exist_ok=True)
         n = rows.num_rows
         table = rows.append_column(
             PUSH_STORE,
@@ -121,11 +121,18 @@ class PushLog:
         name = f"{time.time_ns()}-{store or 'offline'}-{seq or 0}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = folder / f".{name}.tmp"
         buffer = pa.BufferOutputStream()  # encoded in memory, then one write: fastest for small pushes
-        # dictionary pages only for the constant store column: the features rarely repeat, and
-        # trying costs more than writing the file
-        pq.write_table(table, buffer, compression="zstd" if n > 1000 else "none", use_dictionary=[PUSH_STORE])
-        with open(tmp, "wb") as out:
-            out.write(buffer.getvalue().to_pybytes())
+        if n > 1000:  # dictionary pages only for the constant store column: features rarely repeat
+            pq.write_table(table, buffer, compression="zstd", use_dictionary=[PUSH_STORE])
+        else:  # a small file is read whole: statistics and dictionaries cost more than they save
+            pq.write_table(table, buffer, compression="none", use_dictionary=False, write_statistics=False)
+        data = buffer.getvalue()
+        try:
+            out = open(tmp, "wb")
+        except FileNotFoundError:  # the view's first push (or its folder was removed)
+            folder.mkdir(parents=True, exist_ok=True)
+            out = open(tmp, "wb")
+        with out:
+            out.write(data)
         os.replace(tmp, folder / name)
         self.ensure_registered(view.name)
         return folder / name
@@ -296,6 +303,7 @@ _ARROW_TYPES = {
 }  # fmt: skip
 
 
+@lru_cache(maxsize=1024)
 def arrow_type(duckdb_type: str) -> pa.DataType | None:
     """The Arrow type of a DuckDB column type, where a push can cast to it without DuckDB."""
     import pyarrow as pa
@@ -388,6 +396,9 @@ def validate_rows(
                 f"{who}: column '{name}' holds {column.type}, not times; expected {duckdb_type} "
                 "(datetimes or ISO 8601 text)"
             )
+        if column.type == target:  # already the view's type (the usual case): nothing to cast
+            out.append(column)
+            continue
         try:
             if pa.types.is_timestamp(column.type) and column.type.tz is not None:
                 column = pc.cast(column, pa.timestamp(column.type.unit))  # the same instants, naive UTC

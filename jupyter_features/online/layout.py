@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 from ..errors import MaterializationError
@@ -179,7 +180,7 @@ class OnlineTable:
 
         return [EVENT_TS, *([CREATED_TS] if self.created else []), *(f.name for f in self.stored)]
 
-    @property
+    @cached_property
     def layout(self) -> str:
         """What the stored form of a row depends on (keys, their types, columns, types): pushed rows
         journaled for one layout are replayed only into a version of the same layout."""
