@@ -9,7 +9,9 @@ contenders interleaved so that machine noise hits them alike:
 - reads of 1 entity × 10 features: ``ws.online_features`` of an entity without pushes and
   of one with pushes, and ``replica.get`` (target p99 < 10 µs), per store;
 - pushes: one row (target p50 ≤ 1 ms), and batches of 1,000 rows sustained for
-  ``--seconds`` (target ≥ 50,000 rows/s), with ``to="online"`` and ``to="both"``;
+  ``--seconds`` (target ≥ 50,000 rows/s), with ``to="online"`` and ``to="both"``, once with
+  both stores' replicas following in this process and once with none (a service that only
+  pushes: the replicas' threads share the GIL with the pusher);
 - the time from a push, and from a switch, to the replica serving it.
 """
 
@@ -50,6 +52,44 @@ def _batch(n: int, start: int, entities: int, at: datetime) -> Any:
     return frame
 
 
+def push_sections(workspaces: dict[str, Any], args: argparse.Namespace, view: str, during: str) -> None:
+    """Single-row pushes and sustained 1,000-row batches into ``view`` in each store, ``to`` online
+    and both."""
+    print(f"\nsingle-row push, {during} (ms; interleaved)")
+    counter = iter(range(10**9))
+    contenders = {}
+    for label, ws in workspaces.items():
+        for to in ("online", "both"):
+            contenders[f"{label} push to={to}"] = lambda ws=ws, to=to: ws.push(
+                view, [_row(next(counter) % args.entities, 2.0, END + timedelta(hours=2))], to=to
+            )
+    times = interleaved(contenders, args.pushes)
+    for name, values in times.items():
+        p50 = pct(values, 0.5) / 1000
+        ok = "ok" if p50 <= TARGET_PUSH_P50_MS else "MISSED"
+        print(f"  {name:<30} p50 {p50:6.3f}   p99 {pct(values, 0.99) / 1000:6.3f}   {ok}")
+
+    print(
+        f"\nsustained pushes, batches of 1,000 rows for {args.seconds:g} s each (rows/s; CPU ms per "
+        f"batch: the pushing thread / the whole process), {during}"
+    )
+    batches = [_batch(1000, i, args.entities, END + timedelta(hours=3)) for i in range(20)]
+    for to in ("online", "both"):
+        for label, ws in workspaces.items():
+            rows, started, i = 0, time.perf_counter(), 0
+            thread, process = time.thread_time(), time.process_time()
+            while time.perf_counter() - started < args.seconds:
+                rows += ws.push(view, batches[i % len(batches)], to=to).rows
+                i += 1
+            rate = rows / (time.perf_counter() - started)
+            thread, process = time.thread_time() - thread, time.process_time() - process
+            ok = "ok" if rate >= TARGET_PUSH_ROWS_S else "MISSED"
+            print(
+                f"  {label:<7} to={to:<7} {rate:10,.0f} rows/s   CPU {thread / i * 1000:5.2f} / "
+                f"{process / i * 1000:5.2f} ms per batch   load {os.getloadavg()[0]:4.1f}   {ok}"
+            )
+
+
 def run(args: argparse.Namespace) -> None:
     import jupyter_features as jf
 
@@ -69,7 +109,8 @@ def run(args: argparse.Namespace) -> None:
             ws = jf.Workspace(workdir / f"ws-{label}", online_store=url)
             ws.register_source("events", data, timestamp="ts")
             ws.feature_view("v", "SELECT * FROM events", entity="user_id", timestamp="ts")
-            ws.materialize(["v"], end=END, progress=False)
+            ws.feature_view("p", "SELECT * FROM events", entity="user_id", timestamp="ts")
+            ws.materialize(["v", "p"], end=END, progress=False)
             ws.push("v", [_row(7, 1.0, END + timedelta(hours=1))])  # user 7 has a pushed row
             workspaces[label] = ws
         print(
@@ -98,39 +139,12 @@ def run(args: argparse.Namespace) -> None:
             ok = "ok" if p99 < TARGET_REPLICA_P99_US else "MISSED"
             print(f"  {label}: replica p99 {p99:.1f} µs (target < {TARGET_REPLICA_P99_US:.0f} µs) {ok}")
 
-        print("\nsingle-row push (ms; interleaved)")
-        counter = iter(range(10**9))
-        contenders = {}
-        for label, ws in workspaces.items():
-            for to in ("online", "both"):
-                contenders[f"{label} push to={to}"] = lambda ws=ws, to=to: ws.push(
-                    "v", [_row(next(counter) % args.entities, 2.0, END + timedelta(hours=2))], to=to
-                )
-        times = interleaved(contenders, args.pushes)
-        for name, values in times.items():
-            p50 = pct(values, 0.5) / 1000
-            ok = "ok" if p50 <= TARGET_PUSH_P50_MS else "MISSED"
-            print(f"  {name:<30} p50 {p50:6.3f}   p99 {pct(values, 0.99) / 1000:6.3f}   {ok}")
-
-        print(
-            f"\nsustained pushes, batches of 1,000 rows for {args.seconds:g} s each (rows/s; CPU ms per "
-            "batch: the pushing thread / the whole process, the replicas following included)"
-        )
-        batches = [_batch(1000, i, args.entities, END + timedelta(hours=3)) for i in range(20)]
-        for to in ("online", "both"):
-            for label, ws in workspaces.items():
-                rows, started, i = 0, time.perf_counter(), 0
-                thread, process = time.thread_time(), time.process_time()
-                while time.perf_counter() - started < args.seconds:
-                    rows += ws.push("v", batches[i % len(batches)], to=to).rows
-                    i += 1
-                rate = rows / (time.perf_counter() - started)
-                thread, process = time.thread_time() - thread, time.process_time() - process
-                ok = "ok" if rate >= TARGET_PUSH_ROWS_S else "MISSED"
-                print(
-                    f"  {label:<7} to={to:<7} {rate:10,.0f} rows/s   CPU {thread / i * 1000:5.2f} / "
-                    f"{process / i * 1000:5.2f} ms per batch   load {os.getloadavg()[0]:4.1f}   {ok}"
-                )
+        push_sections(workspaces, args, "v", "two replicas following in this process")
+        for rep in replicas.values():
+            rep.close()
+        # another view of the same rows, so the journal of v (replayed by the switches below) is as before
+        push_sections(workspaces, args, "p", "no replica in this process (a service that only pushes)")
+        replicas = {label: ws.online_replica(["v"]) for label, ws in workspaces.items()}
 
         print("\nfrom a push / a switch to the replica serving it (ms)")
         for label, ws in workspaces.items():
