@@ -262,17 +262,26 @@ def test_integer_sums_past_64_bits_are_exact(tmp_path: Path) -> None:
     ws.close()
 
 
-def test_integer_sums_past_64_bits_in_tiles_are_exact(tmp_path: Path) -> None:
-    """A tile whose sum passes 64 bits (from the run or from a push) sends the read to Python."""
+def _sum_and_count(
+    tmp_path: Path, keys: list[int], times: list[datetime], values: list[int]
+) -> tuple[jf.Workspace, str, datetime]:
+    """Windowed view ``w`` (sum and count of integer ``i``) over these events, materialized as of
+    BASE + 2 days into a SQLite store: the workspace, the store's URL and the run's end."""
     url = f"sqlite:///{tmp_path}/online.db"
     ws = jf.Workspace(tmp_path / "ws", online_store=url)
-    times = [BASE + timedelta(hours=h, minutes=m) for h in (1, 30) for m in (10, 20)]
-    frame = pd.DataFrame({"k": [1, 1, 2, 2], "ts": times, "i": pd.array([2**62, 2**62, 1, 2], dtype="Int64")})
+    frame = pd.DataFrame({"k": keys, "ts": times, "i": pd.array(values, dtype="Int64")})
     ws.register_source("ev", frame, timestamp="ts")
     ws.feature_view("w", "SELECT k, sum(i) AS s, count(*) AS n FROM ev GROUP BY k", entity="k",
                     timestamp="ts", windows=WINDOWS)  # fmt: skip
     end = BASE + timedelta(days=2)
     ws.materialize(["w"], end=end, progress=False)
+    return ws, url, end
+
+
+def test_integer_sums_past_64_bits_in_tiles_are_exact(tmp_path: Path) -> None:
+    """A tile whose sum passes 64 bits (from the run or from a push) sends the read to Python."""
+    times = [BASE + timedelta(hours=h, minutes=m) for h in (1, 30) for m in (10, 20)]
+    ws, url, end = _sum_and_count(tmp_path, [1, 1, 2, 2], times, [2**62, 2**62, 1, 2])
     store = SQLiteStore(url)
     table = store.current("w")
     assert table is not None and served_tiles(store._con(), table) is not None
@@ -291,15 +300,8 @@ def test_integer_sums_past_64_bits_in_tiles_are_exact(tmp_path: Path) -> None:
 def test_pushes_add_to_the_pushed_tiles_only(tmp_path: Path) -> None:
     """A push leaves the events' tiles as the run built them and adds to the small pushed tiles;
     a version without pushed tiles (written before they existed) is read from its events."""
-    url = f"sqlite:///{tmp_path}/online.db"
-    ws = jf.Workspace(tmp_path / "ws", online_store=url)
     times = [BASE + timedelta(hours=h, minutes=5) for h in (1, 2, 30)]
-    frame = pd.DataFrame({"k": [1, 2, 1], "ts": times, "i": pd.array([1, 2, 3], dtype="Int64")})
-    ws.register_source("ev", frame, timestamp="ts")
-    ws.feature_view("w", "SELECT k, sum(i) AS s, count(*) AS n FROM ev GROUP BY k", entity="k",
-                    timestamp="ts", windows=WINDOWS)  # fmt: skip
-    end = BASE + timedelta(days=2)
-    ws.materialize(["w"], end=end, progress=False)
+    ws, url, end = _sum_and_count(tmp_path, [1, 2, 1], times, [1, 2, 3])
     store = SQLiteStore(url)
     con = store._con()
     before = con.execute('SELECT * FROM "w__v1__tiles" ORDER BY 1, 2, 3').fetchall()
@@ -330,6 +332,7 @@ def test_pushes_add_to_the_pushed_tiles_only(tmp_path: Path) -> None:
     assert served_tiles(con, table) is None
     ws.close()
     ws = jf.Workspace(tmp_path / "ws", online_store=url)  # plans made afresh
+    frame = pd.DataFrame({"k": [1, 2, 1], "ts": times, "i": pd.array([1, 2, 3], dtype="Int64")})
     ws.register_source("ev", frame, timestamp="ts")
     ws.feature_view("w", "SELECT k, sum(i) AS s, count(*) AS n FROM ev GROUP BY k", entity="k",
                     timestamp="ts", windows=WINDOWS)  # fmt: skip
