@@ -155,7 +155,7 @@ def _materialize_windows(
 ) -> MaterializationResult:
     """A windowed view's run: the events every read at or after ``end`` needs, and the pushes
     logged after ``end`` as pushed events."""
-    from .windows import pushed_relation_sql
+    from .windows import PUSHED_TABLE, pushed_relation_sql
 
     if not hasattr(engine, "window_events"):
         raise MaterializationError(
@@ -181,14 +181,14 @@ def _materialize_windows(
             table = window_online_table(view, plan, engine.window_types(plan), rows.key_types, end_us)
             writer = store.begin(table, lease=lease, covered=covered)
             log = pushes if pushes is not None and identity else None
-            sql = pushed_relation_sql(plan, "__jf_pushed")
+            sql = pushed_relation_sql(plan, PUSHED_TABLE)
 
             def later() -> pa.Table | None:  # the pushes logged after the run's end, as events
                 if log is None:
                     return None
                 return log.later_events(
                     view.name, plan, end_us, store=identity, covered=covered,
-                    project=lambda pushed: engine.project(sql, "__jf_pushed", pushed),
+                    project=lambda pushed: engine.project(sql, PUSHED_TABLE, pushed),
                 )  # fmt: skip
 
             total, written = _write_and_switch(view.name, rows, writer, bar, on_progress, later)

@@ -713,6 +713,8 @@ class Workspace:
             online = self.online_store(store) if store is None or isinstance(store, str) else store
         project = None
         if target.windows:  # a windowed view: the pushed columns become its relation's rows
+            from .windows import PUSHED_TABLE
+
             sql, renames = _pushed_relation(
                 target.sql, target.entity, target.timestamp, target.windows, f"feature view '{target.name}'",
                 target.ttl, target.created_timestamp,
@@ -721,7 +723,7 @@ class Workspace:
             def project(pushed: pa.Table) -> pa.Table:
                 if renames is not None and all(c in pushed.column_names for c, _ in renames):
                     return pushed.select([c for c, _ in renames]).rename_columns([r for _, r in renames])
-                return self.duckdb.project(sql, "__jf_pushed", pushed)
+                return self.duckdb.project(sql, PUSHED_TABLE, pushed)
 
         return push_rows(
             target, rows, to=to, columns=self.output_columns(target), store=online, log=self.push_log,
@@ -1017,9 +1019,9 @@ def _pushed_relation(
     """The SQL making a windowed view's relation rows of pushed rows, and the renames doing the
     same when it only renames columns (checking and planning the view's SQL costs
     milliseconds: once per definition, not per push)."""
-    from .windows import pushed_relation_renames, pushed_relation_sql, window_plan
+    from .windows import PUSHED_TABLE, pushed_relation_renames, pushed_relation_sql, window_plan
 
     plan = window_plan(
         sql, entity, timestamp, list(windows), owner=owner, ttl=ttl, created_timestamp=created_timestamp
     )
-    return pushed_relation_sql(plan, "__jf_pushed"), pushed_relation_renames(plan)
+    return pushed_relation_sql(plan, PUSHED_TABLE), pushed_relation_renames(plan)
