@@ -69,13 +69,9 @@ class ChangeCounter:
                 except errors as exc:
                     self._drop()
                     if attempt == 1:
-                        raise RegistryUnavailableError(
-                            f"registry {self._where}: the database failed: {exc}"
-                        ) from exc
+                        raise self._failed(exc) from exc
                     continue
-                if row is None:
-                    raise RegistryUnavailableError(_NO_ROW.format(where=self._where))
-                return int(row[0])
+                return self._value(row)
         raise AssertionError("unreachable")
 
     async def read_async(self) -> int:
@@ -95,14 +91,19 @@ class ChangeCounter:
             except psycopg.Error as exc:
                 await self.aclose()
                 if attempt == 1:
-                    raise RegistryUnavailableError(
-                        f"registry {self._where}: the database failed: {exc}"
-                    ) from exc
+                    raise self._failed(exc) from exc
                 continue
-            if row is None:
-                raise RegistryUnavailableError(_NO_ROW.format(where=self._where))
-            return int(row[0])
+            return self._value(row)
         raise AssertionError("unreachable")
+
+    def _failed(self, exc: Exception) -> RegistryUnavailableError:
+        return RegistryUnavailableError(f"registry {self._where}: the database failed: {exc}")
+
+    def _value(self, row: Any) -> int:
+        """The counter in ``row``, the one row of the counter's table."""
+        if row is None:
+            raise RegistryUnavailableError(_NO_ROW.format(where=self._where))
+        return int(row[0])
 
     async def aclose(self) -> None:
         """Close the event loop's connection (on that loop)."""
